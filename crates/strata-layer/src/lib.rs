@@ -1,0 +1,11 @@
+//! Layer tarballs: compression detection by magic bytes, decompression, the layer digests
+//! (compressed digest and diffID) computed in the same single pass as the write, and tar
+//! validation while streaming.
+
+pub mod compression;
+pub mod digest;
+pub mod tarball;
+
+pub use compression::Compression;
+pub use digest::{LayerDigester, LayerDigests};
+pub use tarball::{copy_validated_tar, TarError, TarSummary};
