@@ -29,7 +29,6 @@ enum Decoder {
 pub struct LayerDigester {
     raw: Digester,
     decoder: Decoder,
-    plain: Digester,
 }
 
 impl Default for LayerDigester {
@@ -43,7 +42,6 @@ impl LayerDigester {
         LayerDigester {
             raw: Digester::new(),
             decoder: Decoder::Pending(Vec::new()),
-            plain: Digester::new(),
         }
     }
 
@@ -63,7 +61,8 @@ impl LayerDigester {
     fn feed(&mut self, buf: &[u8]) -> io::Result<()> {
         match &mut self.decoder {
             Decoder::Pending(_) => unreachable!("feed is called after start"),
-            Decoder::Plain => self.plain.update(buf),
+            // A plain stream's diffID is its digest: no second hash.
+            Decoder::Plain => {}
             Decoder::Gzip(decoder) => decoder.write_all(buf)?,
             Decoder::Zstd(decoder) => decoder.write_all(buf)?,
         }
@@ -78,7 +77,17 @@ impl LayerDigester {
         }
         let (compression, plain) = match self.decoder {
             Decoder::Pending(_) => unreachable!("started above"),
-            Decoder::Plain => (Compression::None, self.plain),
+            Decoder::Plain => {
+                let size = self.raw.len();
+                let digest = self.raw.finish();
+                return Ok(LayerDigests {
+                    compression: Compression::None,
+                    digest: digest.clone(),
+                    size,
+                    diff_id: digest,
+                    uncompressed_size: size,
+                });
+            }
             Decoder::Gzip(decoder) => (Compression::Gzip, decoder.finish()?),
             Decoder::Zstd(mut decoder) => {
                 decoder.flush()?;

@@ -212,6 +212,18 @@ impl BlobWriter {
         self.digester.len()
     }
 
+    /// Reads back what was written so far (at most `limit` bytes), for small blobs such as
+    /// configs that arrive in a stream of unknown files.
+    pub fn read_back(&mut self, limit: u64) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let path = self.path();
+        self.file.flush().at(&path)?;
+        let len = self.written().min(limit);
+        let mut data = vec![0; len as usize];
+        self.file.get_ref().read_exact_at(&mut data, 0).at(&path)?;
+        Ok(data)
+    }
+
     /// Finishes the ingest: the content becomes `blobs/sha256/<digest>` when it matches the
     /// expected digest and size (when given). Returns the digest of what was written.
     pub fn commit(

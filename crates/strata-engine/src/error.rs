@@ -1,0 +1,69 @@
+use std::io;
+use std::path::PathBuf;
+
+use strata_oci::ReferenceError;
+use strata_store::StoreError;
+
+/// Engine errors, classified once so each edge (CLI exit code, API status) maps them.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("No such image: {0}")]
+    ImageNotFound(String),
+    #[error("invalid reference format: {input:?}: {source}")]
+    Reference {
+        input: String,
+        #[source]
+        source: ReferenceError,
+    },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("invalid archive: {0}")]
+    Archive(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The class of an error, for exit codes and status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    InvalidArgument,
+    Conflict,
+    Internal,
+}
+
+impl EngineError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::ImageNotFound(_) => ErrorKind::NotFound,
+            EngineError::Reference { .. }
+            | EngineError::InvalidArgument(_)
+            | EngineError::Archive(_) => ErrorKind::InvalidArgument,
+            EngineError::Conflict(_) => ErrorKind::Conflict,
+            EngineError::Io { .. } | EngineError::Store(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| EngineError::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,355 @@
+//! Image views and metadata operations: images, history, inspect, tag, rmi, df, prune.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Map, Value};
+use strata_oci::reference::AnyReference;
+use strata_oci::time::Timestamp;
+use strata_oci::{reference, Digest};
+use strata_store::{Db, ImageRecord, StoreError};
+
+use crate::error::{EngineError, Result};
+use crate::{parse_tag, stored_reference, tag_key, Engine};
+
+/// One row of `strata images`: an image under one of its names.
+#[derive(Debug, Clone)]
+pub struct ImageRow {
+    pub id: Digest,
+    /// Familiar repository name, `<none>` when untagged.
+    pub repository: String,
+    pub tag: String,
+    /// Manifest digest when known through a repo digest, else `<none>`.
+    pub digest: String,
+    pub created: Option<Timestamp>,
+    pub size: u64,
+}
+
+/// One row of `strata history`, newest first.
+#[derive(Debug, Clone)]
+pub struct HistoryRow {
+    /// The image ID on the top row, `None` (shown `<missing>`) below it.
+    pub id: Option<Digest>,
+    pub created: Option<Timestamp>,
+    pub created_by: String,
+    pub size: u64,
+    pub comment: String,
+}
+
+/// What `rmi` and `prune` did, in Docker's words (`Untagged: …`, `Deleted: …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoveEvent {
+    Untagged(String),
+    Deleted(Digest),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DiskUsage {
+    pub images: usize,
+    pub active_images: usize,
+    pub images_size: u64,
+    pub reclaimable: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PruneReport {
+    pub events: Vec<RemoveEvent>,
+    pub reclaimed: u64,
+}
+
+impl Engine {
+    /// Rows for `strata images`, newest first; `filter` is an optional reference to match.
+    pub fn list_images(&self, filter: Option<&str>) -> Result<Vec<ImageRow>> {
+        let db = self.store.read_db()?;
+        let filter = filter
+            .map(|f| {
+                reference::parse_normalized_named(f).map_err(|source| EngineError::Reference {
+                    input: f.to_owned(),
+                    source,
+                })
+            })
+            .transpose()?;
+        let mut rows = Vec::new();
+        for image in db.images.values() {
+            let created = image.created.as_deref().and_then(Timestamp::parse_rfc3339);
+            let size = db.image_size(image);
+            let digests: Vec<_> = image
+                .repo_digests
+                .iter()
+                .filter_map(|r| reference::parse_normalized_named(r).ok())
+                .collect();
+            let digest_for = |name: &str| {
+                digests
+                    .iter()
+                    .find(|d| d.name() == name)
+                    .and_then(|d| d.digest().map(|d| d.to_string()))
+                    .unwrap_or_else(|| "<none>".to_owned())
+            };
+            let row = |repository: String, tag: String, digest: String| ImageRow {
+                id: image.id.clone(),
+                repository,
+                tag,
+                digest,
+                created,
+                size,
+            };
+            let mut named = BTreeSet::new();
+            for key in db.tags_of(&image.id) {
+                let Some(tagged) = stored_reference(&key) else {
+                    continue;
+                };
+                if let Some(filter) = &filter {
+                    if filter.name() != tagged.name()
+                        || filter.tag().is_some_and(|t| Some(t) != tagged.tag())
+                    {
+                        continue;
+                    }
+                }
+                named.insert(tagged.name());
+                rows.push(row(
+                    tagged.familiar_name(),
+                    tagged.tag().unwrap_or("<none>").to_owned(),
+                    digest_for(&tagged.name()),
+                ));
+            }
+            for repo_digest in &digests {
+                if !named.insert(repo_digest.name()) || filter.is_some() {
+                    continue;
+                }
+                rows.push(row(
+                    repo_digest.familiar_name(),
+                    "<none>".to_owned(),
+                    digest_for(&repo_digest.name()),
+                ));
+            }
+            if named.is_empty() && filter.is_none() {
+                rows.push(row(
+                    "<none>".to_owned(),
+                    "<none>".to_owned(),
+                    "<none>".to_owned(),
+                ));
+            }
+        }
+        rows.sort_by(|a, b| {
+            b.created
+                .cmp(&a.created)
+                .then(a.repository.cmp(&b.repository))
+                .then(a.tag.cmp(&b.tag))
+        });
+        Ok(rows)
+    }
+
+    /// Rows for `strata history`, newest first.
+    pub fn history(&self, name: &str) -> Result<Vec<HistoryRow>> {
+        let db = self.store.read_db()?;
+        let image = self.resolve(&db, name)?;
+        let (_, config) = self.config(image)?;
+        let layer_sizes: Vec<u64> = image
+            .layers
+            .iter()
+            .map(|blob| {
+                db.layers
+                    .get(blob)
+                    .map_or(0, |layer| layer.uncompressed_size)
+            })
+            .collect();
+        let mut rows = Vec::new();
+        let mut next_layer = 0;
+        if config.history.is_empty() {
+            for size in &layer_sizes {
+                rows.push(HistoryRow {
+                    id: None,
+                    created: None,
+                    created_by: String::new(),
+                    size: *size,
+                    comment: String::new(),
+                });
+            }
+        }
+        for entry in &config.history {
+            let size = if entry.empty_layer {
+                0
+            } else {
+                next_layer += 1;
+                layer_sizes.get(next_layer - 1).copied().unwrap_or(0)
+            };
+            rows.push(HistoryRow {
+                id: None,
+                created: entry.created.as_deref().and_then(Timestamp::parse_rfc3339),
+                created_by: entry.created_by.clone().unwrap_or_default(),
+                size,
+                comment: entry.comment.clone().unwrap_or_default(),
+            });
+        }
+        rows.reverse();
+        if let Some(top) = rows.first_mut() {
+            top.id = Some(image.id.clone());
+        }
+        Ok(rows)
+    }
+
+    /// `strata inspect IMAGE`: Docker's image JSON.
+    pub fn inspect(&self, name: &str) -> Result<Value> {
+        let db = self.store.read_db()?;
+        let image = self.resolve(&db, name)?;
+        let (raw, config) = self.config(image)?;
+        let raw: Map<String, Value> = serde_json::from_slice(&raw).unwrap_or_default();
+        let repo_tags: Vec<String> = db
+            .tags_of(&image.id)
+            .iter()
+            .filter_map(|key| stored_reference(key))
+            .map(|r| r.familiar_string())
+            .collect();
+        let repo_digests: Vec<String> = image
+            .repo_digests
+            .iter()
+            .map(|r| {
+                reference::parse_normalized_named(r)
+                    .map(|r| r.familiar_string())
+                    .unwrap_or_else(|_| r.clone())
+            })
+            .collect();
+        let text = |key: &str| {
+            raw.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let mut inspect = json!({
+            "Id": image.id.to_string(),
+            "RepoTags": repo_tags,
+            "RepoDigests": repo_digests,
+            "Parent": "",
+            "Comment": config.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
+            "Created": config.created.clone().unwrap_or_default(),
+            "DockerVersion": text("docker_version"),
+            "Author": config.author.clone().unwrap_or_default(),
+            "Config": config.config.clone().map_or(Value::Null, |c| serde_json::to_value(c).unwrap_or(Value::Null)),
+            "Architecture": config.architecture,
+            "Os": config.os,
+            "Size": db.image_size(image),
+            "RootFS": {
+                "Type": if config.rootfs.kind.is_empty() { "layers".to_owned() } else { config.rootfs.kind.clone() },
+                "Layers": config.rootfs.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            },
+            "Metadata": { "LastTagTime": image.last_tag_time.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".to_owned()) },
+            "Descriptor": serde_json::to_value(&image.manifest).unwrap_or(Value::Null),
+        });
+        if let (Some(variant), Some(object)) = (config.variant, inspect.as_object_mut()) {
+            object.insert("Variant".to_owned(), Value::String(variant));
+        }
+        Ok(inspect)
+    }
+
+    /// `strata tag SOURCE TARGET`.
+    pub fn tag(&self, source: &str, target: &str) -> Result<()> {
+        let target = parse_tag(target)?;
+        self.store.update(|db| {
+            let id = self.resolve(db, source)?.id.clone();
+            db.tags.insert(tag_key(&target), id.clone());
+            if let Some(image) = db.images.get_mut(id.hex()) {
+                image.last_tag_time = Some(Timestamp::now().to_rfc3339());
+            }
+            Ok::<_, EngineError>(())
+        })
+    }
+
+    /// `strata rmi [-f] NAME`: untags, and deletes the image once no tag is left. Blobs are
+    /// freed when no other image uses them.
+    pub fn remove_image(&self, name: &str, force: bool) -> Result<Vec<RemoveEvent>> {
+        let events = self.store.update(|db| {
+            let image = self.resolve(db, name)?.clone();
+            let tags = db.tags_of(&image.id);
+            let by_tag = match reference::parse_any(name) {
+                Ok(AnyReference::Named(named)) if named.digest().is_none() => {
+                    let key = tag_key(&named.with_default_tag());
+                    tags.contains(&key).then_some(key)
+                }
+                _ => None,
+            };
+            let mut events = Vec::new();
+            let untag = |db: &mut Db, key: &str, events: &mut Vec<RemoveEvent>| {
+                db.tags.remove(key);
+                let shown = stored_reference(key).map_or_else(|| key.to_owned(), |r| r.familiar_string());
+                events.push(RemoveEvent::Untagged(shown));
+            };
+            match by_tag {
+                Some(key) => {
+                    untag(db, &key, &mut events);
+                    if tags.len() > 1 {
+                        return Ok(events);
+                    }
+                }
+                None => {
+                    if tags.len() > 1 && !force {
+                        return Err(EngineError::Conflict(format!(
+                            "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                            image.id.short()
+                        )));
+                    }
+                    for key in &tags {
+                        untag(db, key, &mut events);
+                    }
+                }
+            }
+            for repo_digest in &image.repo_digests {
+                let shown = reference::parse_normalized_named(repo_digest).map_or_else(|_| repo_digest.clone(), |r| r.familiar_string());
+                events.push(RemoveEvent::Untagged(shown));
+            }
+            db.remove_image(&image.id);
+            events.push(RemoveEvent::Deleted(image.id.clone()));
+            Ok::<_, EngineError>(events)
+        })?;
+        if events.iter().any(|e| matches!(e, RemoveEvent::Deleted(_))) {
+            self.store.collect_garbage()?;
+        }
+        Ok(events)
+    }
+
+    /// `strata system df` for images (containers and volumes come with their issues).
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let db = self.store.read_db()?;
+        let content = self.store.content();
+        let mut total = 0;
+        for blob in db.referenced_blobs() {
+            total += content.size(&blob)?.unwrap_or(0);
+        }
+        // No containers exist yet, so no image is active and all of it could be reclaimed.
+        Ok(DiskUsage {
+            images: db.images.len(),
+            active_images: 0,
+            images_size: total,
+            reclaimable: total,
+        })
+    }
+
+    /// `strata system prune`: removes dangling images (every unused image with `all`), then
+    /// every blob nothing refers to.
+    pub fn prune(&self, all: bool) -> Result<PruneReport> {
+        let events = self.store.update(|db| {
+            let doomed: Vec<Digest> = db
+                .images
+                .values()
+                .filter(|image| {
+                    all || (db.tags_of(&image.id).is_empty() && image.repo_digests.is_empty())
+                })
+                .map(|image: &ImageRecord| image.id.clone())
+                .collect();
+            let mut events = Vec::new();
+            for id in doomed {
+                for key in db.tags_of(&id) {
+                    let shown =
+                        stored_reference(&key).map_or_else(|| key.clone(), |r| r.familiar_string());
+                    events.push(RemoveEvent::Untagged(shown));
+                }
+                db.remove_image(&id);
+                events.push(RemoveEvent::Deleted(id));
+            }
+            Ok::<_, StoreError>(events)
+        })?;
+        let gc = self.store.collect_garbage()?;
+        Ok(PruneReport {
+            events,
+            reclaimed: gc.freed_bytes,
+        })
+    }
+}

@@ -1,0 +1,187 @@
+//! Fixtures for strata's tests: a busybox rootfs tarball made from the host's busybox-static,
+//! temporary roots, and a runner for the real `strata` binary.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Where Debian's busybox-static puts the binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Skips the calling test with a printed reason when `$cond` is false.
+#[macro_export]
+macro_rules! require {
+    ($cond:expr, $why:expr) => {
+        if !$cond {
+            eprintln!("SKIPPED: {}", $why);
+            return;
+        }
+    };
+}
+
+/// Whether a program is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Writes a busybox rootfs tarball (the same layout as ../shared/peers/make-busybox-rootfs.sh)
+/// and returns its path. Panics when busybox-static is not installed: the test command
+/// installs it.
+pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
+    let busybox = std::fs::read(BUSYBOX)
+        .expect("busybox-static is installed (apt-get install busybox-static)");
+    let path = dir.join("busybox-rootfs.tar");
+    let file = std::fs::File::create(&path).expect("create rootfs tar");
+    let mut tar = tar::Builder::new(file);
+    for d in [
+        "bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root",
+        "var", "run", "home",
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(if d == "tmp" { 0o1777 } else { 0o755 });
+        header.set_size(0);
+        header.set_mtime(1_700_000_000);
+        tar.append_data(&mut header, format!("{d}/"), std::io::empty())
+            .expect("dir");
+    }
+    let mut file = |name: &str, mode: u32, data: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(mode);
+        header.set_size(data.len() as u64);
+        header.set_mtime(1_700_000_000);
+        tar.append_data(&mut header, name, data).expect("file");
+    };
+    file("bin/busybox", 0o755, &busybox);
+    file(
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    );
+    file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n");
+    for applet in ["sh", "ls", "cat", "echo", "true", "env", "id"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_mode(0o777);
+        header.set_size(0);
+        header.set_mtime(1_700_000_000);
+        tar.append_link(&mut header, format!("bin/{applet}"), "busybox")
+            .expect("symlink");
+    }
+    tar.finish().expect("finish tar");
+    path
+}
+
+/// A temporary store root plus a scratch directory, removed on drop.
+pub struct TestRoot {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for TestRoot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestRoot {
+    pub fn new() -> TestRoot {
+        TestRoot {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A `strata` command against this root.
+    pub fn strata(&self, binary: &str) -> Command {
+        let mut command = Command::new(binary);
+        command
+            .arg("--root")
+            .arg(self.root())
+            .env_remove("STRATA_ROOT")
+            .stdin(Stdio::null());
+        command
+    }
+}
+
+/// Result of a command, with helpers that print everything on failure.
+pub struct Run {
+    pub output: Output,
+    pub what: String,
+}
+
+impl Run {
+    pub fn of(mut command: Command) -> Run {
+        let what = format!("{command:?}");
+        let output = command
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        Run { output, what }
+    }
+
+    pub fn with_stdin(mut command: Command, input: &[u8]) -> Run {
+        let what = format!("{command:?}");
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let output = child.wait_with_output().expect("wait");
+        let _ = writer.join();
+        Run { output, what }
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+
+    /// Panics with the whole output unless the command succeeded.
+    pub fn ok(self) -> Run {
+        assert!(
+            self.output.status.success(),
+            "{} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            self.what,
+            self.code(),
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    /// Panics unless the command failed; returns it for more checks.
+    pub fn fails(self) -> Run {
+        assert!(
+            !self.output.status.success(),
+            "{} should have failed:\nstdout:\n{}\nstderr:\n{}",
+            self.what,
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}

@@ -1,0 +1,43 @@
+//! One module per command; each is a few lines over `strata_engine`.
+
+mod fsck;
+mod history;
+mod images;
+mod import;
+mod inspect;
+mod load;
+mod rmi;
+mod save;
+mod system;
+mod tag;
+
+use strata_engine::Engine;
+
+use crate::cli::{Cli, Command, ImageCommand, SystemCommand};
+
+/// Runs a command; returns the exit code for success paths that still fail partly.
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    let engine = Engine::open(&cli.root)?;
+    match cli.command {
+        Command::Import(args) | Command::Image(ImageCommand::Import(args)) => {
+            import::run(&engine, args)
+        }
+        Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => {
+            images::run(&engine, args)
+        }
+        Command::History(args) | Command::Image(ImageCommand::History(args)) => {
+            history::run(&engine, args)
+        }
+        Command::Inspect(args) | Command::Image(ImageCommand::Inspect(args)) => {
+            inspect::run(&engine, args)
+        }
+        Command::Tag(args) | Command::Image(ImageCommand::Tag(args)) => tag::run(&engine, args),
+        Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => rmi::run(&engine, args),
+        Command::Save(args) | Command::Image(ImageCommand::Save(args)) => save::run(&engine, args),
+        Command::Load(args) | Command::Image(ImageCommand::Load(args)) => load::run(&engine, args),
+        Command::Image(ImageCommand::Prune(args)) => system::prune(&engine, args, false),
+        Command::Fsck => fsck::run(&engine),
+        Command::System(SystemCommand::Df) => system::df(&engine),
+        Command::System(SystemCommand::Prune(args)) => system::prune(&engine, args, true),
+    }
+}

@@ -1,0 +1,167 @@
+//! Output helpers: Docker's table layout, its templates' basics, error printing.
+
+use std::io::{self, Write};
+
+use serde_json::Value;
+
+/// Lays rows out as Go's `tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)` does for Docker's tables:
+/// every column but the last is as wide as its widest cell plus 3, and at least 10.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; columns];
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                let width = (widths[i] + 3).max(10);
+                line.extend(std::iter::repeat_n(' ', width - cell.chars().count()));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Docker's `stringutils.Ellipsis`: at most `max` characters, the last one `…` when cut.
+pub fn ellipsis(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut cut: String = s.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Writes to stdout, treating a closed pipe as the end rather than an error.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// `Error: outer: inner: …` on stderr.
+pub fn print_error(error: &anyhow::Error) {
+    let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
+    // thiserror's `{path}: {source}` already includes the source; drop repeats.
+    let mut message = String::new();
+    for part in chain {
+        if !message.contains(&part) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&part);
+        }
+    }
+    eprintln!("Error: {message}");
+}
+
+/// Renders the few Go-template forms people use with `inspect -f`: `{{.A.B}}`,
+/// `{{json .A}}`, and literal text around them.
+pub fn render_template(template: &str, value: &Value) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| anyhow::anyhow!("template: unclosed action in {template:?}"))?;
+        let action = after[..end].trim();
+        let (as_json, path) = match action.strip_prefix("json ") {
+            Some(path) => (true, path.trim()),
+            None => (false, action),
+        };
+        let field = lookup(value, path)
+            .ok_or_else(|| anyhow::anyhow!("template: {template:?}: can't evaluate {path:?}"))?;
+        if as_json {
+            out.push_str(&serde_json::to_string(field)?);
+        } else {
+            out.push_str(&go_format(field));
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    if path == "." {
+        return Some(value);
+    }
+    let mut current = value;
+    for part in path.strip_prefix('.')?.split('.') {
+        current = match current {
+            Value::Object(map) => map.get(part).unwrap_or(&Value::Null),
+            Value::Null => &Value::Null,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+/// Go's `%v` of decoded JSON: strings bare, arrays `[a b]`, maps `map[k:v]`, null `<no value>`.
+fn go_format(value: &Value) -> String {
+    match value {
+        Value::Null => "<no value>".to_owned(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(go_format).collect::<Vec<_>>().join(" ")
+        ),
+        Value::Object(map) => {
+            format!(
+                "map[{}]",
+                map.iter()
+                    .map(|(k, v)| format!("{k}:{}", go_format(v)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_matches_docker_spacing() {
+        let rows = vec![
+            vec!["REPOSITORY".into(), "TAG".into(), "SIZE".into()],
+            vec!["busybox".into(), "latest".into(), "4.26MB".into()],
+        ];
+        assert_eq!(
+            table(&rows),
+            "REPOSITORY   TAG       SIZE\nbusybox      latest    4.26MB\n"
+        );
+    }
+
+    #[test]
+    fn templates() {
+        let v = serde_json::json!({"Id": "sha256:x", "Config": {"Cmd": ["sh", "-c"]}});
+        assert_eq!(render_template("{{.Id}}", &v).expect("ok"), "sha256:x");
+        assert_eq!(
+            render_template("{{.Config.Cmd}}", &v).expect("ok"),
+            "[sh -c]"
+        );
+        assert_eq!(
+            render_template("{{json .Config.Cmd}}", &v).expect("ok"),
+            r#"["sh","-c"]"#
+        );
+        assert!(render_template("{{.Id.X}}", &v).is_err());
+    }
+}
