@@ -15,6 +15,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use strata_layer::compression::decompress;
+use strata_layer::tarball::one_line;
 use strata_layer::{Compression, LayerDigester, LayerDigests};
 use strata_oci::reference::{self, AnyReference, Reference};
 use strata_oci::spec::{host_architecture, Descriptor, ImageConfig, Index, Manifest};
@@ -345,7 +346,12 @@ fn is_small_metadata(path: &str) -> bool {
 
 impl ArchiveReader {
     fn read(engine: &Engine, input: impl Read) -> Result<ArchiveReader> {
-        let bad = |e: io::Error| EngineError::Archive(format!("cannot read the tar stream: {e}"));
+        let bad = |e: io::Error| {
+            EngineError::Archive(format!(
+                "cannot read the tar stream: {}",
+                one_line(&e.to_string())
+            ))
+        };
         let mut reader = ArchiveReader {
             small: HashMap::new(),
             files: HashMap::new(),
@@ -353,8 +359,10 @@ impl ArchiveReader {
             blobs: Vec::new(),
         };
         let mut tar = tar::Archive::new(input);
+        let mut count = 0;
         for entry in tar.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
+            count += 1;
             let raw_path = entry.path().map_err(bad)?.into_owned();
             let Some(path) = normalize(&raw_path) else {
                 return Err(EngineError::Archive(format!(
@@ -417,6 +425,9 @@ impl ArchiveReader {
                 writer: Some(writer),
                 digests,
             });
+        }
+        if count == 0 {
+            return Err(EngineError::Archive("the archive is empty".to_owned()));
         }
         Ok(reader)
     }

@@ -9,7 +9,7 @@ use crate::compression::{decompress, Compression};
 pub enum TarError {
     #[error("empty input: expected a tar archive")]
     Empty,
-    #[error("not a valid tar archive: {0}")]
+    #[error("not a valid tar archive: {}", one_line(&.0.to_string()))]
     Invalid(#[source] io::Error),
     #[error("cannot decompress the {compression} stream: {source}")]
     Decompress {
@@ -20,6 +20,20 @@ pub enum TarError {
     /// The sink failed (it names its own path).
     #[error("{0}")]
     Sink(#[source] io::Error),
+}
+
+/// Parser errors (the tar crate's among them) can quote raw input: this keeps such a message
+/// to one short printable line.
+pub fn one_line(text: &str) -> String {
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match text.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
 }
 
 /// What streamed through.

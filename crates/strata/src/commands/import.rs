@@ -10,7 +10,9 @@ use crate::output::print;
 
 pub fn run(engine: &Engine, args: ImportArgs) -> anyhow::Result<u8> {
     let options = ImportOptions {
-        source_name: args.file.clone(),
+        // The docker CLI streams a local file as the request body, so Docker records
+        // "Imported from -" for files and stdin alike.
+        source_name: "-".to_owned(),
         reference: args.reference,
         changes: args.changes,
         message: args.message,

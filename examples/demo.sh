@@ -1,0 +1,28 @@
+#!/bin/bash
+# strata's main job so far: make a busybox rootfs, import it as an image, and show it.
+# Uses a throwaway store unless STRATA_ROOT is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STRATA=${STRATA:-target/release/strata}
+export STRATA_ROOT=${STRATA_ROOT:-$(mktemp -d /tmp/strata-demo.XXXXXX)}
+work=$(mktemp -d /tmp/strata-demo-rootfs.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+R=$work/rootfs
+mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,root}
+cp /bin/busybox "$R/bin/busybox"
+for app in $(/bin/busybox --list-full); do
+  [ "$app" = bin/busybox ] || { mkdir -p "$R/$(dirname "$app")"; ln -sf /bin/busybox "$R/$app"; }
+done
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$R/etc/passwd"
+printf 'root:x:0:\n' > "$R/etc/group"
+tar --numeric-owner --owner=0 --group=0 -C "$R" -czf "$work/busybox.tar.gz" .
+
+echo "+ strata import --change 'CMD [\"sh\"]' busybox.tar.gz busybox"
+"$STRATA" import --change 'CMD ["sh"]' "$work/busybox.tar.gz" busybox
+echo "+ strata images"; "$STRATA" images
+echo "+ strata history busybox"; "$STRATA" history busybox
+echo "+ strata inspect -f '{{json .Config}}' busybox"; "$STRATA" inspect -f '{{json .Config}}' busybox
+echo "+ strata save busybox | strata load   (into a second store)"
+"$STRATA" save busybox | STRATA_ROOT="$STRATA_ROOT/copy" "$STRATA" load
+echo "+ strata fsck"; "$STRATA" fsck
+echo "store: $STRATA_ROOT"
