@@ -80,19 +80,13 @@ impl Engine {
             let tag = match reference::parse_any(name) {
                 Ok(AnyReference::Named(named)) if named.digest().is_none() => {
                     let tagged = named.with_default_tag();
-                    db.tags
-                        .get(&tagged.to_string())
-                        .is_some_and(|id| id == &image.id)
-                        .then_some(tagged)
+                    db.tags.get(&tagged.to_string()).is_some_and(|id| id == &image.id).then_some(tagged)
                 }
                 _ => None,
             };
             match items.iter_mut().find(|item| item.image.id == image.id) {
                 Some(item) => item.tags.extend(tag),
-                None => items.push(SaveItem {
-                    image: image.clone(),
-                    tags: tag.into_iter().collect(),
-                }),
+                None => items.push(SaveItem { image: image.clone(), tags: tag.into_iter().collect() }),
             }
         }
 
@@ -111,28 +105,15 @@ impl Engine {
             let mut rewritten = false;
             for descriptor in &manifest.layers {
                 let record = db.layers.get(&descriptor.digest).cloned();
-                let compressed = record
-                    .as_ref()
-                    .is_some_and(|r| r.diff_id != descriptor.digest);
+                let compressed = record.as_ref().is_some_and(|r| r.diff_id != descriptor.digest);
                 if format == ArchiveFormat::DockerArchive && compressed {
                     // docker-archive layers are plain tars: decompress into the archive.
-                    let record = record
-                        .as_ref()
-                        .ok_or_else(|| missing_layer(&descriptor.digest))?;
+                    let record = record.as_ref().ok_or_else(|| missing_layer(&descriptor.digest))?;
                     if written.insert(record.diff_id.clone()) {
                         let blob = BufReader::new(content.open_blob(&descriptor.digest)?);
-                        let (_, plain) =
-                            decompress(blob).at(content.blob_path(&descriptor.digest))?;
-                        let mut plain = ExactReader {
-                            inner: plain,
-                            remaining: record.uncompressed_size,
-                        };
-                        append_file(
-                            &mut tar,
-                            &blob_name(&record.diff_id),
-                            record.uncompressed_size,
-                            &mut plain,
-                        )?;
+                        let (_, plain) = decompress(blob).at(content.blob_path(&descriptor.digest))?;
+                        let mut plain = ExactReader { inner: plain, remaining: record.uncompressed_size };
+                        append_file(&mut tar, &blob_name(&record.diff_id), record.uncompressed_size, &mut plain)?;
                     }
                     layer_paths.push(blob_name(&record.diff_id));
                     archive_layers.push(Descriptor::new(
@@ -160,15 +141,9 @@ impl Engine {
                 let bytes = to_json(&new_manifest)?;
                 let digest = Digest::of(&bytes);
                 if written.insert(digest.clone()) {
-                    append_file(
-                        &mut tar,
-                        &blob_name(&digest),
-                        bytes.len() as u64,
-                        &mut &bytes[..],
-                    )?;
+                    append_file(&mut tar, &blob_name(&digest), bytes.len() as u64, &mut &bytes[..])?;
                 }
-                manifest_descriptor =
-                    Descriptor::new(media_types::OCI_MANIFEST, digest, bytes.len() as u64);
+                manifest_descriptor = Descriptor::new(media_types::OCI_MANIFEST, digest, bytes.len() as u64);
             } else {
                 self.append_blob(&mut tar, &mut written, &item.image.manifest.digest)?;
             }
@@ -179,10 +154,8 @@ impl Engine {
                 let mut descriptor = manifest_descriptor.clone();
                 let mut annotations = BTreeMap::new();
                 annotations.insert("io.containerd.image.name".to_owned(), tag.to_string());
-                annotations.insert(
-                    "org.opencontainers.image.ref.name".to_owned(),
-                    tag.tag().unwrap_or("latest").to_owned(),
-                );
+                annotations
+                    .insert("org.opencontainers.image.ref.name".to_owned(), tag.tag().unwrap_or("latest").to_owned());
                 descriptor.annotations = Some(annotations);
                 index_entries.push(descriptor);
                 if let Some(last) = layer_paths.last() {
@@ -194,8 +167,7 @@ impl Engine {
             }
             docker_entries.push(DockerManifestEntry {
                 config: blob_name(&item.image.id),
-                repo_tags: (!item.tags.is_empty())
-                    .then(|| item.tags.iter().map(Reference::familiar_string).collect()),
+                repo_tags: (!item.tags.is_empty()).then(|| item.tags.iter().map(Reference::familiar_string).collect()),
                 layers: layer_paths,
             });
         }
@@ -209,32 +181,15 @@ impl Engine {
         append_file(&mut tar, "index.json", index.len() as u64, &mut &index[..])?;
         if format == ArchiveFormat::DockerArchive {
             let manifest = to_json(&docker_entries)?;
-            append_file(
-                &mut tar,
-                "manifest.json",
-                manifest.len() as u64,
-                &mut &manifest[..],
-            )?;
+            append_file(&mut tar, "manifest.json", manifest.len() as u64, &mut &manifest[..])?;
         }
         let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
-        append_file(
-            &mut tar,
-            "oci-layout",
-            layout.len() as u64,
-            &mut &layout[..],
-        )?;
+        append_file(&mut tar, "oci-layout", layout.len() as u64, &mut &layout[..])?;
         if format == ArchiveFormat::DockerArchive && !repositories.is_empty() {
             let repositories = to_json(&repositories)?;
-            append_file(
-                &mut tar,
-                "repositories",
-                repositories.len() as u64,
-                &mut &repositories[..],
-            )?;
+            append_file(&mut tar, "repositories", repositories.len() as u64, &mut &repositories[..])?;
         }
-        tar.into_inner()
-            .and_then(|out| out.flush())
-            .at("<output>")?;
+        tar.into_inner().and_then(|out| out.flush()).at("<output>")?;
         Ok(())
     }
 
@@ -265,8 +220,7 @@ impl Engine {
             archive.plan_oci()?
         } else {
             return Err(EngineError::Archive(
-                "no manifest.json (docker-archive) or index.json (oci-archive) in the archive"
-                    .to_owned(),
+                "no manifest.json (docker-archive) or index.json (oci-archive) in the archive".to_owned(),
             ));
         };
 
@@ -292,8 +246,7 @@ impl Engine {
             let mut loaded = Vec::new();
             for (plan, manifest, layers) in ready {
                 let id = Digest::of(&plan.config);
-                let displaced =
-                    record_image(db, &id, manifest, layers, plan.created.clone(), &plan.tags);
+                let displaced = record_image(db, &id, manifest, layers, plan.created.clone(), &plan.tags);
                 loaded.push(LoadedImage {
                     id,
                     tags: plan.tags.iter().map(Reference::familiar_string).collect(),
@@ -338,26 +291,15 @@ struct ArchiveReader {
 fn is_small_metadata(path: &str) -> bool {
     !path.starts_with("blobs/")
         && (path.ends_with(".json")
-            || matches!(
-                path.rsplit('/').next(),
-                Some("repositories" | "oci-layout" | "VERSION" | "json")
-            ))
+            || matches!(path.rsplit('/').next(), Some("repositories" | "oci-layout" | "VERSION" | "json")))
 }
 
 impl ArchiveReader {
     fn read(engine: &Engine, input: impl Read) -> Result<ArchiveReader> {
-        let bad = |e: io::Error| {
-            EngineError::Archive(format!(
-                "cannot read the tar stream: {}",
-                one_line(&e.to_string())
-            ))
-        };
-        let mut reader = ArchiveReader {
-            small: HashMap::new(),
-            files: HashMap::new(),
-            links: HashMap::new(),
-            blobs: Vec::new(),
-        };
+        let bad =
+            |e: io::Error| EngineError::Archive(format!("cannot read the tar stream: {}", one_line(&e.to_string())));
+        let mut reader =
+            ArchiveReader { small: HashMap::new(), files: HashMap::new(), links: HashMap::new(), blobs: Vec::new() };
         let mut tar = tar::Archive::new(input);
         let mut count = 0;
         for entry in tar.entries().map_err(bad)? {
@@ -365,29 +307,18 @@ impl ArchiveReader {
             count += 1;
             let raw_path = entry.path().map_err(bad)?.into_owned();
             let Some(path) = normalize(&raw_path) else {
-                return Err(EngineError::Archive(format!(
-                    "entry {:?} escapes the archive",
-                    raw_path.display()
-                )));
+                return Err(EngineError::Archive(format!("entry {:?} escapes the archive", raw_path.display())));
             };
             let kind = entry.header().entry_type();
             if kind.is_symlink() || kind.is_hard_link() {
-                let target = entry
-                    .link_name()
-                    .map_err(bad)?
-                    .unwrap_or_default()
-                    .into_owned();
+                let target = entry.link_name().map_err(bad)?.unwrap_or_default().into_owned();
                 let base = if kind.is_symlink() {
-                    Path::new(&path)
-                        .parent()
-                        .unwrap_or(Path::new(""))
-                        .join(target)
+                    Path::new(&path).parent().unwrap_or(Path::new("")).join(target)
                 } else {
                     target
                 };
-                let target = normalize(&base).ok_or_else(|| {
-                    EngineError::Archive(format!("link {path:?} points outside the archive"))
-                })?;
+                let target = normalize(&base)
+                    .ok_or_else(|| EngineError::Archive(format!("link {path:?} points outside the archive")))?;
                 reader.links.insert(path, target);
                 continue;
             }
@@ -409,22 +340,11 @@ impl ArchiveReader {
             }
             let mut writer = engine.store.content().writer()?;
             let mut digester = LayerDigester::new();
-            let mut tee = TeeWriter {
-                first: &mut writer,
-                second: &mut digester,
-            };
-            io::copy(&mut entry, &mut tee)
-                .map_err(|e| EngineError::Archive(format!("{path}: {e}")))?;
-            let digests = digester
-                .finish()
-                .map_err(|e| EngineError::Archive(format!("{path}: {e}")))?;
-            reader
-                .files
-                .insert(path, ArchiveFile::Blob(reader.blobs.len()));
-            reader.blobs.push(PendingBlob {
-                writer: Some(writer),
-                digests,
-            });
+            let mut tee = TeeWriter { first: &mut writer, second: &mut digester };
+            io::copy(&mut entry, &mut tee).map_err(|e| EngineError::Archive(format!("{path}: {e}")))?;
+            let digests = digester.finish().map_err(|e| EngineError::Archive(format!("{path}: {e}")))?;
+            reader.files.insert(path, ArchiveFile::Blob(reader.blobs.len()));
+            reader.blobs.push(PendingBlob { writer: Some(writer), digests });
         }
         if count == 0 {
             return Err(EngineError::Archive("the archive is empty".to_owned()));
@@ -452,9 +372,7 @@ impl ArchiveReader {
                 let index = *index;
                 let blob = &mut self.blobs[index];
                 if blob.digests.size > MAX_JSON_BLOB {
-                    return Err(EngineError::Archive(format!(
-                        "{path} is over the {MAX_JSON_BLOB}-byte limit"
-                    )));
+                    return Err(EngineError::Archive(format!("{path} is over the {MAX_JSON_BLOB}-byte limit")));
                 }
                 let writer = blob.writer.as_mut().ok_or_else(missing)?;
                 Ok(writer.read_back(MAX_JSON_BLOB)?)
@@ -465,9 +383,9 @@ impl ArchiveReader {
     fn layer_digests(&self, path: &str) -> Result<&LayerDigests> {
         match self.resolve(path) {
             Some(ArchiveFile::Blob(index)) => Ok(&self.blobs[*index].digests),
-            Some(ArchiveFile::Small(_)) | None => Err(EngineError::Archive(format!(
-                "layer {path} is listed but not in the archive"
-            ))),
+            Some(ArchiveFile::Small(_)) | None => {
+                Err(EngineError::Archive(format!("layer {path} is listed but not in the archive")))
+            }
         }
     }
 
@@ -476,19 +394,12 @@ impl ArchiveReader {
         let data = self.read_small(&blob_name(digest))?;
         let actual = Digest::of(&data);
         if &actual != digest {
-            return Err(EngineError::Archive(format!(
-                "blob {digest}: content has digest {actual}"
-            )));
+            return Err(EngineError::Archive(format!("blob {digest}: content has digest {actual}")));
         }
         Ok(data)
     }
 
-    fn check_layers(
-        &self,
-        paths: &[String],
-        config: &ImageConfig,
-        config_name: &str,
-    ) -> Result<Vec<(String, Digest)>> {
+    fn check_layers(&self, paths: &[String], config: &ImageConfig, config_name: &str) -> Result<Vec<(String, Digest)>> {
         if config.rootfs.diff_ids.len() != paths.len() {
             return Err(EngineError::Archive(format!(
                 "config {config_name} lists {} layers, the manifest {}",
@@ -511,44 +422,27 @@ impl ArchiveReader {
     }
 
     fn plan_docker(&mut self) -> Result<Vec<LoadPlan>> {
-        let entries: Vec<DockerManifestEntry> =
-            serde_json::from_slice(&self.small["manifest.json"])
-                .map_err(|e| EngineError::Archive(format!("manifest.json: {e}")))?;
-        let oci_index: Option<Index> = self
-            .small
-            .get("index.json")
-            .and_then(|data| serde_json::from_slice(data).ok());
+        let entries: Vec<DockerManifestEntry> = serde_json::from_slice(&self.small["manifest.json"])
+            .map_err(|e| EngineError::Archive(format!("manifest.json: {e}")))?;
+        let oci_index: Option<Index> = self.small.get("index.json").and_then(|data| serde_json::from_slice(data).ok());
         let mut plans = Vec::new();
         for entry in entries {
             let config = self.read_small(&entry.config)?;
             let id = Digest::of(&config);
-            let named_hex = Path::new(&entry.config)
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(crate::digest_hex_name);
+            let named_hex =
+                Path::new(&entry.config).file_stem().and_then(|s| s.to_str()).and_then(crate::digest_hex_name);
             if let Some(named) = named_hex {
                 if named != id {
-                    return Err(EngineError::Archive(format!(
-                        "config {}: content has digest {id}",
-                        entry.config
-                    )));
+                    return Err(EngineError::Archive(format!("config {}: content has digest {id}", entry.config)));
                 }
             }
             let parsed: ImageConfig = serde_json::from_slice(&config)
                 .map_err(|e| EngineError::Archive(format!("config {}: {e}", entry.config)))?;
             let layers = self.check_layers(&entry.layers, &parsed, &entry.config)?;
-            let tags = entry
-                .repo_tags
-                .unwrap_or_default()
-                .iter()
-                .map(|t| parse_tag(t))
-                .collect::<Result<Vec<_>>>()?;
+            let tags = entry.repo_tags.unwrap_or_default().iter().map(|t| parse_tag(t)).collect::<Result<Vec<_>>>()?;
             // Keep the archive's own manifest when it describes exactly these blobs.
-            let layer_digests: Vec<Digest> = entry
-                .layers
-                .iter()
-                .map(|p| self.layer_digests(p).map(|d| d.digest.clone()))
-                .collect::<Result<_>>()?;
+            let layer_digests: Vec<Digest> =
+                entry.layers.iter().map(|p| self.layer_digests(p).map(|d| d.digest.clone())).collect::<Result<_>>()?;
             let mut manifest = None;
             for descriptor in oci_index.iter().flat_map(|index| index.manifests.iter()) {
                 if !media_types::is_manifest(&descriptor.media_type) {
@@ -566,13 +460,7 @@ impl ArchiveReader {
                     break;
                 }
             }
-            plans.push(LoadPlan {
-                config,
-                created: parsed.created,
-                layers,
-                manifest,
-                tags,
-            });
+            plans.push(LoadPlan { config, created: parsed.created, layers, manifest, tags });
         }
         Ok(plans)
     }
@@ -592,9 +480,8 @@ impl ArchiveReader {
                     bytes.len()
                 )));
             }
-            let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-                EngineError::Archive(format!("manifest {}: {e}", descriptor.digest))
-            })?;
+            let manifest: Manifest = serde_json::from_slice(&bytes)
+                .map_err(|e| EngineError::Archive(format!("manifest {}: {e}", descriptor.digest)))?;
             if let Some(kind) = &manifest.media_type {
                 if kind != &descriptor.media_type {
                     return Err(EngineError::Archive(format!(
@@ -604,9 +491,8 @@ impl ArchiveReader {
                 }
             }
             let config = self.read_blob(&manifest.config.digest)?;
-            let parsed: ImageConfig = serde_json::from_slice(&config).map_err(|e| {
-                EngineError::Archive(format!("config {}: {e}", manifest.config.digest))
-            })?;
+            let parsed: ImageConfig = serde_json::from_slice(&config)
+                .map_err(|e| EngineError::Archive(format!("config {}: {e}", manifest.config.digest)))?;
             let mut paths = Vec::new();
             for layer in &manifest.layers {
                 let path = blob_name(&layer.digest);
@@ -618,12 +504,8 @@ impl ArchiveReader {
                     )));
                 }
                 let declared = match layer.media_type.as_str() {
-                    media_types::OCI_LAYER_GZIP | media_types::DOCKER_LAYER_GZIP => {
-                        Some(Compression::Gzip)
-                    }
-                    media_types::OCI_LAYER_ZSTD | media_types::DOCKER_LAYER_ZSTD => {
-                        Some(Compression::Zstd)
-                    }
+                    media_types::OCI_LAYER_GZIP | media_types::DOCKER_LAYER_GZIP => Some(Compression::Gzip),
+                    media_types::OCI_LAYER_ZSTD | media_types::DOCKER_LAYER_ZSTD => Some(Compression::Zstd),
                     media_types::OCI_LAYER | media_types::DOCKER_LAYER => Some(Compression::None),
                     _ => None,
                 };
@@ -638,9 +520,7 @@ impl ArchiveReader {
                 paths.push(path);
             }
             let layers = self.check_layers(&paths, &parsed, &manifest.config.digest.to_string())?;
-            let tag = oci_image_name(top)
-                .map(|name| parse_tag(&name))
-                .transpose()?;
+            let tag = oci_image_name(top).map(|name| parse_tag(&name)).transpose()?;
             let id = Digest::of(&config);
             if let Some(plan) = plans.iter_mut().find(|p| Digest::of(&p.config) == id) {
                 plan.tags.extend(tag);
@@ -674,24 +554,16 @@ impl ArchiveReader {
         let chosen = index
             .manifests
             .iter()
-            .find(|m| {
-                m.platform
-                    .as_ref()
-                    .is_some_and(|p| p.os == "linux" && p.architecture == host_architecture())
-            })
+            .find(|m| m.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == host_architecture()))
             .or_else(|| index.manifests.first())
-            .ok_or_else(|| {
-                EngineError::Archive(format!("index {} lists no manifests", descriptor.digest))
-            })?
+            .ok_or_else(|| EngineError::Archive(format!("index {} lists no manifests", descriptor.digest)))?
             .clone();
         self.select_manifest(&chosen, depth + 1)
     }
 
     fn commit_layer(&mut self, path: &str, diff_id: &Digest) -> Result<(Digest, LayerRecord)> {
         let Some(&ArchiveFile::Blob(index)) = self.resolve(path) else {
-            return Err(EngineError::Archive(format!(
-                "layer {path} is listed but not in the archive"
-            )));
+            return Err(EngineError::Archive(format!("layer {path} is listed but not in the archive")));
         };
         let blob = &mut self.blobs[index];
         let digests = blob.digests.clone();
@@ -718,9 +590,7 @@ fn oci_image_name(descriptor: &Descriptor) -> Option<String> {
     }
     let ref_name = annotations.get("org.opencontainers.image.ref.name")?;
     let parsed = reference::parse_normalized_named(ref_name).ok()?;
-    (ref_name.contains(':') || ref_name.contains('/'))
-        .then(|| parsed.to_string())
-        .filter(|_| parsed.digest().is_none())
+    (ref_name.contains(':') || ref_name.contains('/')).then(|| parsed.to_string()).filter(|_| parsed.digest().is_none())
 }
 
 fn missing_layer(digest: &Digest) -> EngineError {
@@ -765,12 +635,7 @@ fn append_dir<W: Write>(tar: &mut tar::Builder<W>, path: &str) -> Result<()> {
     tar.append_data(&mut header, path, io::empty()).at(path)
 }
 
-fn append_file<W: Write>(
-    tar: &mut tar::Builder<W>,
-    path: &str,
-    size: u64,
-    data: &mut dyn Read,
-) -> Result<()> {
+fn append_file<W: Write>(tar: &mut tar::Builder<W>, path: &str, size: u64, data: &mut dyn Read) -> Result<()> {
     let mut header = tar_header(size, 0o644, tar::EntryType::Regular);
     tar.append_data(&mut header, path, data).at(path)
 }
@@ -790,15 +655,10 @@ impl<R: Read> Read for ExactReader<R> {
             }
             return Ok(0);
         }
-        let limit = buf
-            .len()
-            .min(self.remaining.min(usize::MAX as u64) as usize);
+        let limit = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
         let n = self.inner.read(&mut buf[..limit])?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "layer is shorter than its recorded size",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "layer is shorter than its recorded size"));
         }
         self.remaining -= n as u64;
         Ok(n)
@@ -823,20 +683,9 @@ impl<A: Write, B: Write> Write for TeeWriter<'_, A, B> {
 }
 
 /// Writes a save archive to `path` atomically: a failed save leaves no file behind.
-pub fn save_to_file(
-    engine: &Engine,
-    names: &[String],
-    format: ArchiveFormat,
-    path: &Path,
-) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("archive");
+pub fn save_to_file(engine: &Engine, names: &[String], format: ArchiveFormat, path: &Path) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("archive");
     let tmp = dir.join(format!(".{name}.strata-tmp-{}", std::process::id()));
     let result = (|| {
         let file = File::create(&tmp).at(&tmp)?;

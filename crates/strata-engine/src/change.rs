@@ -14,8 +14,7 @@ pub fn apply_change(config: &mut ContainerConfig, line: &str) -> Result<()> {
     let line = line.trim();
     let (instruction, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
     let rest = rest.trim();
-    let invalid =
-        |why: &str| EngineError::InvalidArgument(format!("invalid --change {line:?}: {why}"));
+    let invalid = |why: &str| EngineError::InvalidArgument(format!("invalid --change {line:?}: {why}"));
     match instruction.to_ascii_uppercase().as_str() {
         "CMD" => config.cmd = Some(command(rest)),
         "ENTRYPOINT" => config.entrypoint = Some(command(rest)),
@@ -104,9 +103,8 @@ fn key_values(rest: &str, instruction: &str) -> Result<Vec<(String, String)>, St
         return Err(format!("{instruction} needs at least one key"));
     };
     if !first.contains('=') {
-        let (key, value) = rest
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| format!("{instruction} {first} needs a value"))?;
+        let (key, value) =
+            rest.split_once(char::is_whitespace).ok_or_else(|| format!("{instruction} {first} needs a value"))?;
         return Ok(vec![(key.to_owned(), value.trim().to_owned())]);
     }
     all.into_iter()
@@ -181,37 +179,13 @@ mod tests {
         ] {
             apply_change(&mut config, change).expect(change);
         }
-        assert_eq!(
-            config.cmd.as_deref(),
-            Some(&["sh".to_owned(), "-c".to_owned(), "echo hi".to_owned()][..])
-        );
-        assert_eq!(
-            config.entrypoint.as_ref().map(|e| e[2].as_str()),
-            Some("/bin/init")
-        );
-        assert_eq!(
-            config.env,
-            Some(vec![
-                "A=1".into(),
-                "B=two words".into(),
-                "LEGACY=some value".into()
-            ])
-        );
-        let ports: Vec<_> = config
-            .exposed_ports
-            .as_ref()
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default();
+        assert_eq!(config.cmd.as_deref(), Some(&["sh".to_owned(), "-c".to_owned(), "echo hi".to_owned()][..]));
+        assert_eq!(config.entrypoint.as_ref().map(|e| e[2].as_str()), Some("/bin/init"));
+        assert_eq!(config.env, Some(vec!["A=1".into(), "B=two words".into(), "LEGACY=some value".into()]));
+        let ports: Vec<_> = config.exposed_ports.as_ref().map(|p| p.keys().cloned().collect()).unwrap_or_default();
         assert_eq!(ports, vec!["53/udp".to_owned(), "80/tcp".to_owned()]);
         assert_eq!(config.working_dir.as_deref(), Some("/app/sub"));
-        assert_eq!(
-            config
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("org.example"))
-                .map(String::as_str),
-            Some("x y")
-        );
+        assert_eq!(config.labels.as_ref().and_then(|l| l.get("org.example")).map(String::as_str), Some("x y"));
         assert_eq!(config.user.as_deref(), Some("1000:1000"));
     }
 

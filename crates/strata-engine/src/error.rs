@@ -44,9 +44,9 @@ impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             EngineError::ImageNotFound(_) => ErrorKind::NotFound,
-            EngineError::Reference { .. }
-            | EngineError::InvalidArgument(_)
-            | EngineError::Archive(_) => ErrorKind::InvalidArgument,
+            EngineError::Reference { .. } | EngineError::InvalidArgument(_) | EngineError::Archive(_) => {
+                ErrorKind::InvalidArgument
+            }
             EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::Io { .. } | EngineError::Store(_) => ErrorKind::Internal,
         }
@@ -61,9 +61,6 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| EngineError::Io {
-            path: path.into(),
-            source,
-        })
+        self.map_err(|source| EngineError::Io { path: path.into(), source })
     }
 }

@@ -20,9 +20,7 @@ impl Engine {
         let mut report = FsckReport::default();
         let (blobs, strays) = content.list()?;
         for stray in strays {
-            report
-                .faults
-                .push(format!("{}: not a blob name", stray.display()));
+            report.faults.push(format!("{}: not a blob name", stray.display()));
         }
         for digest in &blobs {
             if let Err(e) = content.verify(digest) {
@@ -34,28 +32,21 @@ impl Engine {
 
         for (blob, layer) in &db.layers {
             match content.size(blob)? {
-                None => report.faults.push(format!(
-                    "layer {blob} (diffID {}): blob missing",
-                    layer.diff_id
-                )),
-                Some(size) if size != layer.size => report.faults.push(format!(
-                    "layer {blob}: metadata says {} bytes, blob has {size}",
-                    layer.size
-                )),
+                None => report.faults.push(format!("layer {blob} (diffID {}): blob missing", layer.diff_id)),
+                Some(size) if size != layer.size => {
+                    report.faults.push(format!("layer {blob}: metadata says {} bytes, blob has {size}", layer.size))
+                }
                 Some(_) => {}
             }
         }
         for (tag, id) in &db.tags {
             if !db.images.contains_key(id.hex()) {
-                report
-                    .faults
-                    .push(format!("tag {tag}: points to missing image {id}"));
+                report.faults.push(format!("tag {tag}: points to missing image {id}"));
             }
         }
         for image in db.images.values() {
             report.images_checked += 1;
-            let mut fault =
-                |message: String| report.faults.push(format!("image {}: {message}", image.id));
+            let mut fault = |message: String| report.faults.push(format!("image {}: {message}", image.id));
             if !present(&image.manifest.digest) {
                 fault(format!("manifest blob {} missing", image.manifest.digest));
                 continue;
@@ -76,13 +67,9 @@ impl Engine {
                 }
             };
             if manifest.config.digest != image.id {
-                fault(format!(
-                    "manifest names config {}, metadata says {}",
-                    manifest.config.digest, image.id
-                ));
+                fault(format!("manifest names config {}, metadata says {}", manifest.config.digest, image.id));
             }
-            let manifest_layers: Vec<_> =
-                manifest.layers.iter().map(|l| l.digest.clone()).collect();
+            let manifest_layers: Vec<_> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
             if manifest_layers != image.layers {
                 fault("manifest layers differ from the metadata's".to_owned());
             }
@@ -107,10 +94,9 @@ impl Engine {
             for (blob, diff_id) in image.layers.iter().zip(&config.rootfs.diff_ids) {
                 match db.layers.get(blob) {
                     None => fault(format!("layer {blob}: no layer record")),
-                    Some(layer) if &layer.diff_id != diff_id => fault(format!(
-                        "layer {blob}: record says diffID {}, config says {diff_id}",
-                        layer.diff_id
-                    )),
+                    Some(layer) if &layer.diff_id != diff_id => {
+                        fault(format!("layer {blob}: record says diffID {}, config says {diff_id}", layer.diff_id))
+                    }
                     Some(_) => {}
                 }
                 if !present(blob) {

@@ -62,21 +62,16 @@ impl Engine {
         let db = self.store.read_db()?;
         let filter = filter
             .map(|f| {
-                reference::parse_normalized_named(f).map_err(|source| EngineError::Reference {
-                    input: f.to_owned(),
-                    source,
-                })
+                reference::parse_normalized_named(f)
+                    .map_err(|source| EngineError::Reference { input: f.to_owned(), source })
             })
             .transpose()?;
         let mut rows = Vec::new();
         for image in db.images.values() {
             let created = image.created.as_deref().and_then(Timestamp::parse_rfc3339);
             let size = db.image_size(image);
-            let digests: Vec<_> = image
-                .repo_digests
-                .iter()
-                .filter_map(|r| reference::parse_normalized_named(r).ok())
-                .collect();
+            let digests: Vec<_> =
+                image.repo_digests.iter().filter_map(|r| reference::parse_normalized_named(r).ok()).collect();
             let digest_for = |name: &str| {
                 digests
                     .iter()
@@ -98,9 +93,7 @@ impl Engine {
                     continue;
                 };
                 if let Some(filter) = &filter {
-                    if filter.name() != tagged.name()
-                        || filter.tag().is_some_and(|t| Some(t) != tagged.tag())
-                    {
+                    if filter.name() != tagged.name() || filter.tag().is_some_and(|t| Some(t) != tagged.tag()) {
                         continue;
                     }
                 }
@@ -115,26 +108,13 @@ impl Engine {
                 if !named.insert(repo_digest.name()) || filter.is_some() {
                     continue;
                 }
-                rows.push(row(
-                    repo_digest.familiar_name(),
-                    "<none>".to_owned(),
-                    digest_for(&repo_digest.name()),
-                ));
+                rows.push(row(repo_digest.familiar_name(), "<none>".to_owned(), digest_for(&repo_digest.name())));
             }
             if named.is_empty() && filter.is_none() {
-                rows.push(row(
-                    "<none>".to_owned(),
-                    "<none>".to_owned(),
-                    "<none>".to_owned(),
-                ));
+                rows.push(row("<none>".to_owned(), "<none>".to_owned(), "<none>".to_owned()));
             }
         }
-        rows.sort_by(|a, b| {
-            b.created
-                .cmp(&a.created)
-                .then(a.repository.cmp(&b.repository))
-                .then(a.tag.cmp(&b.tag))
-        });
+        rows.sort_by(|a, b| b.created.cmp(&a.created).then(a.repository.cmp(&b.repository)).then(a.tag.cmp(&b.tag)));
         Ok(rows)
     }
 
@@ -143,15 +123,8 @@ impl Engine {
         let db = self.store.read_db()?;
         let image = self.resolve(&db, name)?;
         let (_, config) = self.config(image)?;
-        let layer_sizes: Vec<u64> = image
-            .layers
-            .iter()
-            .map(|blob| {
-                db.layers
-                    .get(blob)
-                    .map_or(0, |layer| layer.uncompressed_size)
-            })
-            .collect();
+        let layer_sizes: Vec<u64> =
+            image.layers.iter().map(|blob| db.layers.get(blob).map_or(0, |layer| layer.uncompressed_size)).collect();
         let mut rows = Vec::new();
         let mut next_layer = 0;
         if config.history.is_empty() {
@@ -193,27 +166,14 @@ impl Engine {
         let image = self.resolve(&db, name)?;
         let (raw, config) = self.config(image)?;
         let raw: Map<String, Value> = serde_json::from_slice(&raw).unwrap_or_default();
-        let repo_tags: Vec<String> = db
-            .tags_of(&image.id)
-            .iter()
-            .filter_map(|key| stored_reference(key))
-            .map(|r| r.familiar_string())
-            .collect();
+        let repo_tags: Vec<String> =
+            db.tags_of(&image.id).iter().filter_map(|key| stored_reference(key)).map(|r| r.familiar_string()).collect();
         let repo_digests: Vec<String> = image
             .repo_digests
             .iter()
-            .map(|r| {
-                reference::parse_normalized_named(r)
-                    .map(|r| r.familiar_string())
-                    .unwrap_or_else(|_| r.clone())
-            })
+            .map(|r| reference::parse_normalized_named(r).map(|r| r.familiar_string()).unwrap_or_else(|_| r.clone()))
             .collect();
-        let text = |key: &str| {
-            raw.get(key)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned()
-        };
+        let text = |key: &str| raw.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
         let mut inspect = json!({
             "Id": image.id.to_string(),
             "RepoTags": repo_tags,
@@ -314,12 +274,7 @@ impl Engine {
             total += content.size(&blob)?.unwrap_or(0);
         }
         // No containers exist yet, so no image is active and all of it could be reclaimed.
-        Ok(DiskUsage {
-            images: db.images.len(),
-            active_images: 0,
-            images_size: total,
-            reclaimable: total,
-        })
+        Ok(DiskUsage { images: db.images.len(), active_images: 0, images_size: total, reclaimable: total })
     }
 
     /// `strata system prune`: removes dangling images (every unused image with `all`), then
@@ -329,16 +284,13 @@ impl Engine {
             let doomed: Vec<Digest> = db
                 .images
                 .values()
-                .filter(|image| {
-                    all || (db.tags_of(&image.id).is_empty() && image.repo_digests.is_empty())
-                })
+                .filter(|image| all || (db.tags_of(&image.id).is_empty() && image.repo_digests.is_empty()))
                 .map(|image: &ImageRecord| image.id.clone())
                 .collect();
             let mut events = Vec::new();
             for id in doomed {
                 for key in db.tags_of(&id) {
-                    let shown =
-                        stored_reference(&key).map_or_else(|| key.clone(), |r| r.familiar_string());
+                    let shown = stored_reference(&key).map_or_else(|| key.clone(), |r| r.familiar_string());
                     events.push(RemoveEvent::Untagged(shown));
                 }
                 db.remove_image(&id);
@@ -347,9 +299,6 @@ impl Engine {
             Ok::<_, StoreError>(events)
         })?;
         let gc = self.store.collect_garbage()?;
-        Ok(PruneReport {
-            events,
-            reclaimed: gc.freed_bytes,
-        })
+        Ok(PruneReport { events, reclaimed: gc.freed_bytes })
     }
 }

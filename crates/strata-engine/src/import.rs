@@ -3,9 +3,7 @@
 use std::io::Read;
 
 use strata_layer::{copy_validated_tar, TarError};
-use strata_oci::spec::{
-    host_architecture, ContainerConfig, Descriptor, History, ImageConfig, Manifest, RootFs,
-};
+use strata_oci::spec::{host_architecture, ContainerConfig, Descriptor, History, ImageConfig, Manifest, RootFs};
 use strata_oci::time::Timestamp;
 use strata_oci::{media_types, Digest, Reference};
 use strata_store::{Db, ImageRecord, LayerRecord, StoreError};
@@ -37,35 +35,20 @@ impl Engine {
         let content = self.store.content();
         let mut writer = content.writer()?;
         let summary = copy_validated_tar(input, &mut writer).map_err(|e| match e {
-            TarError::Sink(source) => EngineError::Io {
-                path: writer.path(),
-                source,
-            },
-            other => {
-                EngineError::InvalidArgument(format!("import {}: {other}", options.source_name))
-            }
+            TarError::Sink(source) => EngineError::Io { path: writer.path(), source },
+            other => EngineError::InvalidArgument(format!("import {}: {other}", options.source_name)),
         })?;
         let diff_id = writer.commit(None, Some(summary.tar_size))?;
 
         let created = Timestamp::now().to_rfc3339();
-        let comment = options
-            .message
-            .clone()
-            .unwrap_or_else(|| format!("Imported from {}", options.source_name));
+        let comment = options.message.clone().unwrap_or_else(|| format!("Imported from {}", options.source_name));
         let config = ImageConfig {
             created: Some(created.clone()),
             architecture: host_architecture().to_owned(),
             os: "linux".to_owned(),
             config: Some(container_config),
-            rootfs: RootFs {
-                kind: "layers".to_owned(),
-                diff_ids: vec![diff_id.clone()],
-            },
-            history: vec![History {
-                created: Some(created.clone()),
-                comment: Some(comment),
-                ..History::default()
-            }],
+            rootfs: RootFs { kind: "layers".to_owned(), diff_ids: vec![diff_id.clone()] },
+            history: vec![History { created: Some(created.clone()), comment: Some(comment), ..History::default() }],
             ..ImageConfig::default()
         };
         let layer = LayerRecord {
@@ -80,14 +63,7 @@ impl Engine {
         let manifest = self.put_manifest(&config_bytes, &layers)?;
         let id = Digest::of(&config_bytes);
         self.store.update(|db| {
-            record_image(
-                db,
-                &id,
-                manifest,
-                layers,
-                config.created.clone(),
-                &reference.into_iter().collect::<Vec<_>>(),
-            );
+            record_image(db, &id, manifest, layers, config.created.clone(), &reference.into_iter().collect::<Vec<_>>());
             Ok::<_, StoreError>(())
         })?;
         Ok(id)
@@ -95,21 +71,13 @@ impl Engine {
 
     /// Writes the config blob and a new OCI manifest for it and `layers` (already stored);
     /// returns the manifest's descriptor.
-    pub(crate) fn put_manifest(
-        &self,
-        config_bytes: &[u8],
-        layers: &[(Digest, LayerRecord)],
-    ) -> Result<Descriptor> {
+    pub(crate) fn put_manifest(&self, config_bytes: &[u8], layers: &[(Digest, LayerRecord)]) -> Result<Descriptor> {
         let content = self.store.content();
         let id = content.put(config_bytes)?;
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(media_types::OCI_MANIFEST.to_owned()),
-            config: Descriptor::new(
-                media_types::OCI_CONFIG,
-                id.clone(),
-                config_bytes.len() as u64,
-            ),
+            config: Descriptor::new(media_types::OCI_CONFIG, id.clone(), config_bytes.len() as u64),
             layers: layers
                 .iter()
                 .map(|(blob, layer)| Descriptor::new(&layer.media_type, blob.clone(), layer.size))
@@ -118,11 +86,7 @@ impl Engine {
         };
         let manifest_bytes = to_json(&manifest)?;
         let manifest_digest = content.put(&manifest_bytes)?;
-        Ok(Descriptor::new(
-            media_types::OCI_MANIFEST,
-            manifest_digest,
-            manifest_bytes.len() as u64,
-        ))
+        Ok(Descriptor::new(media_types::OCI_MANIFEST, manifest_digest, manifest_bytes.len() as u64))
     }
 }
 
@@ -141,18 +105,15 @@ pub(crate) fn record_image(
     for (blob, layer) in layers {
         db.layers.entry(blob).or_insert(layer);
     }
-    let record = db
-        .images
-        .entry(id.hex().to_owned())
-        .or_insert_with(|| ImageRecord {
-            id: id.clone(),
-            manifest: manifest.clone(),
-            layers: blobs,
-            created,
-            repo_digests: Vec::new(),
-            added: now.clone(),
-            last_tag_time: None,
-        });
+    let record = db.images.entry(id.hex().to_owned()).or_insert_with(|| ImageRecord {
+        id: id.clone(),
+        manifest: manifest.clone(),
+        layers: blobs,
+        created,
+        repo_digests: Vec::new(),
+        added: now.clone(),
+        last_tag_time: None,
+    });
     if !tags.is_empty() {
         record.last_tag_time = Some(now);
     }
@@ -168,7 +129,5 @@ pub(crate) fn record_image(
 }
 
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value)
-        .map_err(std::io::Error::other)
-        .at("<json>")
+    serde_json::to_vec(value).map_err(std::io::Error::other).at("<json>")
 }

@@ -28,9 +28,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn open(root: &Path) -> Result<Engine> {
-        Ok(Engine {
-            store: Store::open(root)?,
-        })
+        Ok(Engine { store: Store::open(root)? })
     }
 
     pub fn store(&self) -> &Store {
@@ -50,11 +48,7 @@ impl Engine {
                         .images
                         .values()
                         .find(|image| image.repo_digests.contains(&wanted))
-                        .or_else(|| {
-                            db.images
-                                .values()
-                                .find(|image| &image.manifest.digest == digest)
-                        })
+                        .or_else(|| db.images.values().find(|image| &image.manifest.digest == digest))
                         .ok_or_else(not_found);
                 }
                 let tagged = named.clone().with_default_tag().to_string();
@@ -70,10 +64,7 @@ impl Engine {
             }
             Err(source) => match find_by_id_prefix(db, name)? {
                 Some(image) => Ok(image),
-                None => Err(EngineError::Reference {
-                    input: name.to_owned(),
-                    source,
-                }),
+                None => Err(EngineError::Reference { input: name.to_owned(), source }),
             },
         }
     }
@@ -81,17 +72,14 @@ impl Engine {
     /// Reads and parses an image's config.
     pub fn config(&self, image: &ImageRecord) -> Result<(Vec<u8>, ImageConfig)> {
         let data = self.store.content().read_blob(&image.id, MAX_JSON_BLOB)?;
-        let config = serde_json::from_slice(&data)
-            .map_err(|e| EngineError::Archive(format!("config {}: {e}", image.id)))?;
+        let config =
+            serde_json::from_slice(&data).map_err(|e| EngineError::Archive(format!("config {}: {e}", image.id)))?;
         Ok((data, config))
     }
 
     /// Reads and parses an image's manifest.
     pub fn manifest(&self, image: &ImageRecord) -> Result<Manifest> {
-        let data = self
-            .store
-            .content()
-            .read_blob(&image.manifest.digest, MAX_JSON_BLOB)?;
+        let data = self.store.content().read_blob(&image.manifest.digest, MAX_JSON_BLOB)?;
         serde_json::from_slice(&data)
             .map_err(|e| EngineError::Archive(format!("manifest {}: {e}", image.manifest.digest)))
     }
@@ -99,17 +87,10 @@ impl Engine {
 
 fn find_by_id_prefix<'db>(db: &'db Db, prefix: &str) -> Result<Option<&'db ImageRecord>> {
     let prefix = prefix.strip_prefix("sha256:").unwrap_or(prefix);
-    if prefix.is_empty()
-        || !prefix
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    if prefix.is_empty() || !prefix.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Ok(None);
     }
-    let mut matches = db
-        .images
-        .range(prefix.to_owned()..)
-        .take_while(|(id, _)| id.starts_with(prefix));
+    let mut matches = db.images.range(prefix.to_owned()..).take_while(|(id, _)| id.starts_with(prefix));
     let first = matches.next().map(|(_, image)| image);
     if matches.next().is_some() {
         return Err(EngineError::InvalidArgument(format!(
@@ -121,15 +102,10 @@ fn find_by_id_prefix<'db>(db: &'db Db, prefix: &str) -> Result<Option<&'db Image
 
 /// Parses a user-given name to tag an image with (`busybox` → `docker.io/library/busybox:latest`).
 pub fn parse_tag(input: &str) -> Result<Reference> {
-    let named =
-        reference::parse_normalized_named(input).map_err(|source| EngineError::Reference {
-            input: input.to_owned(),
-            source,
-        })?;
+    let named = reference::parse_normalized_named(input)
+        .map_err(|source| EngineError::Reference { input: input.to_owned(), source })?;
     if named.digest().is_some() {
-        return Err(EngineError::InvalidArgument(format!(
-            "{input}: cannot tag with a digest reference"
-        )));
+        return Err(EngineError::InvalidArgument(format!("{input}: cannot tag with a digest reference")));
     }
     Ok(named.with_default_tag())
 }

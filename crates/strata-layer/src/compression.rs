@@ -53,9 +53,7 @@ pub fn detect_reader<R: BufRead>(reader: &mut R) -> io::Result<Compression> {
 }
 
 /// Wraps `reader` in the decompressor its first bytes call for.
-pub fn decompress<'a, R: BufRead + 'a>(
-    mut reader: R,
-) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+pub fn decompress<'a, R: BufRead + 'a>(mut reader: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
     let compression = detect_reader(&mut reader)?;
     let decoded: Box<dyn Read + 'a> = match compression {
         Compression::None => Box::new(reader),

@@ -39,21 +39,14 @@ impl Default for LayerDigester {
 
 impl LayerDigester {
     pub fn new() -> Self {
-        LayerDigester {
-            raw: Digester::new(),
-            decoder: Decoder::Pending(Vec::new()),
-        }
+        LayerDigester { raw: Digester::new(), decoder: Decoder::Pending(Vec::new()) }
     }
 
     fn start(&mut self, head: &[u8]) -> io::Result<()> {
         self.decoder = match Compression::detect(head) {
             Compression::None => Decoder::Plain,
-            Compression::Gzip => Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(
-                Digester::new(),
-            ))),
-            Compression::Zstd => Decoder::Zstd(Box::new(zstd::stream::write::Decoder::new(
-                Digester::new(),
-            )?)),
+            Compression::Gzip => Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(Digester::new()))),
+            Compression::Zstd => Decoder::Zstd(Box::new(zstd::stream::write::Decoder::new(Digester::new())?)),
         };
         self.feed(head)
     }
@@ -96,13 +89,7 @@ impl LayerDigester {
         };
         let size = self.raw.len();
         let uncompressed_size = plain.len();
-        Ok(LayerDigests {
-            compression,
-            digest: self.raw.finish(),
-            size,
-            diff_id: plain.finish(),
-            uncompressed_size,
-        })
+        Ok(LayerDigests { compression, digest: self.raw.finish(), size, diff_id: plain.finish(), uncompressed_size })
     }
 }
 
@@ -147,11 +134,7 @@ mod tests {
         let zst = zstd::encode_all(&plain[..], 3).expect("zstd");
 
         let expected = Digest::of(&plain);
-        for (data, compression) in [
-            (&plain, Compression::None),
-            (&gz, Compression::Gzip),
-            (&zst, Compression::Zstd),
-        ] {
+        for (data, compression) in [(&plain, Compression::None), (&gz, Compression::Gzip), (&zst, Compression::Zstd)] {
             let d = digests_of(data);
             assert_eq!(d.compression, compression);
             assert_eq!(d.diff_id, expected);

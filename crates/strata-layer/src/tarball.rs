@@ -25,10 +25,7 @@ pub enum TarError {
 /// Parser errors (the tar crate's among them) can quote raw input: this keeps such a message
 /// to one short printable line.
 pub fn one_line(text: &str) -> String {
-    let text: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match text.char_indices().nth(120) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
@@ -58,10 +55,7 @@ struct Tee<R, W> {
 
 impl<R: Read, W: Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self
-            .reader
-            .read(buf)
-            .inspect_err(|_| self.read_error = true)?;
+        let n = self.reader.read(buf).inspect_err(|_| self.read_error = true)?;
         if let Err(e) = self.sink.write_all(&buf[..n]) {
             let message = e.to_string();
             self.sink_error = Some(e);
@@ -81,13 +75,7 @@ pub fn copy_validated_tar<R: Read, W: Write>(input: R, sink: W) -> Result<TarSum
         return Err(TarError::Empty);
     }
     let (compression, decoded) = decompress(input).map_err(TarError::Invalid)?;
-    let tee = Tee {
-        reader: decoded,
-        sink,
-        sink_error: None,
-        read_error: false,
-        total: 0,
-    };
+    let tee = Tee { reader: decoded, sink, sink_error: None, read_error: false, total: 0 };
     let mut archive = tar::Archive::new(tee);
     let mut entries = 0;
     let mut content_size = 0;
@@ -109,22 +97,14 @@ pub fn copy_validated_tar<R: Read, W: Write>(input: R, sink: W) -> Result<TarSum
     if let Err(e) = result {
         return Err(match compression {
             Compression::None => TarError::Invalid(e),
-            _ if tee.read_error => TarError::Decompress {
-                compression: compression.name(),
-                source: e,
-            },
+            _ if tee.read_error => TarError::Decompress { compression: compression.name(), source: e },
             _ => TarError::Invalid(e),
         });
     }
     if tee.total == 0 {
         return Err(TarError::Empty);
     }
-    Ok(TarSummary {
-        compression,
-        entries,
-        tar_size: tee.total,
-        content_size,
-    })
+    Ok(TarSummary { compression, entries, tar_size: tee.total, content_size })
 }
 
 #[cfg(test)]
@@ -137,9 +117,7 @@ mod tests {
         header.set_size(5);
         header.set_mode(0o644);
         header.set_cksum();
-        builder
-            .append_data(&mut header, "etc/hello", &b"hello"[..])
-            .expect("append");
+        builder.append_data(&mut header, "etc/hello", &b"hello"[..]).expect("append");
         builder.into_inner().expect("finish")
     }
 
@@ -162,15 +140,9 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_tar() {
-        let err = copy_validated_tar(
-            &b"this is plainly not a tar archive, just some text"[..],
-            io::sink(),
-        );
+        let err = copy_validated_tar(&b"this is plainly not a tar archive, just some text"[..], io::sink());
         assert!(matches!(err, Err(TarError::Invalid(_))), "{err:?}");
-        assert!(matches!(
-            copy_validated_tar(&b""[..], io::sink()),
-            Err(TarError::Empty)
-        ));
+        assert!(matches!(copy_validated_tar(&b""[..], io::sink()), Err(TarError::Empty)));
         let tar = sample_tar();
         let truncated = &tar[..600];
         assert!(copy_validated_tar(truncated, io::sink()).is_err());

@@ -45,15 +45,10 @@ impl Digest {
         if encoded.len() != 64 {
             return Err(DigestError::InvalidLength);
         }
-        if !encoded
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
+        if !encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(DigestError::InvalidFormat);
         }
-        Ok(Digest {
-            hex: encoded.to_owned(),
-        })
+        Ok(Digest { hex: encoded.to_owned() })
     }
 
     /// The sha256 digest of `data`.
@@ -91,16 +86,11 @@ fn is_go_digest_shape(s: &str) -> bool {
     let Some((algorithm, encoded)) = s.split_once(':') else {
         return false;
     };
-    let algorithm_ok = algorithm.split(['.', '+', '_', '-']).all(|part| {
-        !part.is_empty()
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    });
-    let encoded_ok = !encoded.is_empty()
-        && encoded
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'));
+    let algorithm_ok = algorithm
+        .split(['.', '+', '_', '-'])
+        .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    let encoded_ok =
+        !encoded.is_empty() && encoded.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'));
     algorithm_ok && encoded_ok
 }
 

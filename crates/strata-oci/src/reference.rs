@@ -123,22 +123,12 @@ impl Reference {
 
     /// The same repository with a digest and no tag.
     pub fn with_digest(&self, digest: Digest) -> Self {
-        Reference {
-            domain: self.domain.clone(),
-            path: self.path.clone(),
-            tag: None,
-            digest: Some(digest),
-        }
+        Reference { domain: self.domain.clone(), path: self.path.clone(), tag: None, digest: Some(digest) }
     }
 
     /// The same repository with this tag and no digest.
     pub fn with_tag(&self, tag: &str) -> Self {
-        Reference {
-            domain: self.domain.clone(),
-            path: self.path.clone(),
-            tag: Some(tag.to_owned()),
-            digest: None,
-        }
+        Reference { domain: self.domain.clone(), path: self.path.clone(), tag: Some(tag.to_owned()), digest: None }
     }
 
     /// The name of the kind of reference, as Go's `reference` package types it.
@@ -183,12 +173,7 @@ pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
         return Err(ReferenceError::NameTooLong);
     }
     let digest = digest.map(Digest::parse).transpose()?;
-    Ok(Reference {
-        domain: domain.to_owned(),
-        path: path.to_owned(),
-        tag: tag.map(str::to_owned),
-        digest,
-    })
+    Ok(Reference { domain: domain.to_owned(), path: path.to_owned(), tag: tag.map(str::to_owned), digest })
 }
 
 /// `reference.ParseNormalizedNamed`: what `docker pull NAME` accepts (`busybox` →
@@ -198,9 +183,7 @@ pub fn parse_normalized_named(s: &str) -> Result<Reference, ReferenceError> {
         return Err(ReferenceError::HexIdentifier(s.to_owned()));
     }
     let (domain, remainder) = split_docker_domain(s);
-    let remote = remainder
-        .split_once(':')
-        .map_or(remainder.as_str(), |(before, _)| before);
+    let remote = remainder.split_once(':').map_or(remainder.as_str(), |(before, _)| before);
     if remote.to_lowercase() != remote {
         return Err(ReferenceError::RepositoryUppercase(remote.to_owned()));
     }
@@ -236,12 +219,7 @@ fn is_hex_identifier(s: &str) -> bool {
 
 fn split_docker_domain(name: &str) -> (String, String) {
     let (mut domain, mut remainder) = match name.split_once('/') {
-        None => {
-            return (
-                DEFAULT_DOMAIN.to_owned(),
-                format!("{OFFICIAL_REPO_PREFIX}{name}"),
-            )
-        }
+        None => return (DEFAULT_DOMAIN.to_owned(), format!("{OFFICIAL_REPO_PREFIX}{name}")),
         Some((first, rest)) => {
             if first == "localhost" || first.contains(['.', ':']) || first.to_lowercase() != first {
                 (first.to_owned(), rest.to_owned())
@@ -379,9 +357,7 @@ fn is_domain_component(s: &str) -> bool {
         (Some(first), Some(last)) => {
             first.is_ascii_alphanumeric()
                 && last.is_ascii_alphanumeric()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         }
         _ => false,
     }
@@ -394,9 +370,7 @@ pub fn is_tag(s: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 128
         && word(bytes[0])
-        && bytes[1..]
-            .iter()
-            .all(|&b| word(b) || b == b'.' || b == b'-')
+        && bytes[1..].iter().all(|&b| word(b) || b == b'.' || b == b'-')
 }
 
 /// `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}`
@@ -406,9 +380,7 @@ fn is_digest_pattern(s: &str) -> bool {
     };
     let algorithm_ok = algorithm.split(['-', '_', '+', '.']).all(|part| {
         let bytes = part.as_bytes();
-        !bytes.is_empty()
-            && bytes[0].is_ascii_alphabetic()
-            && bytes.iter().all(u8::is_ascii_alphanumeric)
+        !bytes.is_empty() && bytes[0].is_ascii_alphabetic() && bytes.iter().all(u8::is_ascii_alphanumeric)
     });
     algorithm_ok && encoded.len() >= 32 && encoded.bytes().all(|b| b.is_ascii_hexdigit())
 }

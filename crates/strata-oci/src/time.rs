@@ -12,13 +12,8 @@ pub struct Timestamp {
 
 impl Timestamp {
     pub fn now() -> Self {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Timestamp {
-            seconds: since.as_secs() as i64,
-            nanos: since.subsec_nanos(),
-        }
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Timestamp { seconds: since.as_secs() as i64, nanos: since.subsec_nanos() }
     }
 
     pub fn from_unix(seconds: i64) -> Self {
@@ -30,9 +25,7 @@ impl Timestamp {
         let b = s.as_bytes();
         let num = |from: usize, len: usize| -> Option<i64> {
             let part = s.get(from..from + len)?;
-            part.bytes()
-                .all(|c| c.is_ascii_digit())
-                .then(|| part.parse().ok())?
+            part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
         };
         if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
             return None;
@@ -42,12 +35,7 @@ impl Timestamp {
         }
         let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
         let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-        if !(1..=12).contains(&month)
-            || !(1..=31).contains(&day)
-            || hour > 23
-            || minute > 59
-            || second > 60
-        {
+        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
             return None;
         }
         let mut i = 19;
@@ -111,12 +99,7 @@ impl Timestamp {
         let (year, month, day) = civil_from_days(days);
         (
             format!("{year:04}-{month:02}-{day:02}"),
-            format!(
-                "{:02}:{:02}:{:02}",
-                secs / 3600,
-                secs % 3600 / 60,
-                secs % 60
-            ),
+            format!("{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60),
         )
     }
 }
@@ -209,10 +192,7 @@ mod tests {
         assert_eq!(t.to_rfc3339(), "2024-02-29T13:14:15.5Z");
         let offset = Timestamp::parse_rfc3339("2024-02-29T14:14:15+01:00").expect("valid");
         assert_eq!(offset.to_rfc3339(), "2024-02-29T13:14:15Z");
-        assert_eq!(
-            Timestamp::from_unix(0).to_go_string(),
-            "1970-01-01 00:00:00 +0000 UTC"
-        );
+        assert_eq!(Timestamp::from_unix(0).to_go_string(), "1970-01-01 00:00:00 +0000 UTC");
         assert!(Timestamp::parse_rfc3339("2024-13-01T00:00:00Z").is_none());
     }
 

@@ -6,12 +6,7 @@ use strata_oci::reference::{self, AnyReference, Reference};
 const CASES: &str = include_str!("data/reference-cases.txt");
 
 fn describe_parse(r: &Reference) -> String {
-    let mut s = format!(
-        "OK string=\"{r}\" name=\"{}\" domain=\"{}\" path=\"{}\"",
-        r.name(),
-        r.domain(),
-        r.path()
-    );
+    let mut s = format!("OK string=\"{r}\" name=\"{}\" domain=\"{}\" path=\"{}\"", r.name(), r.domain(), r.path());
     push_tag_digest(&mut s, r);
     s
 }
@@ -53,10 +48,7 @@ fn section_b_matches_the_real_library_for_every_input() {
         let input: String = serde_json::from_str(cols[1]).expect("input is a JSON string");
         let got = [
             or_err(reference::parse(&input), describe_parse),
-            or_err(
-                reference::parse_normalized_named(&input),
-                describe_normalized,
-            ),
+            or_err(reference::parse_normalized_named(&input), describe_normalized),
             or_err(reference::parse_docker_ref(&input), |r| format!("OK {r}")),
             or_err(reference::parse_any(&input), |r| match r {
                 AnyReference::Named(named) => format!("OK {} {named}", named.go_type()),
@@ -65,26 +57,14 @@ fn section_b_matches_the_real_library_for_every_input() {
         ];
         for (i, (want, got)) in cols[2..6].iter().zip(got.iter()).enumerate() {
             if want != got {
-                let function = [
-                    "Parse",
-                    "ParseNormalizedNamed",
-                    "ParseDockerRef",
-                    "ParseAnyReference",
-                ][i];
-                failures.push(format!(
-                    "{function}({input:?}):\n  want {want}\n  got  {got}"
-                ));
+                let function = ["Parse", "ParseNormalizedNamed", "ParseDockerRef", "ParseAnyReference"][i];
+                failures.push(format!("{function}({input:?}):\n  want {want}\n  got  {got}"));
             }
         }
         count += 1;
     }
     assert!(count > 150, "expected the whole table, read {count} cases");
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
@@ -107,10 +87,7 @@ fn section_a_parse_table() {
         let want = match cols[2].strip_prefix("err ") {
             Some(rest) => {
                 let message = rest.split_once(' ').map(|(_, m)| m).unwrap_or(rest);
-                format!(
-                    "err {}",
-                    serde_json::from_str::<String>(message).expect("quoted message")
-                )
+                format!("err {}", serde_json::from_str::<String>(message).expect("quoted message"))
             }
             None => cols[2].to_owned(),
         };
@@ -118,10 +95,5 @@ fn section_a_parse_table() {
             failures.push(format!("Parse({input:?}):\n  want {want}\n  got  {got}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }

@@ -62,14 +62,9 @@ impl ContentStore {
     pub fn read_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>> {
         let file = self.open_blob(digest)?;
         let mut data = Vec::new();
-        file.take(limit + 1)
-            .read_to_end(&mut data)
-            .at(self.blob_path(digest))?;
+        file.take(limit + 1).read_to_end(&mut data).at(self.blob_path(digest))?;
         if data.len() as u64 > limit {
-            return Err(StoreError::TooLarge {
-                digest: digest.clone(),
-                limit,
-            });
+            return Err(StoreError::TooLarge { digest: digest.clone(), limit });
         }
         Ok(data)
     }
@@ -96,18 +91,9 @@ impl ContentStore {
             Ok(fd) => (File::from(fd), None),
             Err(_) => {
                 static COUNTER: AtomicU64 = AtomicU64::new(0);
-                let name = format!(
-                    "{}-{}",
-                    std::process::id(),
-                    COUNTER.fetch_add(1, Ordering::Relaxed)
-                );
+                let name = format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
                 let path = self.ingest.join(name);
-                let file = File::options()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-                    .at(&path)?;
+                let file = File::options().read(true).write(true).create_new(true).open(&path).at(&path)?;
                 (file, Some(path))
             }
         };
@@ -135,11 +121,7 @@ impl ContentStore {
         let mut strays = Vec::new();
         for entry in fs::read_dir(&self.blobs).at(&self.blobs)? {
             let entry = entry.at(&self.blobs)?;
-            match entry
-                .file_name()
-                .to_str()
-                .and_then(|name| Digest::from_hex(name).ok())
-            {
+            match entry.file_name().to_str().and_then(|name| Digest::from_hex(name).ok()) {
                 Some(digest) => digests.push(digest),
                 None => strays.push(entry.path()),
             }
@@ -170,10 +152,7 @@ impl ContentStore {
         io::copy(&mut file, &mut digester).at(self.blob_path(digest))?;
         let actual = digester.finish();
         if &actual != digest {
-            return Err(StoreError::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
+            return Err(StoreError::DigestMismatch { expected: digest.clone(), actual });
         }
         Ok(())
     }
@@ -226,11 +205,7 @@ impl BlobWriter {
 
     /// Finishes the ingest: the content becomes `blobs/sha256/<digest>` when it matches the
     /// expected digest and size (when given). Returns the digest of what was written.
-    pub fn commit(
-        mut self,
-        expected: Option<&Digest>,
-        expected_size: Option<u64>,
-    ) -> Result<Digest> {
+    pub fn commit(mut self, expected: Option<&Digest>, expected_size: Option<u64>) -> Result<Digest> {
         let path = self.path();
         self.file.flush().at(&path)?;
         let actual = std::mem::take(&mut self.digester);
@@ -238,19 +213,12 @@ impl BlobWriter {
         let actual = actual.finish();
         if let Some(expected) = expected {
             if expected != &actual {
-                return Err(StoreError::DigestMismatch {
-                    expected: expected.clone(),
-                    actual,
-                });
+                return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
             }
         }
         if let Some(expected_size) = expected_size {
             if expected_size != size {
-                return Err(StoreError::SizeMismatch {
-                    digest: actual,
-                    expected: expected_size,
-                    actual: size,
-                });
+                return Err(StoreError::SizeMismatch { digest: actual, expected: expected_size, actual: size });
             }
         }
         let target = self.blobs.join(actual.hex());
@@ -259,19 +227,12 @@ impl BlobWriter {
         }
         let file = self.file.get_ref();
         file.sync_data().at(&path)?;
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))
-            .at(&path)?;
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444)).at(&path)?;
         match &self.named {
             Some(named) => fs::rename(named, &target).at(&target)?,
             None => {
                 let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
-                match rustix::fs::linkat(
-                    CWD,
-                    proc_path.as_str(),
-                    CWD,
-                    &target,
-                    AtFlags::SYMLINK_FOLLOW,
-                ) {
+                match rustix::fs::linkat(CWD, proc_path.as_str(), CWD, &target, AtFlags::SYMLINK_FOLLOW) {
                     Ok(()) => {}
                     Err(rustix::io::Errno::EXIST) => {}
                     Err(e) => return Err(io::Error::from(e)).at(&target),
@@ -333,11 +294,6 @@ mod tests {
         assert_eq!(store.read_blob(&digest, 100).expect("read"), b"hello");
         store.verify(&digest).expect("verify");
         assert_eq!(store.list().expect("list").0, vec![digest]);
-        assert_eq!(
-            fs::read_dir(dir.path().join("ingest"))
-                .expect("ingest")
-                .count(),
-            0
-        );
+        assert_eq!(fs::read_dir(dir.path().join("ingest")).expect("ingest").count(), 0);
     }
 }

@@ -15,11 +15,7 @@ pub enum StoreError {
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
-    SizeMismatch {
-        digest: Digest,
-        expected: u64,
-        actual: u64,
-    },
+    SizeMismatch { digest: Digest, expected: u64, actual: u64 },
     #[error("blob {0} not found in the store")]
     BlobNotFound(Digest),
     #[error("blob {digest} is larger than the {limit}-byte limit for its kind")]
@@ -37,9 +33,6 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| StoreError::Io {
-            path: path.into(),
-            source,
-        })
+        self.map_err(|source| StoreError::Io { path: path.into(), source })
     }
 }

@@ -14,16 +14,8 @@ pub struct LockGuard {
 }
 
 fn lock(path: &Path, operation: FlockOperation) -> Result<LockGuard> {
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .at(path)?;
-    rustix::fs::flock(&file, operation)
-        .map_err(std::io::Error::from)
-        .at(path)?;
+    let file = File::options().read(true).write(true).create(true).truncate(false).open(path).at(path)?;
+    rustix::fs::flock(&file, operation).map_err(std::io::Error::from).at(path)?;
     Ok(LockGuard { _file: file })
 }
 

@@ -65,21 +65,12 @@ pub struct LayerRecord {
 impl Db {
     /// Tags of an image, canonical strings, sorted.
     pub fn tags_of(&self, id: &Digest) -> Vec<String> {
-        self.tags
-            .iter()
-            .filter(|(_, target)| *target == id)
-            .map(|(tag, _)| tag.clone())
-            .collect()
+        self.tags.iter().filter(|(_, target)| *target == id).map(|(tag, _)| tag.clone()).collect()
     }
 
     /// Sum of the uncompressed sizes of an image's layers.
     pub fn image_size(&self, image: &ImageRecord) -> u64 {
-        image
-            .layers
-            .iter()
-            .filter_map(|blob| self.layers.get(blob))
-            .map(|layer| layer.uncompressed_size)
-            .sum()
+        image.layers.iter().filter_map(|blob| self.layers.get(blob)).map(|layer| layer.uncompressed_size).sum()
     }
 
     /// How many images use each layer blob.
@@ -122,26 +113,14 @@ impl Db {
             let mut descriptor = image.manifest.clone();
             let mut annotations = BTreeMap::new();
             annotations.insert("io.containerd.image.name".to_owned(), reference.clone());
-            annotations.insert(
-                "org.opencontainers.image.ref.name".to_owned(),
-                reference.clone(),
-            );
+            annotations.insert("org.opencontainers.image.ref.name".to_owned(), reference.clone());
             descriptor.annotations = Some(annotations);
             manifests.push(descriptor);
         }
-        for image in self
-            .images
-            .values()
-            .filter(|image| !tagged.contains(&image.id))
-        {
+        for image in self.images.values().filter(|image| !tagged.contains(&image.id)) {
             manifests.push(image.manifest.clone());
         }
-        Index {
-            schema_version: 2,
-            media_type: Some(media_types::OCI_INDEX.to_owned()),
-            manifests,
-            annotations: None,
-        }
+        Index { schema_version: 2, media_type: Some(media_types::OCI_INDEX.to_owned()), manifests, annotations: None }
     }
 }
 
@@ -166,11 +145,7 @@ impl Store {
         let meta = root.join("meta");
         fs::create_dir_all(&meta).at(&meta)?;
         let content = ContentStore::open(root)?;
-        let store = Store {
-            root: root.to_owned(),
-            meta,
-            content,
-        };
+        let store = Store { root: root.to_owned(), meta, content };
         let layout = root.join("oci-layout");
         if !layout.exists() {
             write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -200,25 +175,15 @@ impl Store {
         let path = self.db_path();
         let data = match fs::read(&path) {
             Ok(data) => data,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Db {
-                    version: DB_VERSION,
-                    ..Db::default()
-                })
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Db { version: DB_VERSION, ..Db::default() }),
             Err(e) => return Err(e).at(path),
         };
-        let db: Db = serde_json::from_slice(&data).map_err(|e| StoreError::CorruptMetadata {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let db: Db = serde_json::from_slice(&data)
+            .map_err(|e| StoreError::CorruptMetadata { path: path.clone(), reason: e.to_string() })?;
         if db.version != DB_VERSION {
             return Err(StoreError::CorruptMetadata {
                 path,
-                reason: format!(
-                    "unsupported version {} (this strata reads {DB_VERSION})",
-                    db.version
-                ),
+                reason: format!("unsupported version {} (this strata reads {DB_VERSION})", db.version),
             });
         }
         Ok(db)
@@ -234,10 +199,8 @@ impl Store {
         let mut db = self.read_db()?;
         let result = change(&mut db)?;
         self.content.sync()?;
-        let data = serde_json::to_vec_pretty(&db).map_err(|e| StoreError::CorruptMetadata {
-            path: self.db_path(),
-            reason: e.to_string(),
-        })?;
+        let data = serde_json::to_vec_pretty(&db)
+            .map_err(|e| StoreError::CorruptMetadata { path: self.db_path(), reason: e.to_string() })?;
         write_atomic(&self.db_path(), &data)?;
         self.write_index(&db)?;
         Ok(result)
@@ -245,11 +208,8 @@ impl Store {
 
     fn write_index(&self, db: &Db) -> Result<()> {
         let path = self.root.join("index.json");
-        let data =
-            serde_json::to_vec(&db.oci_index()).map_err(|e| StoreError::CorruptMetadata {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+        let data = serde_json::to_vec(&db.oci_index())
+            .map_err(|e| StoreError::CorruptMetadata { path: path.clone(), reason: e.to_string() })?;
         write_atomic(&path, &data)
     }
 
@@ -287,9 +247,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let unique = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.tmp-{}-{unique}", std::process::id()));
     let mut file = fs::File::create(&tmp).at(&tmp)?;
-    file.write_all(data)
-        .and_then(|()| file.sync_all())
-        .at(&tmp)?;
+    file.write_all(data).and_then(|()| file.sync_all()).at(&tmp)?;
     fs::rename(&tmp, path).at(path)?;
     sync_dir(dir)
 }
@@ -304,8 +262,7 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         let digest = Digest::of(b"x");
         let result: Result<(), StoreError> = store.update(|db| {
-            db.tags
-                .insert("docker.io/library/a:latest".into(), digest.clone());
+            db.tags.insert("docker.io/library/a:latest".into(), digest.clone());
             Err(StoreError::BlobNotFound(digest.clone()))
         });
         assert!(result.is_err());
@@ -323,10 +280,7 @@ mod tests {
                     for j in 0..10 {
                         store
                             .update(|db| {
-                                db.tags.insert(
-                                    format!("docker.io/library/t{i}:{j}"),
-                                    Digest::of(b"x"),
-                                );
+                                db.tags.insert(format!("docker.io/library/t{i}:{j}"), Digest::of(b"x"));
                                 Ok::<_, StoreError>(())
                             })
                             .expect("update");

@@ -21,33 +21,26 @@ macro_rules! require {
 
 /// Whether a program is on PATH.
 pub fn have(program: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new("sh").arg("-c").arg(format!("command -v {program}")).output().is_ok_and(|o| o.status.success())
 }
 
 /// Writes a busybox rootfs tarball (the same layout as ../shared/peers/make-busybox-rootfs.sh)
 /// and returns its path. Panics when busybox-static is not installed: the test command
 /// installs it.
 pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
-    let busybox = std::fs::read(BUSYBOX)
-        .expect("busybox-static is installed (apt-get install busybox-static)");
+    let busybox = std::fs::read(BUSYBOX).expect("busybox-static is installed (apt-get install busybox-static)");
     let path = dir.join("busybox-rootfs.tar");
     let file = std::fs::File::create(&path).expect("create rootfs tar");
     let mut tar = tar::Builder::new(file);
-    for d in [
-        "bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root",
-        "var", "run", "home",
-    ] {
+    for d in
+        ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "var", "run", "home"]
+    {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Directory);
         header.set_mode(if d == "tmp" { 0o1777 } else { 0o755 });
         header.set_size(0);
         header.set_mtime(1_700_000_000);
-        tar.append_data(&mut header, format!("{d}/"), std::io::empty())
-            .expect("dir");
+        tar.append_data(&mut header, format!("{d}/"), std::io::empty()).expect("dir");
     }
     let mut file = |name: &str, mode: u32, data: &[u8]| {
         let mut header = tar::Header::new_gnu();
@@ -57,11 +50,7 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
         tar.append_data(&mut header, name, data).expect("file");
     };
     file("bin/busybox", 0o755, &busybox);
-    file(
-        "etc/passwd",
-        0o644,
-        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-    );
+    file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n");
     file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n");
     for applet in ["sh", "ls", "cat", "echo", "true", "env", "id"] {
         let mut header = tar::Header::new_gnu();
@@ -69,8 +58,7 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
         header.set_mode(0o777);
         header.set_size(0);
         header.set_mtime(1_700_000_000);
-        tar.append_link(&mut header, format!("bin/{applet}"), "busybox")
-            .expect("symlink");
+        tar.append_link(&mut header, format!("bin/{applet}"), "busybox").expect("symlink");
     }
     tar.finish().expect("finish tar");
     path
@@ -89,9 +77,7 @@ impl Default for TestRoot {
 
 impl TestRoot {
     pub fn new() -> TestRoot {
-        TestRoot {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        TestRoot { dir: tempfile::tempdir().expect("tempdir") }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -105,13 +91,16 @@ impl TestRoot {
     /// A `strata` command against this root.
     pub fn strata(&self, binary: &str) -> Command {
         let mut command = Command::new(binary);
-        command
-            .arg("--root")
-            .arg(self.root())
-            .env_remove("STRATA_ROOT")
-            .stdin(Stdio::null());
+        command.arg("--root").arg(self.root()).env_remove("STRATA_ROOT").stdin(Stdio::null());
         command
     }
+}
+
+/// Runs another program (skopeo, umoci, podman, tar) with `args`.
+pub fn tool(program: &str, args: &[&str]) -> Run {
+    let mut command = Command::new(program);
+    command.args(args);
+    Run::of(command)
 }
 
 /// Result of a command, with helpers that print everything on failure.
@@ -123,21 +112,14 @@ pub struct Run {
 impl Run {
     pub fn of(mut command: Command) -> Run {
         let what = format!("{command:?}");
-        let output = command
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        let output = command.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
         Run { output, what }
     }
 
     pub fn with_stdin(mut command: Command, input: &[u8]) -> Run {
         let what = format!("{command:?}");
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
         let mut stdin = child.stdin.take().expect("stdin");
         let input = input.to_vec();
         let writer = std::thread::spawn(move || {

@@ -5,20 +5,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "strata",
-    version,
-    about = "A container engine that speaks Docker",
-    disable_help_subcommand = true
-)]
+#[command(name = "strata", version, about = "A container engine that speaks Docker", disable_help_subcommand = true)]
 pub struct Cli {
     /// Store root (images, layers, containers)
-    #[arg(
-        long,
-        global = true,
-        env = "STRATA_ROOT",
-        default_value = "/var/lib/strata"
-    )]
+    #[arg(long, global = true, env = "STRATA_ROOT", default_value = "/var/lib/strata")]
     pub root: PathBuf,
 
     #[command(subcommand)]

@@ -43,10 +43,7 @@ pub fn ellipsis(s: &str, max: usize) -> String {
 /// Writes to stdout, treating a closed pipe as the end rather than an error.
 pub fn print(text: &str) -> anyhow::Result<()> {
     let mut stdout = io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
@@ -76,16 +73,14 @@ pub fn render_template(template: &str, value: &Value) -> anyhow::Result<String> 
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| anyhow::anyhow!("template: unclosed action in {template:?}"))?;
+        let end = after.find("}}").ok_or_else(|| anyhow::anyhow!("template: unclosed action in {template:?}"))?;
         let action = after[..end].trim();
         let (as_json, path) = match action.strip_prefix("json ") {
             Some(path) => (true, path.trim()),
             None => (false, action),
         };
-        let field = lookup(value, path)
-            .ok_or_else(|| anyhow::anyhow!("template: {template:?}: can't evaluate {path:?}"))?;
+        let field =
+            lookup(value, path).ok_or_else(|| anyhow::anyhow!("template: {template:?}: can't evaluate {path:?}"))?;
         if as_json {
             out.push_str(&serde_json::to_string(field)?);
         } else {
@@ -117,18 +112,9 @@ fn go_format(value: &Value) -> String {
     match value {
         Value::Null => "<no value>".to_owned(),
         Value::String(s) => s.clone(),
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(go_format).collect::<Vec<_>>().join(" ")
-        ),
+        Value::Array(items) => format!("[{}]", items.iter().map(go_format).collect::<Vec<_>>().join(" ")),
         Value::Object(map) => {
-            format!(
-                "map[{}]",
-                map.iter()
-                    .map(|(k, v)| format!("{k}:{}", go_format(v)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )
+            format!("map[{}]", map.iter().map(|(k, v)| format!("{k}:{}", go_format(v))).collect::<Vec<_>>().join(" "))
         }
         other => other.to_string(),
     }
@@ -144,24 +130,15 @@ mod tests {
             vec!["REPOSITORY".into(), "TAG".into(), "SIZE".into()],
             vec!["busybox".into(), "latest".into(), "4.26MB".into()],
         ];
-        assert_eq!(
-            table(&rows),
-            "REPOSITORY   TAG       SIZE\nbusybox      latest    4.26MB\n"
-        );
+        assert_eq!(table(&rows), "REPOSITORY   TAG       SIZE\nbusybox      latest    4.26MB\n");
     }
 
     #[test]
     fn templates() {
         let v = serde_json::json!({"Id": "sha256:x", "Config": {"Cmd": ["sh", "-c"]}});
         assert_eq!(render_template("{{.Id}}", &v).expect("ok"), "sha256:x");
-        assert_eq!(
-            render_template("{{.Config.Cmd}}", &v).expect("ok"),
-            "[sh -c]"
-        );
-        assert_eq!(
-            render_template("{{json .Config.Cmd}}", &v).expect("ok"),
-            r#"["sh","-c"]"#
-        );
+        assert_eq!(render_template("{{.Config.Cmd}}", &v).expect("ok"), "[sh -c]");
+        assert_eq!(render_template("{{json .Config.Cmd}}", &v).expect("ok"), r#"["sh","-c"]"#);
         assert!(render_template("{{.Id.X}}", &v).is_err());
     }
 }

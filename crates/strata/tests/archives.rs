@@ -1,9 +1,9 @@
 //! save / load: round trips, interop with skopeo, umoci and podman, and bad archives.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use strata_testkit::{busybox_rootfs_tar, have, require, Run, TestRoot};
+use strata_testkit::{busybox_rootfs_tar, have, require, tool, Run, TestRoot};
 
 const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 
@@ -14,28 +14,14 @@ fn strata(root: &TestRoot, args: &[&str]) -> Run {
 }
 
 fn image_id(root: &TestRoot, name: &str) -> String {
-    strata(root, &["inspect", "-f", "{{.Id}}", name])
-        .ok()
-        .stdout()
-        .trim()
-        .to_owned()
+    strata(root, &["inspect", "-f", "{{.Id}}", name]).ok().stdout().trim().to_owned()
 }
 
 /// A store with busybox imported as `busybox:latest`; returns the root and the image ID.
 fn store_with_busybox() -> (TestRoot, String) {
     let root = TestRoot::new();
     let tar = busybox_rootfs_tar(root.dir.path());
-    strata(
-        &root,
-        &[
-            "import",
-            "-c",
-            r#"CMD ["sh"]"#,
-            tar.to_str().expect("utf-8"),
-            "busybox",
-        ],
-    )
-    .ok();
+    strata(&root, &["import", "-c", r#"CMD ["sh"]"#, tar.to_str().expect("utf-8"), "busybox"]).ok();
     let id = image_id(&root, "busybox");
     (root, id)
 }
@@ -43,10 +29,7 @@ fn store_with_busybox() -> (TestRoot, String) {
 fn snapshot(root: &TestRoot) -> (String, Vec<String>) {
     let images = strata(root, &["images", "--no-trunc"]).ok().stdout();
     let mut blobs: Vec<String> = std::fs::read_dir(root.root().join("blobs/sha256"))
-        .map(|d| {
-            d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|d| d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     blobs.sort();
     (images, blobs)
@@ -57,28 +40,11 @@ fn save_and_load_round_trip_both_formats() {
     let (root, id) = store_with_busybox();
     for format in ["docker-archive", "oci-archive"] {
         let archive = root.path(&format!("{format}.tar"));
-        strata(
-            &root,
-            &[
-                "save",
-                "--format",
-                format,
-                "-o",
-                archive.to_str().expect("utf-8"),
-                "busybox",
-            ],
-        )
-        .ok();
+        strata(&root, &["save", "--format", format, "-o", archive.to_str().expect("utf-8"), "busybox"]).ok();
         let other = TestRoot::new();
-        let loaded = strata(&other, &["load", "-i", archive.to_str().expect("utf-8")])
-            .ok()
-            .stdout();
+        let loaded = strata(&other, &["load", "-i", archive.to_str().expect("utf-8")]).ok().stdout();
         assert_eq!(loaded, "Loaded image: busybox:latest\n", "{format}");
-        assert_eq!(
-            image_id(&other, "busybox"),
-            id,
-            "{format} keeps the image ID"
-        );
+        assert_eq!(image_id(&other, "busybox"), id, "{format} keeps the image ID");
         strata(&other, &["fsck"]).ok();
     }
     // Streaming through a pipe works too, and saving by ID leaves the image untagged.
@@ -94,186 +60,68 @@ fn save_and_load_round_trip_both_formats() {
 
 #[test]
 fn skopeo_reads_strata_archives_and_store() {
-    require!(
-        have("skopeo"),
-        "skopeo is not installed (the test command installs it)"
-    );
+    require!(have("skopeo"), "skopeo is not installed (the test command installs it)");
     let (root, _) = store_with_busybox();
-    for (format, transport) in [
-        ("docker-archive", "docker-archive"),
-        ("oci-archive", "oci-archive"),
-    ] {
+    for (format, transport) in [("docker-archive", "docker-archive"), ("oci-archive", "oci-archive")] {
         let archive = root.path(&format!("s-{format}.tar"));
-        strata(
-            &root,
-            &[
-                "save",
-                "--format",
-                format,
-                "-o",
-                archive.to_str().expect("utf-8"),
-                "busybox",
-            ],
-        )
-        .ok();
-        let inspect = Run::of({
-            let mut c = Command::new("skopeo");
-            c.args(["inspect", &format!("{transport}:{}", archive.display())]);
-            c
-        })
-        .ok()
-        .stdout();
+        strata(&root, &["save", "--format", format, "-o", archive.to_str().expect("utf-8"), "busybox"]).ok();
+        let inspect = tool("skopeo", &["inspect", &format!("{transport}:{}", archive.display())]).ok().stdout();
         assert!(inspect.contains("\"Os\": \"linux\""), "{inspect}");
     }
-    let layout = format!(
-        "oci:{}:docker.io/library/busybox:latest",
-        root.root().display()
-    );
-    Run::of({
-        let mut c = Command::new("skopeo");
-        c.args(["inspect", &layout]);
-        c
-    })
-    .ok();
+    let layout = format!("oci:{}:docker.io/library/busybox:latest", root.root().display());
+    tool("skopeo", &["inspect", &layout]).ok();
 }
 
 #[test]
 fn umoci_unpacks_strata_archives_and_store() {
-    require!(
-        have("umoci"),
-        "umoci is not installed (the test command installs it)"
-    );
+    require!(have("umoci"), "umoci is not installed (the test command installs it)");
     let (root, _) = store_with_busybox();
     let archive = root.path("u.tar");
-    strata(
-        &root,
-        &[
-            "save",
-            "--format",
-            "oci-archive",
-            "-o",
-            archive.to_str().expect("utf-8"),
-            "busybox",
-        ],
-    )
-    .ok();
+    strata(&root, &["save", "--format", "oci-archive", "-o", archive.to_str().expect("utf-8"), "busybox"]).ok();
     let layout = root.path("layout");
     std::fs::create_dir(&layout).expect("mkdir");
-    Run::of({
-        let mut c = Command::new("tar");
-        c.arg("-xf").arg(&archive).arg("-C").arg(&layout);
-        c
-    })
-    .ok();
+    tool("tar", &["-xf", archive.to_str().expect("utf-8"), "-C", layout.to_str().expect("utf-8")]).ok();
     for (image, bundle) in [
         (format!("{}:latest", layout.display()), root.path("bundle1")),
-        (
-            format!("{}:docker.io/library/busybox:latest", root.root().display()),
-            root.path("bundle2"),
-        ),
+        (format!("{}:docker.io/library/busybox:latest", root.root().display()), root.path("bundle2")),
     ] {
-        Run::of({
-            let mut c = Command::new("umoci");
-            c.args(["unpack", "--image", &image]).arg(&bundle);
-            c
-        })
-        .ok();
-        assert!(
-            bundle.join("rootfs/bin/busybox").is_file(),
-            "{image} unpacked busybox"
-        );
+        tool("umoci", &["unpack", "--image", &image, bundle.to_str().expect("utf-8")]).ok();
+        assert!(bundle.join("rootfs/bin/busybox").is_file(), "{image} unpacked busybox");
     }
 }
 
 #[test]
 fn skopeo_archives_load_with_the_same_image_id() {
-    require!(
-        have("skopeo"),
-        "skopeo is not installed (the test command installs it)"
-    );
+    require!(have("skopeo"), "skopeo is not installed (the test command installs it)");
     let (root, id) = store_with_busybox();
-    let source = format!(
-        "oci:{}:docker.io/library/busybox:latest",
-        root.root().display()
-    );
-    for (transport, name) in [
-        ("docker-archive", "sk/docker:1"),
-        ("oci-archive", "sk/oci:1"),
-    ] {
+    let source = format!("oci:{}:docker.io/library/busybox:latest", root.root().display());
+    for (transport, name) in [("docker-archive", "sk/docker:1"), ("oci-archive", "sk/oci:1")] {
         let archive = root.path(&format!("sk-{transport}.tar"));
-        Run::of({
-            let mut c = Command::new("skopeo");
-            c.args([
-                "copy",
-                "-q",
-                &source,
-                &format!("{transport}:{}:{name}", archive.display()),
-            ]);
-            c
-        })
-        .ok();
+        tool("skopeo", &["copy", "-q", &source, &format!("{transport}:{}:{name}", archive.display())]).ok();
         let other = TestRoot::new();
-        let loaded = strata(&other, &["load", "-i", archive.to_str().expect("utf-8")])
-            .ok()
-            .stdout();
+        let loaded = strata(&other, &["load", "-i", archive.to_str().expect("utf-8")]).ok().stdout();
         assert_eq!(loaded, format!("Loaded image: {name}\n"));
         assert_eq!(image_id(&other, name), id, "{transport}");
         strata(&other, &["fsck"]).ok();
         // And strata's re-save of it is readable again by skopeo.
         let resaved = other.path("resaved.tar");
-        strata(
-            &other,
-            &["save", "-o", resaved.to_str().expect("utf-8"), name],
-        )
-        .ok();
-        Run::of({
-            let mut c = Command::new("skopeo");
-            c.args(["inspect", &format!("docker-archive:{}", resaved.display())]);
-            c
-        })
-        .ok();
+        strata(&other, &["save", "-o", resaved.to_str().expect("utf-8"), name]).ok();
+        tool("skopeo", &["inspect", &format!("docker-archive:{}", resaved.display())]).ok();
     }
 }
 
 #[test]
 fn podman_round_trip() {
-    require!(
-        have("podman"),
-        "podman is not installed (run ../shared/peers/setup.sh to include this test)"
-    );
+    require!(have("podman"), "podman is not installed (run ../shared/peers/setup.sh to include this test)");
     let (root, id) = store_with_busybox();
     let archive = root.path("to-podman.tar");
-    strata(
-        &root,
-        &["save", "-o", archive.to_str().expect("utf-8"), "busybox"],
-    )
-    .ok();
-    let podman = |args: &[&str]| {
-        Run::of({
-            let mut c = Command::new("podman");
-            c.args(args);
-            c
-        })
-    };
+    strata(&root, &["save", "-o", archive.to_str().expect("utf-8"), "busybox"]).ok();
+    let podman = |args: &[&str]| tool("podman", args);
     podman(&["load", "-i", archive.to_str().expect("utf-8")]).ok();
-    let podman_id = podman(&[
-        "image",
-        "inspect",
-        "-f",
-        "{{.Id}}",
-        "docker.io/library/busybox:latest",
-    ])
-    .ok()
-    .stdout();
+    let podman_id = podman(&["image", "inspect", "-f", "{{.Id}}", "docker.io/library/busybox:latest"]).ok().stdout();
     assert_eq!(format!("sha256:{}", podman_id.trim()), id);
     let back = root.path("from-podman.tar");
-    podman(&[
-        "save",
-        "-o",
-        back.to_str().expect("utf-8"),
-        "docker.io/library/busybox:latest",
-    ])
-    .ok();
+    podman(&["save", "-o", back.to_str().expect("utf-8"), "docker.io/library/busybox:latest"]).ok();
     let other = TestRoot::new();
     strata(&other, &["load", "-i", back.to_str().expect("utf-8")]).ok();
     assert_eq!(image_id(&other, "busybox"), id);
@@ -295,8 +143,7 @@ fn rewrite_member(archive: &[u8], name: &str, change: impl Fn(&mut Vec<u8>)) -> 
             header.set_size(data.len() as u64);
             header.set_cksum();
         }
-        out.append_data(&mut header, &path, &data[..])
-            .expect("append");
+        out.append_data(&mut header, &path, &data[..]).expect("append");
     }
     out.into_inner().expect("finish")
 }
@@ -321,8 +168,7 @@ fn add_member(archive: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
         let mut entry = entry.expect("entry");
         let header = entry.header().clone();
         let path = entry.path().expect("path").into_owned();
-        out.append_data(&mut header.clone(), path, &mut entry)
-            .expect("append");
+        out.append_data(&mut header.clone(), path, &mut entry).expect("append");
     }
     let mut header = tar::Header::new_ustar();
     header.set_size(data.len() as u64);
@@ -335,61 +181,31 @@ fn add_member(archive: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
 fn bad_archives_are_rejected_and_the_store_is_untouched() {
     let (root, id) = store_with_busybox();
     let archive = root.path("good.tar");
-    strata(
-        &root,
-        &["save", "-o", archive.to_str().expect("utf-8"), "busybox"],
-    )
-    .ok();
+    strata(&root, &["save", "-o", archive.to_str().expect("utf-8"), "busybox"]).ok();
     let good = std::fs::read(&archive).expect("read");
     strata(&root, &["rmi", "busybox"]).ok();
     // Something else in the store, which must survive every failed load.
     let tar = busybox_rootfs_tar(root.dir.path());
-    strata(
-        &root,
-        &[
-            "import",
-            "-c",
-            "ENV KEEP=1",
-            tar.to_str().expect("utf-8"),
-            "keep",
-        ],
-    )
-    .ok();
+    strata(&root, &["import", "-c", "ENV KEEP=1", tar.to_str().expect("utf-8"), "keep"]).ok();
     let before = snapshot(&root);
 
     let layer = format!("blobs/sha256/{}", {
-        let inspect = strata(&root, &["inspect", "-f", "{{json .RootFS.Layers}}", "keep"])
-            .ok()
-            .stdout();
+        let inspect = strata(&root, &["inspect", "-f", "{{json .RootFS.Layers}}", "keep"]).ok().stdout();
         let layers: Vec<String> = serde_json::from_str(&inspect).expect("json");
         layers[0].trim_start_matches("sha256:").to_owned()
     });
     let config = format!("blobs/sha256/{}", id.trim_start_matches("sha256:"));
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        (
-            "truncated",
-            good[..good.len() / 2].to_vec(),
-            "invalid archive",
-        ),
-        (
-            "not a tar",
-            b"hello, this is not an archive".repeat(40),
-            "invalid archive",
-        ),
+        ("truncated", good[..good.len() / 2].to_vec(), "invalid archive"),
+        ("not a tar", b"hello, this is not an archive".repeat(40), "invalid archive"),
         ("empty", Vec::new(), "invalid archive"),
-        (
-            "flipped layer byte",
-            rewrite_member(&good, &layer, |data| data[700] ^= 0x55),
-            "digest mismatch",
-        ),
+        ("flipped layer byte", rewrite_member(&good, &layer, |data| data[700] ^= 0x55), "digest mismatch"),
         (
             "config that lies about its layers",
             {
                 let config_bytes = member(&good, &config);
-                let mut value: serde_json::Value =
-                    serde_json::from_slice(&config_bytes).expect("json");
-                value["rootfs"]["diff_ids"][0] =
-                    serde_json::Value::String(format!("sha256:{}", "ab".repeat(32)));
+                let mut value: serde_json::Value = serde_json::from_slice(&config_bytes).expect("json");
+                value["rootfs"]["diff_ids"][0] = serde_json::Value::String(format!("sha256:{}", "ab".repeat(32)));
                 let lying = serde_json::to_vec(&value).expect("json");
                 let with_config = add_member(&good, "lying.json", &lying);
                 rewrite_member(&with_config, "manifest.json", |data| {
@@ -420,10 +236,7 @@ fn bad_archives_are_rejected_and_the_store_is_untouched() {
         let stderr = run.stderr();
         assert!(stderr.starts_with("Error: "), "{what}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{what}: one line: {stderr}");
-        assert!(
-            stderr.contains(message),
-            "{what}: expected {message:?} in {stderr}"
-        );
+        assert!(stderr.contains(message), "{what}: expected {message:?} in {stderr}");
         assert_eq!(snapshot(&root), before, "{what}: the store is unchanged");
         strata(&root, &["fsck"]).ok();
     }
@@ -433,24 +246,13 @@ fn bad_archives_are_rejected_and_the_store_is_untouched() {
 fn killed_load_and_import_leave_no_half_image() {
     let (root, _) = store_with_busybox();
     let archive = root.path("a.tar");
-    strata(
-        &root,
-        &["save", "-o", archive.to_str().expect("utf-8"), "busybox"],
-    )
-    .ok();
+    strata(&root, &["save", "-o", archive.to_str().expect("utf-8"), "busybox"]).ok();
     strata(&root, &["rmi", "busybox"]).ok();
     let bytes = std::fs::read(&archive).expect("read");
     let rootfs = std::fs::read(busybox_rootfs_tar(root.dir.path())).expect("read");
-    for (args, data) in [
-        (vec!["load"], &bytes),
-        (vec!["import", "-", "half"], &rootfs),
-    ] {
+    for (args, data) in [(vec!["load"], &bytes), (vec!["import", "-", "half"], &rootfs)] {
         let mut command = root.strata(STRATA);
-        command
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        command.args(&args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
         let mut child = command.spawn().expect("spawn");
         let mut stdin = child.stdin.take().expect("stdin");
         std::io::Write::write_all(&mut stdin, &data[..data.len() * 2 / 3]).expect("write part");
@@ -462,12 +264,7 @@ fn killed_load_and_import_leave_no_half_image() {
         let images = strata(&root, &["images", "-q"]).ok().stdout();
         assert_eq!(images, "", "{args:?}: nothing visible after kill -9");
         strata(&root, &["fsck"]).ok();
-        assert_eq!(
-            std::fs::read_dir(root.root().join("ingest"))
-                .expect("ingest")
-                .count(),
-            0
-        );
+        assert_eq!(std::fs::read_dir(root.root().join("ingest")).expect("ingest").count(), 0);
     }
     // And the store still works.
     strata(&root, &["load", "-i", archive.to_str().expect("utf-8")]).ok();

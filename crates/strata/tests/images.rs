@@ -15,9 +15,7 @@ fn strata(root: &TestRoot, args: &[&str]) -> Run {
 }
 
 fn blob_count(root: &TestRoot) -> usize {
-    std::fs::read_dir(root.root().join("blobs/sha256"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    std::fs::read_dir(root.root().join("blobs/sha256")).map(|d| d.count()).unwrap_or(0)
 }
 
 #[test]
@@ -25,53 +23,27 @@ fn import_then_images_history_inspect() {
     let root = TestRoot::new();
     let tar = busybox_rootfs_tar(root.dir.path());
     let tar = tar.to_str().expect("utf-8 path");
-    let out = strata(
-        &root,
-        &[
-            "import",
-            "--change",
-            r#"CMD ["sh"]"#,
-            "--change",
-            "ENV A=1",
-            "-m",
-            "hello",
-            tar,
-            "busybox",
-        ],
-    )
-    .ok();
+    let out =
+        strata(&root, &["import", "--change", r#"CMD ["sh"]"#, "--change", "ENV A=1", "-m", "hello", tar, "busybox"])
+            .ok();
     let id = out.stdout().trim().to_owned();
-    assert!(
-        id.starts_with("sha256:") && id.len() == 71,
-        "import prints the image ID: {id:?}"
-    );
+    assert!(id.starts_with("sha256:") && id.len() == 71, "import prints the image ID: {id:?}");
 
     let images = strata(&root, &["images"]).ok().stdout();
     let lines: Vec<&str> = images.lines().collect();
     assert_eq!(lines.len(), 2, "{images}");
-    assert!(
-        lines[0].starts_with("REPOSITORY   TAG       IMAGE ID       CREATED"),
-        "{images}"
-    );
+    assert!(lines[0].starts_with("REPOSITORY   TAG       IMAGE ID       CREATED"), "{images}");
     let columns: Vec<&str> = lines[1].split_whitespace().collect();
-    assert_eq!(
-        &columns[..3],
-        &["busybox", "latest", &id[7..19]],
-        "{images}"
-    );
+    assert_eq!(&columns[..3], &["busybox", "latest", &id[7..19]], "{images}");
 
     let quiet = strata(&root, &["images", "-q", "--no-trunc"]).ok().stdout();
     assert_eq!(quiet.trim(), id);
 
     let history = strata(&root, &["history", "busybox"]).ok().stdout();
     assert!(history.starts_with("IMAGE          CREATED"), "{history}");
-    assert!(
-        history.contains(&id[7..19]) && history.contains("hello"),
-        "{history}"
-    );
+    assert!(history.contains(&id[7..19]) && history.contains("hello"), "{history}");
 
-    let inspect: Value =
-        serde_json::from_str(&strata(&root, &["inspect", "busybox"]).ok().stdout()).expect("json");
+    let inspect: Value = serde_json::from_str(&strata(&root, &["inspect", "busybox"]).ok().stdout()).expect("json");
     let image = &inspect[0];
     assert_eq!(image["Id"], id.as_str());
     assert_eq!(image["RepoTags"][0], "busybox:latest");
@@ -81,12 +53,7 @@ fn import_then_images_history_inspect() {
     assert_eq!(image["RootFS"]["Type"], "layers");
     assert_eq!(image["RootFS"]["Layers"].as_array().map(Vec::len), Some(1));
     // `image inspect` is the same command, and short IDs resolve.
-    let by_id = strata(
-        &root,
-        &["image", "inspect", "--format", "{{.Id}}", &id[7..15]],
-    )
-    .ok()
-    .stdout();
+    let by_id = strata(&root, &["image", "inspect", "--format", "{{.Id}}", &id[7..15]]).ok().stdout();
     assert_eq!(by_id.trim(), id);
     strata(&root, &["fsck"]).ok();
 }
@@ -104,23 +71,12 @@ fn import_reads_gzip_zstd_and_stdin_into_the_same_layer() {
         let mut command = root.strata(STRATA);
         command.args(["import", "-", &format!("img:{name}")]);
         Run::with_stdin(command, data).ok();
-        let inspect = strata(
-            &root,
-            &[
-                "inspect",
-                "--format",
-                "{{json .RootFS.Layers}}",
-                &format!("img:{name}"),
-            ],
-        )
-        .ok();
+        let inspect = strata(&root, &["inspect", "--format", "{{json .RootFS.Layers}}", &format!("img:{name}")]).ok();
         layers.push(inspect.stdout());
     }
     assert_eq!(layers[0], layers[1]);
     assert_eq!(layers[0], layers[2]);
-    let history = strata(&root, &["history", "--format", "json", "img:gz"])
-        .ok()
-        .stdout();
+    let history = strata(&root, &["history", "--format", "json", "img:gz"]).ok().stdout();
     let row: Value = serde_json::from_str(history.lines().next().expect("one row")).expect("json");
     assert_eq!(row["Comment"], "Imported from -");
     strata(&root, &["fsck"]).ok();
@@ -141,29 +97,16 @@ fn tag_and_rmi_free_blobs_only_when_unused() {
     assert!(images.contains("localhost:5000/one   v1"), "{images}");
 
     // By ID while two tags point at it: refused without -f, as Docker does.
-    let id = strata(&root, &["inspect", "-f", "{{.Id}}", "one"])
-        .ok()
-        .stdout()
-        .trim()
-        .to_owned();
+    let id = strata(&root, &["inspect", "-f", "{{.Id}}", "one"]).ok().stdout().trim().to_owned();
     let refused = strata(&root, &["rmi", &id]).fails();
-    assert!(
-        refused.stderr().contains("must be forced"),
-        "{}",
-        refused.stderr()
-    );
+    assert!(refused.stderr().contains("must be forced"), "{}", refused.stderr());
 
-    let untag = strata(&root, &["rmi", "localhost:5000/one:v1"])
-        .ok()
-        .stdout();
+    let untag = strata(&root, &["rmi", "localhost:5000/one:v1"]).ok().stdout();
     assert_eq!(untag, "Untagged: localhost:5000/one:v1\n");
     assert_eq!(blob_count(&root), 5);
 
     let removed = strata(&root, &["rmi", "one"]).ok().stdout();
-    assert!(
-        removed.contains("Untagged: one:latest") && removed.contains(&format!("Deleted: {id}")),
-        "{removed}"
-    );
+    assert!(removed.contains("Untagged: one:latest") && removed.contains(&format!("Deleted: {id}")), "{removed}");
     // Its config and manifest are gone; the layer stays for "two".
     assert_eq!(blob_count(&root), 3);
     strata(&root, &["rmi", "two"]).ok();
@@ -171,11 +114,7 @@ fn tag_and_rmi_free_blobs_only_when_unused() {
 
     let missing = strata(&root, &["rmi", "nothing-here"]).fails();
     assert_eq!(missing.code(), 1);
-    assert!(
-        missing.stderr().contains("No such image: nothing-here"),
-        "{}",
-        missing.stderr()
-    );
+    assert!(missing.stderr().contains("No such image: nothing-here"), "{}", missing.stderr());
 }
 
 #[test]
@@ -184,24 +123,12 @@ fn invalid_references_and_unknown_images_are_clear_errors() {
     let tar = busybox_rootfs_tar(root.dir.path());
     let tar = tar.to_str().expect("utf-8 path");
     let upper = strata(&root, &["import", tar, "Busybox"]).fails();
-    assert!(
-        upper.stderr().contains("must be lowercase"),
-        "{}",
-        upper.stderr()
-    );
+    assert!(upper.stderr().contains("must be lowercase"), "{}", upper.stderr());
     assert_eq!(blob_count(&root), 0, "a rejected import stores nothing");
     let unknown = strata(&root, &["history", "busybx"]).fails();
-    assert!(
-        unknown.stderr().contains("No such image: busybx"),
-        "{}",
-        unknown.stderr()
-    );
+    assert!(unknown.stderr().contains("No such image: busybx"), "{}", unknown.stderr());
     let bad_change = strata(&root, &["import", "-c", "RUN true", tar]).fails();
-    assert!(
-        bad_change.stderr().contains("RUN is not allowed"),
-        "{}",
-        bad_change.stderr()
-    );
+    assert!(bad_change.stderr().contains("RUN is not allowed"), "{}", bad_change.stderr());
     let usage = strata(&root, &["images", "--bogus"]).fails();
     assert_eq!(usage.code(), 125, "flag errors exit 125 like docker");
 }
@@ -213,29 +140,14 @@ fn not_a_tarball_is_rejected_and_nothing_changes() {
     strata(&root, &["import", tar.to_str().expect("utf-8"), "keep"]).ok();
     let before = (strata(&root, &["images"]).ok().stdout(), blob_count(&root));
     let text = root.path("notes.txt");
-    std::fs::write(
-        &text,
-        "these are not the bytes of a tar archive at all\n".repeat(20),
-    )
-    .expect("write");
+    std::fs::write(&text, "these are not the bytes of a tar archive at all\n".repeat(20)).expect("write");
     let err = strata(&root, &["import", text.to_str().expect("utf-8"), "bad"]).fails();
-    assert!(
-        err.stderr().contains("not a valid tar archive"),
-        "{}",
-        err.stderr()
-    );
+    assert!(err.stderr().contains("not a valid tar archive"), "{}", err.stderr());
     let truncated = root.path("truncated.tar");
     let full = std::fs::read(&tar).expect("read");
     std::fs::write(&truncated, &full[..full.len() / 2 + 100]).expect("write");
-    strata(
-        &root,
-        &["import", truncated.to_str().expect("utf-8"), "bad"],
-    )
-    .fails();
-    assert_eq!(
-        (strata(&root, &["images"]).ok().stdout(), blob_count(&root)),
-        before
-    );
+    strata(&root, &["import", truncated.to_str().expect("utf-8"), "bad"]).fails();
+    assert_eq!((strata(&root, &["images"]).ok().stdout(), blob_count(&root)), before);
     strata(&root, &["fsck"]).ok();
 }
 
@@ -248,23 +160,11 @@ fn df_and_prune() {
     strata(&root, &["import", "-c", "ENV X=1", tar]).ok();
     let df = strata(&root, &["system", "df"]).ok().stdout();
     assert!(df.starts_with("TYPE"), "{df}");
-    assert!(
-        df.lines()
-            .nth(1)
-            .is_some_and(|l| l.split_whitespace().take(3).eq(["Images", "2", "0"])),
-        "{df}"
-    );
+    assert!(df.lines().nth(1).is_some_and(|l| l.split_whitespace().take(3).eq(["Images", "2", "0"])), "{df}");
     let pruned = strata(&root, &["system", "prune", "-f"]).ok().stdout();
-    assert!(
-        pruned.contains("deleted: sha256:") && pruned.contains("Total reclaimed space:"),
-        "{pruned}"
-    );
+    assert!(pruned.contains("deleted: sha256:") && pruned.contains("Total reclaimed space:"), "{pruned}");
     let images = strata(&root, &["images", "-q"]).ok().stdout();
-    assert_eq!(
-        images.lines().count(),
-        1,
-        "only the tagged image is left: {images}"
-    );
+    assert_eq!(images.lines().count(), 1, "only the tagged image is left: {images}");
     strata(&root, &["system", "prune", "-a", "-f"]).ok();
     assert_eq!(blob_count(&root), 0);
 }
@@ -298,13 +198,7 @@ fn concurrent_imports_lose_nothing() {
     let children: Vec<_> = (0..6)
         .map(|i| {
             let mut command = root.strata(STRATA);
-            command.args([
-                "import",
-                "-c",
-                &format!("ENV N={i}"),
-                tar.to_str().expect("utf-8"),
-                &format!("para:{i}"),
-            ]);
+            command.args(["import", "-c", &format!("ENV N={i}"), tar.to_str().expect("utf-8"), &format!("para:{i}")]);
             command.stdout(std::process::Stdio::null());
             command.spawn().expect("spawn")
         })

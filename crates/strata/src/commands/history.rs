@@ -19,11 +19,8 @@ pub fn run(engine: &Engine, args: HistoryArgs) -> anyhow::Result<u8> {
     }
     let now = Timestamp::now();
     // Docker shows whole seconds here.
-    let created_at = |row: &HistoryRow| {
-        row.created
-            .map(|c| Timestamp::from_unix(c.seconds).to_rfc3339())
-            .unwrap_or_default()
-    };
+    let created_at =
+        |row: &HistoryRow| row.created.map(|c| Timestamp::from_unix(c.seconds).to_rfc3339()).unwrap_or_default();
     let created = |row: &HistoryRow| match (row.created, args.human) {
         (Some(c), true) => format!("{} ago", human_duration(now.seconds - c.seconds)),
         (Some(_), false) => created_at(row),
@@ -61,17 +58,9 @@ pub fn run(engine: &Engine, args: HistoryArgs) -> anyhow::Result<u8> {
             print(&out)?;
         }
         None | Some("table") => {
-            let mut cells = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
-                .map(String::from)
-                .to_vec()];
+            let mut cells = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"].map(String::from).to_vec()];
             for row in &rows {
-                cells.push(vec![
-                    id(row),
-                    created(row),
-                    created_by(row),
-                    size(row),
-                    row.comment.clone(),
-                ]);
+                cells.push(vec![id(row), created(row), created_by(row), size(row), row.comment.clone()]);
             }
             print(&table(&cells))?;
         }

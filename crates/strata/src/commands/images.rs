@@ -18,19 +18,12 @@ pub fn run(engine: &Engine, args: ImagesArgs) -> anyhow::Result<u8> {
     };
     if args.quiet {
         let mut seen = std::collections::BTreeSet::new();
-        let ids: String = rows
-            .iter()
-            .filter(|r| seen.insert(r.id.clone()))
-            .map(|r| id(r) + "\n")
-            .collect();
+        let ids: String = rows.iter().filter(|r| seen.insert(r.id.clone())).map(|r| id(r) + "\n").collect();
         return print(&ids).map(|()| 0);
     }
     let now = Timestamp::now();
     let since = |row: &ImageRow| {
-        row.created.map_or_else(
-            || "N/A".to_owned(),
-            |c| format!("{} ago", human_duration(now.seconds - c.seconds)),
-        )
+        row.created.map_or_else(|| "N/A".to_owned(), |c| format!("{} ago", human_duration(now.seconds - c.seconds)))
     };
     match args.format.as_deref() {
         Some("json") | Some("{{json .}}") => {
@@ -38,10 +31,7 @@ pub fn run(engine: &Engine, args: ImagesArgs) -> anyhow::Result<u8> {
             for row in &rows {
                 let mut object = BTreeMap::new();
                 object.insert("Containers", "N/A".to_owned());
-                object.insert(
-                    "CreatedAt",
-                    row.created.map(|c| c.to_go_string()).unwrap_or_default(),
-                );
+                object.insert("CreatedAt", row.created.map(|c| c.to_go_string()).unwrap_or_default());
                 object.insert("CreatedSince", since(row));
                 object.insert("Digest", row.digest.clone());
                 object.insert("ID", id(row));

@@ -19,18 +19,10 @@ use crate::cli::{Cli, Command, ImageCommand, SystemCommand};
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     let engine = Engine::open(&cli.root)?;
     match cli.command {
-        Command::Import(args) | Command::Image(ImageCommand::Import(args)) => {
-            import::run(&engine, args)
-        }
-        Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => {
-            images::run(&engine, args)
-        }
-        Command::History(args) | Command::Image(ImageCommand::History(args)) => {
-            history::run(&engine, args)
-        }
-        Command::Inspect(args) | Command::Image(ImageCommand::Inspect(args)) => {
-            inspect::run(&engine, args)
-        }
+        Command::Import(args) | Command::Image(ImageCommand::Import(args)) => import::run(&engine, args),
+        Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => images::run(&engine, args),
+        Command::History(args) | Command::Image(ImageCommand::History(args)) => history::run(&engine, args),
+        Command::Inspect(args) | Command::Image(ImageCommand::Inspect(args)) => inspect::run(&engine, args),
         Command::Tag(args) | Command::Image(ImageCommand::Tag(args)) => tag::run(&engine, args),
         Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => rmi::run(&engine, args),
         Command::Save(args) | Command::Image(ImageCommand::Save(args)) => save::run(&engine, args),

@@ -11,29 +11,17 @@ pub fn df(engine: &Engine) -> anyhow::Result<u8> {
     let usage = engine.disk_usage()?;
     let percent = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
     let rows = vec![
-        ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
-            .map(String::from)
-            .to_vec(),
+        ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"].map(String::from).to_vec(),
         vec![
             "Images".into(),
             usage.images.to_string(),
             usage.active_images.to_string(),
             human_size(usage.images_size),
-            format!(
-                "{} ({}%)",
-                human_size(usage.reclaimable),
-                percent(usage.reclaimable, usage.images_size)
-            ),
+            format!("{} ({}%)", human_size(usage.reclaimable), percent(usage.reclaimable, usage.images_size)),
         ],
-        ["Containers", "0", "0", "0B", "0B"]
-            .map(String::from)
-            .to_vec(),
-        ["Local Volumes", "0", "0", "0B", "0B"]
-            .map(String::from)
-            .to_vec(),
-        ["Build Cache", "0", "0", "0B", "0B"]
-            .map(String::from)
-            .to_vec(),
+        ["Containers", "0", "0", "0B", "0B"].map(String::from).to_vec(),
+        ["Local Volumes", "0", "0", "0B", "0B"].map(String::from).to_vec(),
+        ["Build Cache", "0", "0", "0B", "0B"].map(String::from).to_vec(),
     ];
     print(&table(&rows))?;
     Ok(0)
@@ -68,18 +56,11 @@ pub fn prune(engine: &Engine, args: PruneArgs, system: bool) -> anyhow::Result<u
     if !report.events.is_empty() {
         out.push_str("Deleted Images:\n");
         for event in &report.events {
-            out.push_str(
-                &describe(event)
-                    .replacen("Untagged", "untagged", 1)
-                    .replacen("Deleted", "deleted", 1),
-            );
+            out.push_str(&describe(event).replacen("Untagged", "untagged", 1).replacen("Deleted", "deleted", 1));
         }
         out.push('\n');
     }
-    out.push_str(&format!(
-        "Total reclaimed space: {}\n",
-        human_size(report.reclaimed)
-    ));
+    out.push_str(&format!("Total reclaimed space: {}\n", human_size(report.reclaimed)));
     print(&out)?;
     Ok(0)
 }
