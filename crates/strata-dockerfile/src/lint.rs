@@ -1,0 +1,1 @@
+//! Lint (filled in below).

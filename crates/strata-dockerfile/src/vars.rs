@@ -1,0 +1,1 @@
+//! Variable scoping (filled in below).
