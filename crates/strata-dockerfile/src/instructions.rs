@@ -538,7 +538,10 @@ fn parse_instruction(node: &Node) -> Result<Instruction, String> {
 
 fn strip_onbuild_keyword(original: &str) -> String {
     let trimmed = original.trim_start();
-    let rest = if trimmed.len() >= 7 && trimmed[..7].eq_ignore_ascii_case("onbuild") { &trimmed[7..] } else { trimmed };
+    let rest = match (trimmed.get(..7), trimmed.get(7..)) {
+        (Some(keyword), Some(rest)) if keyword.eq_ignore_ascii_case("onbuild") => rest,
+        _ => trimmed,
+    };
     rest.trim_start().to_owned()
 }
 

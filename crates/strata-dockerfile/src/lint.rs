@@ -19,9 +19,14 @@ pub struct Warning {
 impl Warning {
     /// The rule's documentation page.
     pub fn url(&self) -> String {
+        // CamelCase → kebab-case, keeping acronyms together (JSONArgs → json-args).
+        let chars: Vec<char> = self.rule.chars().collect();
         let mut slug = String::new();
-        for (i, c) in self.rule.chars().enumerate() {
-            if c.is_ascii_uppercase() && i > 0 {
+        for (i, &c) in chars.iter().enumerate() {
+            let previous_lower = i > 0 && chars[i - 1].is_ascii_lowercase();
+            let acronym_end =
+                i > 0 && chars[i - 1].is_ascii_uppercase() && chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            if c.is_ascii_uppercase() && (previous_lower || acronym_end) {
                 slug.push('-');
             }
             slug.push(c.to_ascii_lowercase());
@@ -253,6 +258,17 @@ ENTRYPOINT [\"/bin/sh\"]
     fn clean_dockerfile_has_no_findings() {
         let text = "ARG VERSION=1\nFROM alpine:${VERSION} AS base\nARG VERSION\nENV APP=/app PATH=$PATH:/app\nWORKDIR $APP\nCOPY . .\nCMD [\"./run\"]\n";
         assert_eq!(rules(text), vec![]);
+    }
+
+    #[test]
+    fn rule_urls() {
+        let warning =
+            |rule| Warning { rule, message: String::new(), file: String::new(), location: Location::default() };
+        assert_eq!(
+            warning("JSONArgsRecommended").url(),
+            "https://docs.docker.com/go/dockerfile/rule/json-args-recommended/"
+        );
+        assert_eq!(warning("FromAsCasing").url(), "https://docs.docker.com/go/dockerfile/rule/from-as-casing/");
     }
 
     #[test]

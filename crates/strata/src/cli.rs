@@ -41,6 +41,24 @@ pub enum Command {
     /// Manage strata
     #[command(subcommand)]
     System(SystemCommand),
+    /// Tools for looking inside strata
+    #[command(subcommand)]
+    Debug(DebugCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Print a Dockerfile's parse tree in BuildKit's dump format, or lint it with --check
+    Dockerfile(DebugDockerfileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DebugDockerfileArgs {
+    /// The Dockerfile, or - for STDIN
+    pub file: String,
+    /// Run the build checks instead of dumping (exit 1 on SecretsUsedInArgOrEnv)
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! One module per command; each is a few lines over `strata_engine`.
 
+mod debug;
 mod fsck;
 mod history;
 mod images;
@@ -13,10 +14,14 @@ mod tag;
 
 use strata_engine::Engine;
 
-use crate::cli::{Cli, Command, ImageCommand, SystemCommand};
+use crate::cli::{Cli, Command, DebugCommand, ImageCommand, SystemCommand};
 
 /// Runs a command; returns the exit code for success paths that still fail partly.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    // Commands that need no store.
+    if let Command::Debug(DebugCommand::Dockerfile(args)) = cli.command {
+        return debug::dockerfile(args);
+    }
     let engine = Engine::open(&cli.root)?;
     match cli.command {
         Command::Import(args) | Command::Image(ImageCommand::Import(args)) => import::run(&engine, args),
@@ -31,5 +36,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Fsck => fsck::run(&engine),
         Command::System(SystemCommand::Df) => system::df(&engine),
         Command::System(SystemCommand::Prune(args)) => system::prune(&engine, args, true),
+        Command::Debug(_) => unreachable!("handled above"),
     }
 }
