@@ -45,7 +45,7 @@ row() { # op
 size=$(du -m "$ROOTFS" | cut -f1)
 entries=$(tar -tf "$ROOTFS" | wc -l)
 {
-  echo "# Benchmark results"
+  echo "## Image import / save / load vs podman (\`bench/images.sh\`)"
   echo
   echo "Latest run of \`bench/images.sh\` ($(date -u +%Y-%m-%d), $(nproc) cores, median of $RUNS runs; peak RSS is the largest of the runs)."
   echo "Input: Debian bookworm minbase rootfs from debootstrap, ${size} MB, ${entries} entries. Same disk for both stores."
@@ -59,5 +59,5 @@ entries=$(tar -tf "$ROOTFS" | wc -l)
   echo "unpacks a layer into a snapshot once, when a container or build first needs it (layers issue), so that"
   echo "cost is not in these figures. podman unpacks every layer into its overlay storage during import/load."
   echo "Peak RSS is ru_maxrss of the measured process tree."
-} > bench/RESULTS.md
+} | python3 bench/update_results.py images
 cat bench/RESULTS.md
