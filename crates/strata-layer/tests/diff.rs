@@ -149,7 +149,7 @@ fn overlay_upper_whiteouts_and_opaque_dirs() {
     fs::write(upper.path().join("d/new"), "n").expect("write");
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &upper.path().join("gone"),
+        upper.path().join("gone"),
         rustix::fs::FileType::CharacterDevice,
         rustix::fs::Mode::empty(),
         0,
