@@ -224,7 +224,8 @@ impl Engine {
             ));
         };
 
-        // Every digest checked: commit the blobs, then record the images in one update.
+        // Every digest checked: commit the blobs, unpack the layers (checking every entry),
+        // then record the images in one update.
         let mut ready = Vec::new();
         for plan in plans {
             let mut layers = Vec::new();
@@ -232,6 +233,9 @@ impl Engine {
                 let (blob, record) = archive.commit_layer(path, layer)?;
                 layers.push((blob, record));
             }
+            let blobs: Vec<Digest> = layers.iter().map(|(blob, _)| blob.clone()).collect();
+            let diff_ids: Vec<Digest> = layers.iter().map(|(_, record)| record.diff_id.clone()).collect();
+            self.unpack_layers(&blobs, &diff_ids)?;
             let manifest = match &plan.manifest {
                 Some((descriptor, bytes)) => {
                     self.store.content().put(&plan.config)?;

@@ -29,6 +29,10 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Snapshot(#[from] strata_layer::snapshot::SnapshotError),
+    #[error(transparent)]
+    Layer(#[from] strata_layer::ApplyError),
 }
 
 /// The class of an error, for exit codes and status codes.
@@ -48,7 +52,10 @@ impl EngineError {
                 ErrorKind::InvalidArgument
             }
             EngineError::Conflict(_) => ErrorKind::Conflict,
-            EngineError::Io { .. } | EngineError::Store(_) => ErrorKind::Internal,
+            EngineError::Layer(strata_layer::ApplyError::Io { .. }) => ErrorKind::Internal,
+            EngineError::Layer(_) => ErrorKind::InvalidArgument,
+            EngineError::Snapshot(strata_layer::snapshot::SnapshotError::NotFound(_)) => ErrorKind::NotFound,
+            EngineError::Snapshot(_) | EngineError::Io { .. } | EngineError::Store(_) => ErrorKind::Internal,
         }
     }
 }

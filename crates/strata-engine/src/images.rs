@@ -260,7 +260,7 @@ impl Engine {
             Ok::<_, EngineError>(events)
         })?;
         if events.iter().any(|e| matches!(e, RemoveEvent::Deleted(_))) {
-            self.store.collect_garbage()?;
+            self.collect_garbage()?;
         }
         Ok(events)
     }
@@ -298,7 +298,7 @@ impl Engine {
             }
             Ok::<_, StoreError>(events)
         })?;
-        let gc = self.store.collect_garbage()?;
-        Ok(PruneReport { events, reclaimed: gc.freed_bytes })
+        let reclaimed = self.collect_garbage()?;
+        Ok(PruneReport { events, reclaimed })
     }
 }

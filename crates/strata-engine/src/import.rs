@@ -58,6 +58,8 @@ impl Engine {
             uncompressed_size: summary.tar_size,
             snapshot: None,
         };
+        // Unpacked (and so checked entry by entry) before the image becomes visible.
+        self.unpack_layers(std::slice::from_ref(&diff_id), std::slice::from_ref(&diff_id))?;
         let config_bytes = to_json(&config)?;
         let layers = vec![(diff_id, layer)];
         let manifest = self.put_manifest(&config_bytes, &layers)?;

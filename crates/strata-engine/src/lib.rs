@@ -7,6 +7,7 @@ pub mod error;
 pub mod fsck;
 pub mod images;
 pub mod import;
+pub mod snapshots;
 
 use std::path::Path;
 
@@ -21,14 +22,36 @@ pub use error::{EngineError, ErrorKind, Result};
 pub const MAX_JSON_BLOB: u64 = 4 << 20;
 
 /// An engine over one store root.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Engine {
     store: Store,
+    snapshotter: std::sync::Arc<dyn strata_layer::Snapshotter>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("root", &self.store.root())
+            .field("snapshotter", &self.snapshotter.name())
+            .finish()
+    }
 }
 
 impl Engine {
+    /// Opens the store at `root` with the default snapshotter (overlay where it works).
     pub fn open(root: &Path) -> Result<Engine> {
-        Ok(Engine { store: Store::open(root)? })
+        Self::open_with(root, None)
+    }
+
+    /// Opens the store with a named snapshotter (`overlay` or `copy`).
+    pub fn open_with(root: &Path, snapshotter: Option<&str>) -> Result<Engine> {
+        let store = Store::open(root)?;
+        let snapshotter = snapshots::open_snapshotter(root, snapshotter)?;
+        Ok(Engine { store, snapshotter })
+    }
+
+    pub fn snapshotter(&self) -> &dyn strata_layer::Snapshotter {
+        &*self.snapshotter
     }
 
     pub fn store(&self) -> &Store {

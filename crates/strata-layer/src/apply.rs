@@ -450,12 +450,13 @@ impl Applier {
             let name = pax_value("path").or(long_name.take()).unwrap_or_else(|| header.path_bytes().into_owned());
             let link =
                 pax_value("linkpath").or(long_link.take()).or_else(|| header.link_name_bytes().map(|l| l.into_owned()));
+            let old = header.as_old();
             let mut meta = Meta {
-                mode: header.mode().map_err(map_read_error)? & 0o7777,
-                uid: pax_number(&pax_value("uid")).map_or_else(|| header.uid().map_err(map_read_error), Ok)?,
-                gid: pax_number(&pax_value("gid")).map_or_else(|| header.gid().map_err(map_read_error), Ok)?,
+                mode: numeric(header.mode().map(u64::from), &old.mode)? as u32 & 0o7777,
+                uid: pax_number(&pax_value("uid")).map_or_else(|| numeric(header.uid(), &old.uid), Ok)?,
+                gid: pax_number(&pax_value("gid")).map_or_else(|| numeric(header.gid(), &old.gid), Ok)?,
                 mtime: pax_time(&pax_value("mtime"))
-                    .map_or_else(|| header.mtime().map(|m| (m as i64, 0)).map_err(map_read_error), Ok)?,
+                    .map_or_else(|| numeric(header.mtime(), &old.mtime).map(|m| (m as i64, 0)), Ok)?,
                 xattrs: Vec::new(),
             };
             for (key, value) in &pax_records {
@@ -1047,6 +1048,16 @@ fn join(parent: &str, name: &str) -> String {
         name.to_owned()
     } else {
         format!("{parent}/{name}")
+    }
+}
+
+/// A numeric header field; an empty one (all NULs or spaces) reads as 0, as GNU tar and Go's
+/// archive/tar read it.
+fn numeric(parsed: io::Result<u64>, raw: &[u8]) -> Result<u64, ApplyError> {
+    match parsed {
+        Ok(value) => Ok(value),
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        Err(e) => Err(map_read_error(e)),
     }
 }
 

@@ -221,7 +221,18 @@ impl Store {
 
     /// Deletes every blob no image refers to, and layer records no image uses.
     pub fn collect_garbage(&self) -> Result<GcReport> {
-        let _gc = lock::exclusive(&self.meta.join("gc.lock"))?;
+        let _gc = self.gc_lock()?;
+        self.collect_garbage_locked()
+    }
+
+    /// Excludes every writer (they hold [`Store::ingest_guard`]) while held.
+    pub fn gc_lock(&self) -> Result<LockGuard> {
+        lock::exclusive(&self.meta.join("gc.lock"))
+    }
+
+    /// [`Store::collect_garbage`] for a caller that holds [`Store::gc_lock`] and collects more
+    /// (snapshots) under the same lock.
+    pub fn collect_garbage_locked(&self) -> Result<GcReport> {
         self.content.clean_ingest()?;
         let referenced = self.update(|db| {
             let referenced = db.referenced_blobs();

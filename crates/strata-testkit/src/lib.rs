@@ -39,6 +39,8 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
         header.set_entry_type(tar::EntryType::Directory);
         header.set_mode(if d == "tmp" { 0o1777 } else { 0o755 });
         header.set_size(0);
+        header.set_uid(0);
+        header.set_gid(0);
         header.set_mtime(1_700_000_000);
         tar.append_data(&mut header, format!("{d}/"), std::io::empty()).expect("dir");
     }
@@ -46,6 +48,8 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
         let mut header = tar::Header::new_gnu();
         header.set_mode(mode);
         header.set_size(data.len() as u64);
+        header.set_uid(0);
+        header.set_gid(0);
         header.set_mtime(1_700_000_000);
         tar.append_data(&mut header, name, data).expect("file");
     };
@@ -57,6 +61,8 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
         header.set_entry_type(tar::EntryType::Symlink);
         header.set_mode(0o777);
         header.set_size(0);
+        header.set_uid(0);
+        header.set_gid(0);
         header.set_mtime(1_700_000_000);
         tar.append_link(&mut header, format!("bin/{applet}"), "busybox").expect("symlink");
     }

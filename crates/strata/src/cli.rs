@@ -11,6 +11,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "STRATA_ROOT", default_value = "/var/lib/strata")]
     pub root: PathBuf,
 
+    /// Snapshotter for unpacked layers: overlay (default where it works) or copy
+    #[arg(long, global = true, env = "STRATA_SNAPSHOTTER")]
+    pub snapshotter: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -83,6 +87,17 @@ pub enum ImageCommand {
     Load(LoadArgs),
     /// Remove unused images
     Prune(PruneArgs),
+    /// Mount an image's filesystem read-only and print where
+    Mount(ImageNamesArgs),
+    /// Unmount an image mounted with "image mount"
+    #[command(alias = "unmount")]
+    Umount(ImageNamesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageNamesArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

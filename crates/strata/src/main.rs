@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    raise_open_file_limit();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -23,5 +24,16 @@ fn main() -> ExitCode {
             output::print_error(&e);
             ExitCode::from(1)
         }
+    }
+}
+
+/// Layer unpacking keeps a directory descriptor per directory; use the whole hard limit
+/// (never more: raising it needs CAP_SYS_RESOURCE).
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
     }
 }

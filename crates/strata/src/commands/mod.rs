@@ -7,6 +7,7 @@ mod images;
 mod import;
 mod inspect;
 mod load;
+mod mount;
 mod rmi;
 mod save;
 mod system;
@@ -22,7 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     if let Command::Debug(DebugCommand::Dockerfile(args)) = cli.command {
         return debug::dockerfile(args);
     }
-    let engine = Engine::open(&cli.root)?;
+    let engine = Engine::open_with(&cli.root, cli.snapshotter.as_deref())?;
     match cli.command {
         Command::Import(args) | Command::Image(ImageCommand::Import(args)) => import::run(&engine, args),
         Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => images::run(&engine, args),
@@ -33,6 +34,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Save(args) | Command::Image(ImageCommand::Save(args)) => save::run(&engine, args),
         Command::Load(args) | Command::Image(ImageCommand::Load(args)) => load::run(&engine, args),
         Command::Image(ImageCommand::Prune(args)) => system::prune(&engine, args, false),
+        Command::Image(ImageCommand::Mount(args)) => mount::mount(&engine, args),
+        Command::Image(ImageCommand::Umount(args)) => mount::umount(&engine, args),
         Command::Fsck => fsck::run(&engine),
         Command::System(SystemCommand::Df) => system::df(&engine),
         Command::System(SystemCommand::Prune(args)) => system::prune(&engine, args, true),

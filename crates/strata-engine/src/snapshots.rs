@@ -1,0 +1,228 @@
+//! Unpacked images: layer snapshots keyed by chain ID, image mounts, and their GC.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use strata_layer::snapshot::{self, Copy, Overlay, SnapshotError};
+use strata_layer::{apply_layer, mount_all, unmount, ApplyOptions, Snapshotter};
+use strata_oci::{Digest, Digester};
+use strata_store::ImageRecord;
+
+use crate::error::{EngineError, IoContext, Result};
+use crate::Engine;
+
+/// `overlay` where the kernel and user allow it, otherwise `copy`; or the one asked for.
+pub(crate) fn open_snapshotter(root: &Path, name: Option<&str>) -> Result<Arc<dyn Snapshotter>> {
+    let name = match name {
+        Some(name) => name.to_owned(),
+        None if Overlay::supported() => "overlay".to_owned(),
+        None => "copy".to_owned(),
+    };
+    let dir = root.join("snapshots").join(&name);
+    Ok(match name.as_str() {
+        "overlay" => {
+            if !Overlay::supported() {
+                return Err(EngineError::InvalidArgument(
+                    "the overlay snapshotter needs root and overlayfs; use --snapshotter copy".to_owned(),
+                ));
+            }
+            Arc::new(Overlay::open(&dir)?)
+        }
+        "copy" => Arc::new(Copy::open(&dir)?),
+        other => {
+            return Err(EngineError::InvalidArgument(format!("unknown snapshotter {other:?}: use overlay or copy")))
+        }
+    })
+}
+
+/// OCI chain IDs: `chain[0] = diff[0]`, `chain[n] = sha256(chain[n-1] + " " + diff[n])`.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut chains: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for diff_id in diff_ids {
+        let next = match chains.last() {
+            None => diff_id.clone(),
+            Some(parent) => {
+                let mut digester = Digester::new();
+                digester.update(format!("{parent} {diff_id}").as_bytes());
+                digester.finish()
+            }
+        };
+        chains.push(next);
+    }
+    chains
+}
+
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}-{nanos}", std::process::id())
+}
+
+impl Engine {
+    /// Unpacks every layer of `image` that is not unpacked yet; returns the top chain ID
+    /// (`None` for an image without layers). Layers already present are not touched.
+    pub fn unpack(&self, image: &ImageRecord) -> Result<Option<String>> {
+        let (_, config) = self.config(image)?;
+        self.unpack_layers(&image.layers, &config.rootfs.diff_ids)
+    }
+
+    /// Unpacks layer blobs (bottom first) with their diffIDs; returns the top chain ID.
+    pub fn unpack_layers(&self, blobs: &[Digest], diff_ids: &[Digest]) -> Result<Option<String>> {
+        if diff_ids.len() != blobs.len() {
+            return Err(EngineError::Archive(format!(
+                "the config lists {} layers, the manifest {}",
+                diff_ids.len(),
+                blobs.len()
+            )));
+        }
+        let snapshotter = self.snapshotter();
+        let chains: Vec<String> = chain_ids(diff_ids).iter().map(ToString::to_string).collect();
+        let mut parent: Option<&str> = None;
+        for (i, chain) in chains.iter().enumerate() {
+            if snapshotter.stat(chain)?.is_none() {
+                self.unpack_layer(&blobs[i], &diff_ids[i], chain, parent)?;
+            }
+            parent = Some(chain);
+        }
+        Ok(chains.last().cloned())
+    }
+
+    fn unpack_layer(&self, blob: &Digest, diff_id: &Digest, chain: &str, parent: Option<&str>) -> Result<()> {
+        let snapshotter = self.snapshotter();
+        let key = format!("extract-{}-{}", unique_suffix(), diff_id.hex());
+        snapshotter.prepare(&key, parent)?;
+        let result = (|| -> Result<()> {
+            let target = snapshotter.apply_target(&key)?;
+            let options =
+                ApplyOptions { whiteouts: target.whiteouts, lowers: target.lowers, ..ApplyOptions::default() };
+            let file = self.store.content().open_blob(blob)?;
+            let report = apply_layer(file, &target.dir, &options)?;
+            if &report.diff_id != diff_id {
+                return Err(EngineError::Archive(format!(
+                    "layer {blob}: digest mismatch: the config expects diffID {diff_id}, the content is {}",
+                    report.diff_id
+                )));
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = snapshotter.remove(&key);
+            return Err(e);
+        }
+        match snapshotter.commit(chain, &key) {
+            Ok(()) => Ok(()),
+            // Another strata process unpacked the same layers meanwhile: use theirs.
+            Err(SnapshotError::AlreadyExists(_)) => {
+                let _ = snapshotter.remove(&key);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = snapshotter.remove(&key);
+                Err(e.into())
+            }
+        }
+    }
+
+    fn mount_dir(&self, image: &ImageRecord) -> PathBuf {
+        self.store.root().join("mounts").join(image.id.hex())
+    }
+
+    /// `strata image mount`: a read-only view of the image, mounted; returns where.
+    pub fn mount_image(&self, name: &str) -> Result<PathBuf> {
+        let db = self.store.read_db()?;
+        let image = self.resolve(&db, name)?.clone();
+        let target = self.mount_dir(&image);
+        if is_mountpoint(&target) {
+            return Ok(target);
+        }
+        let top = self.unpack(&image)?;
+        let key = format!("mount-{}", image.id.hex());
+        let snapshotter = self.snapshotter();
+        let mounts = match snapshotter.stat(&key)? {
+            Some(_) => snapshotter.mounts(&key)?,
+            None => snapshotter.view(&key, top.as_deref())?,
+        };
+        std::fs::create_dir_all(&target).at(&target)?;
+        mount_all(&mounts, &target)?;
+        Ok(target)
+    }
+
+    /// `strata image umount`.
+    pub fn unmount_image(&self, name: &str) -> Result<()> {
+        let db = self.store.read_db()?;
+        let image = self.resolve(&db, name)?.clone();
+        let target = self.mount_dir(&image);
+        if !is_mountpoint(&target) && self.snapshotter().stat(&format!("mount-{}", image.id.hex()))?.is_none() {
+            return Err(EngineError::InvalidArgument(format!("image {name} is not mounted")));
+        }
+        unmount(&target)?;
+        let _ = std::fs::remove_dir(&target);
+        match self.snapshotter().remove(&format!("mount-{}", image.id.hex())) {
+            Ok(()) | Err(SnapshotError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.collect_garbage()?;
+        Ok(())
+    }
+
+    /// Frees blobs and snapshots nothing needs, under the GC lock (writers wait).
+    pub fn collect_garbage(&self) -> Result<u64> {
+        let _gc = self.store.gc_lock()?;
+        let report = self.store.collect_garbage_locked()?;
+        self.gc_snapshots()?;
+        Ok(report.freed_bytes)
+    }
+
+    /// Removes layer snapshots no image needs and no other snapshot stands on, and the
+    /// leftovers of killed unpacks. Callers hold the GC lock.
+    fn gc_snapshots(&self) -> Result<Vec<String>> {
+        let snapshotter = self.snapshotter();
+        let mut removed = snapshot::remove_abandoned(snapshotter)?;
+        let db = self.store.read_db()?;
+        let mut needed = BTreeSet::new();
+        for image in db.images.values() {
+            if let Ok((_, config)) = self.config(image) {
+                needed.extend(chain_ids(&config.rootfs.diff_ids).iter().map(ToString::to_string));
+            }
+        }
+        loop {
+            let list = snapshotter.list()?;
+            let parents: BTreeSet<&str> = list.iter().filter_map(|s| s.parent.as_deref()).collect();
+            let doomed: Vec<String> = list
+                .iter()
+                .filter(|s| {
+                    s.kind == snapshot::Kind::Committed && !needed.contains(&s.key) && !parents.contains(s.key.as_str())
+                })
+                .map(|s| s.key.clone())
+                .collect();
+            if doomed.is_empty() {
+                return Ok(removed);
+            }
+            for key in doomed {
+                snapshotter.remove(&key)?;
+                removed.push(key);
+            }
+        }
+    }
+}
+
+/// Whether `path` is a mount point (listed in this process's mount table).
+fn is_mountpoint(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let wanted = path.to_string_lossy();
+    table.lines().any(|line| line.split(' ').nth(4) == Some(&*wanted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_oci_rule() {
+        let a = Digest::of(b"a");
+        let b = Digest::of(b"b");
+        let chains = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(chains[0], a);
+        assert_eq!(chains[1], Digest::of(format!("{a} {b}").as_bytes()));
+    }
+}
