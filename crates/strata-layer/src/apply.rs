@@ -212,15 +212,6 @@ pub fn apply_layer(input: impl Read, root: &Path, options: &ApplyOptions) -> Res
     };
     let root_fd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| ApplyError::io(&root.display().to_string(), e))?;
-    // Entries are created with their final modes.
-    let previous_umask = rustix::process::umask(Mode::empty());
-    struct RestoreUmask(Mode);
-    impl Drop for RestoreUmask {
-        fn drop(&mut self) {
-            rustix::process::umask(self.0);
-        }
-    }
-    let _restore = RestoreUmask(previous_umask);
     let mut applier = Applier::new(root_fd, options.clone());
     let mut archive = tar::Archive::new(limited);
     let result = applier.run(&mut archive);
@@ -247,7 +238,7 @@ pub fn apply_layer(input: impl Read, root: &Path, options: &ApplyOptions) -> Res
 
 /// One regular file or symlink for a worker to create.
 enum Job {
-    File { parent: Arc<OwnedFd>, setgid: bool, name: Vec<u8>, path: String, data: Vec<u8>, meta: Meta },
+    File { parent: Arc<OwnedFd>, setgid: bool, umask: u32, name: Vec<u8>, path: String, data: Vec<u8>, meta: Meta },
     Symlink { parent: Arc<OwnedFd>, name: Vec<u8>, path: String, target: Vec<u8>, meta: Meta },
 }
 
@@ -298,6 +289,7 @@ struct Applier {
     dirs: HashMap<String, Arc<OwnedFd>>,
     /// Paths this layer wrote (for duplicates and opaque directories in delete mode).
     written: HashSet<String>,
+    umask: u32,
     /// Directories with the set-group-ID bit (new entries inherit their group).
     setgid: HashSet<String>,
     /// Directories this apply created: nothing can already exist inside them.
@@ -346,6 +338,7 @@ impl Applier {
             options,
             dirs: HashMap::new(),
             written: HashSet::new(),
+            umask: current_umask(),
             setgid: HashSet::new(),
             fresh: HashSet::new(),
             dir_times: Vec::new(),
@@ -557,7 +550,7 @@ impl Applier {
                 if created {
                     // Made with its mode; owner and set-id bits only when they differ.
                     let chown = self.options.chown && (!meta.is_ours() || self.setgid.contains(&parent_path));
-                    if chown || meta.mode & 0o6000 != 0 {
+                    if chown || meta.mode & 0o6000 != 0 || meta.mode & 0o777 & self.umask != 0 {
                         apply_meta(&dir, &meta, chown, &path)?;
                     } else if !meta.xattrs.is_empty() {
                         set_xattrs_and_times(dir.as_fd(), &meta, &path)?;
@@ -576,9 +569,9 @@ impl Applier {
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 if size > INLINE_FILE || self.sender.is_none() {
-                    let setgid = self.setgid.contains(&parent_path);
+                    let (setgid, umask) = (self.setgid.contains(&parent_path), self.umask);
                     write_file(
-                        Parent { fd: &parent, setgid },
+                        Parent { fd: &parent, setgid, umask },
                         &name,
                         &path,
                         Body::Stream(data),
@@ -588,8 +581,8 @@ impl Applier {
                 } else {
                     let mut buffer = Vec::with_capacity(size as usize);
                     data.read_to_end(&mut buffer).map_err(map_read_error)?;
-                    let setgid = self.setgid.contains(&parent_path);
-                    self.submit(Job::File { parent, setgid, name, path, data: buffer, meta })?;
+                    let (setgid, umask) = (self.setgid.contains(&parent_path), self.umask);
+                    self.submit(Job::File { parent, setgid, umask, name, path, data: buffer, meta })?;
                 }
             }
             tar::EntryType::Symlink => {
@@ -693,10 +686,10 @@ impl Applier {
             };
             let parent = self.dir(parent_of(target), true)?;
             let name = target.rsplit('/').next().unwrap_or(target).as_bytes().to_vec();
-            let setgid = self.setgid.contains(parent_of(target));
+            let (setgid, umask) = (self.setgid.contains(parent_of(target)), self.umask);
             let mut source = File::from(fd);
             write_file(
-                Parent { fd: &parent, setgid },
+                Parent { fd: &parent, setgid, umask },
                 &name,
                 target,
                 Body::Stream(&mut source),
@@ -816,8 +809,8 @@ impl Applier {
 
 fn run_job(job: Job, chown: bool) -> Result<(), ApplyError> {
     match job {
-        Job::File { parent, setgid, name, path, data, meta } => {
-            write_file(Parent { fd: &parent, setgid }, &name, &path, Body::Bytes(&data), &meta, chown)
+        Job::File { parent, setgid, umask, name, path, data, meta } => {
+            write_file(Parent { fd: &parent, setgid, umask }, &name, &path, Body::Bytes(&data), &meta, chown)
         }
         Job::Symlink { parent, name, path, target, meta } => {
             rustix::fs::symlinkat(OsStr::from_bytes(&target), &*parent, OsStr::from_bytes(&name))
@@ -827,11 +820,26 @@ fn run_job(job: Job, chown: bool) -> Result<(), ApplyError> {
     }
 }
 
+/// The process umask, read without changing it (changing it would race with other threads).
+/// Unknown → every bit, so modes are always set explicitly.
+fn current_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Umask:").and_then(|v| u32::from_str_radix(v.trim(), 8).ok()))
+        })
+        .unwrap_or(0o777)
+}
+
 /// Where a new file is created: its directory and what the kernel will give it.
 struct Parent<'a> {
     fd: &'a OwnedFd,
     /// New entries get the directory's group, not ours (set-group-ID directory).
     setgid: bool,
+    /// Bits the kernel takes away from the mode given at creation.
+    umask: u32,
 }
 
 /// Creates a regular file with its final mode (the umask is 0 during an apply), so only files
@@ -861,7 +869,8 @@ fn write_file(
         }
     }
     let needs_chown = chown && (!meta.is_ours() || parent.setgid);
-    finish_meta(file.as_fd(), meta, needs_chown, path)
+    let needs_chmod = needs_chown || meta.mode & 0o777 & parent.umask != 0;
+    finish_meta(file.as_fd(), meta, needs_chown, needs_chmod, path)
 }
 
 enum Body<'a> {
@@ -875,11 +884,13 @@ fn timespec(mtime: (i64, u32)) -> Timespec {
 
 /// For a file created with its mode: owner (then mode again, as chown clears set-id bits),
 /// xattrs and times.
-fn finish_meta(fd: BorrowedFd<'_>, meta: &Meta, chown: bool, path: &str) -> Result<(), ApplyError> {
+fn finish_meta(fd: BorrowedFd<'_>, meta: &Meta, chown: bool, chmod: bool, path: &str) -> Result<(), ApplyError> {
     if chown {
         let uid = rustix::fs::Uid::from_raw(meta.uid as u32);
         let gid = rustix::fs::Gid::from_raw(meta.gid as u32);
         rustix::fs::fchown(fd, Some(uid), Some(gid)).map_err(|e| ApplyError::io(path, e))?;
+    }
+    if chmod {
         rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode as RawMode)).map_err(|e| ApplyError::io(path, e))?;
     }
     set_xattrs_and_times(fd, meta, path)
