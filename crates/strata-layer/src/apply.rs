@@ -74,7 +74,7 @@ impl Default for ApplyOptions {
             ratio_grace_bytes: 1 << 30,
             max_header_bytes: 1 << 20,
             lowers: Vec::new(),
-            workers: 4,
+            workers: 2,
         }
     }
 }
@@ -118,10 +118,61 @@ pub struct ApplyReport {
     pub entries: u64,
 }
 
-/// Counts and hashes what passes through a reader.
+/// Hashes on another thread, so the hash of a layer costs the parsing thread only a copy.
+struct BackgroundDigester {
+    pending: Vec<u8>,
+    sender: Option<mpsc::SyncSender<Vec<u8>>>,
+    worker: Option<std::thread::JoinHandle<Digester>>,
+    len: u64,
+}
+
+const HASH_CHUNK: usize = 256 << 10;
+
+impl BackgroundDigester {
+    fn new() -> BackgroundDigester {
+        let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(16);
+        let worker = std::thread::spawn(move || {
+            let mut digester = Digester::new();
+            for chunk in receiver {
+                digester.update(&chunk);
+            }
+            digester
+        });
+        BackgroundDigester {
+            pending: Vec::with_capacity(HASH_CHUNK),
+            sender: Some(sender),
+            worker: Some(worker),
+            len: 0,
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        self.len += data.len() as u64;
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= HASH_CHUNK {
+            let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(HASH_CHUNK));
+            if let Some(sender) = &self.sender {
+                let _ = sender.send(chunk);
+            }
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn finish(&mut self) -> Digest {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(std::mem::take(&mut self.pending));
+        }
+        self.worker.take().and_then(|worker| worker.join().ok()).unwrap_or_default().finish()
+    }
+}
+
+/// Hashes what passes through a reader (in the background).
 struct Hashing<R> {
     inner: R,
-    digester: Digester,
+    digester: BackgroundDigester,
 }
 
 impl<R: Read> Read for Hashing<R> {
@@ -135,7 +186,7 @@ impl<R: Read> Read for Hashing<R> {
 /// Counts decompressed bytes against the limits, looking at how many compressed bytes were read.
 struct Limited<R> {
     inner: Hashing<R>,
-    raw: Arc<Mutex<Digester>>,
+    raw: Arc<RawCount>,
     options: (u64, u64, u64),
     compression: Compression,
 }
@@ -149,7 +200,7 @@ impl<R: Read> Read for Limited<R> {
             return Err(io::Error::other(LimitExceeded(format!("more than {max_bytes} uncompressed bytes"))));
         }
         if self.compression != Compression::None && total > grace {
-            let compressed = lock(&self.raw).len().max(1);
+            let compressed = self.raw.bytes.load(std::sync::atomic::Ordering::Relaxed).max(1);
             if total / compressed > max_ratio {
                 return Err(io::Error::other(LimitExceeded(format!(
                     "compression ratio over {max_ratio}:1 ({total} bytes from {compressed})"
@@ -175,16 +226,29 @@ impl std::fmt::Display for LimitExceeded {
 
 impl std::error::Error for LimitExceeded {}
 
-/// Hashes the raw (possibly compressed) bytes into a digester the limit checker can see.
+/// The raw (possibly compressed) bytes: counted for the ratio limit, hashed unless the layer
+/// turns out to be uncompressed (its digest is then its diffID, hashed once).
+struct RawCount {
+    bytes: std::sync::atomic::AtomicU64,
+    hash: std::sync::atomic::AtomicBool,
+    digester: Mutex<Option<BackgroundDigester>>,
+}
+
 struct RawHashing<R> {
     inner: R,
-    digester: Arc<Mutex<Digester>>,
+    shared: Arc<RawCount>,
 }
 
 impl<R: Read> Read for RawHashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::sync::atomic::Ordering;
         let n = self.inner.read(buf)?;
-        lock(&self.digester).update(&buf[..n]);
+        self.shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if self.shared.hash.load(Ordering::Relaxed) {
+            if let Some(digester) = lock(&self.shared.digester).as_mut() {
+                digester.update(&buf[..n]);
+            }
+        }
         Ok(n)
     }
 }
@@ -199,14 +263,21 @@ fn map_read_error(e: io::Error) -> ApplyError {
 /// Applies the layer read from `input` (plain, gzip or zstd tar) onto the directory `root`.
 /// Both digests (blob and diffID) come from this one pass.
 pub fn apply_layer(input: impl Read, root: &Path, options: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
-    let raw_digester = Arc::new(Mutex::new(Digester::new()));
-    let raw = RawHashing { inner: input, digester: raw_digester.clone() };
+    let raw_count = Arc::new(RawCount {
+        bytes: std::sync::atomic::AtomicU64::new(0),
+        hash: std::sync::atomic::AtomicBool::new(true),
+        digester: Mutex::new(Some(BackgroundDigester::new())),
+    });
+    let raw = RawHashing { inner: input, shared: raw_count.clone() };
     let mut buffered = BufReader::with_capacity(1 << 20, raw);
     let compression = crate::compression::detect_reader(&mut buffered).map_err(map_read_error)?;
+    if compression == Compression::None {
+        raw_count.hash.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
     let (_, decoded) = decompress(buffered).map_err(map_read_error)?;
     let limited = Limited {
-        inner: Hashing { inner: decoded, digester: Digester::new() },
-        raw: raw_digester.clone(),
+        inner: Hashing { inner: decoded, digester: BackgroundDigester::new() },
+        raw: raw_count.clone(),
         options: (options.max_bytes, options.max_ratio, options.ratio_grace_bytes),
         compression,
     };
@@ -223,17 +294,15 @@ pub fn apply_layer(input: impl Read, root: &Path, options: &ApplyOptions) -> Res
     let mut limited = archive.into_inner();
     io::copy(&mut limited, &mut io::sink()).map_err(map_read_error)?;
     let uncompressed_size = limited.inner.digester.len();
-    let diff_id = limited.inner.digester.clone().finish();
+    let diff_id = limited.inner.digester.finish();
     drop(limited);
-    let raw = std::mem::take(&mut *lock(&raw_digester));
-    Ok(ApplyReport {
-        compression,
-        size: raw.len(),
-        digest: raw.finish(),
-        diff_id,
-        uncompressed_size,
-        entries: applier.entries,
-    })
+    let size = raw_count.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let raw_digester = lock(&raw_count.digester).take();
+    let digest = match (compression, raw_digester) {
+        (Compression::None, _) | (_, None) => diff_id.clone(),
+        (_, Some(mut digester)) => digester.finish(),
+    };
+    Ok(ApplyReport { compression, size, digest, diff_id, uncompressed_size, entries: applier.entries })
 }
 
 /// One regular file or symlink for a worker to create.
