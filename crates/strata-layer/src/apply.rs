@@ -348,7 +348,7 @@ impl Shared {
 }
 
 /// Bytes of file data allowed in flight to the workers.
-const INFLIGHT_BUDGET: u64 = 32 << 20;
+const INFLIGHT_BUDGET: u64 = 16 << 20;
 /// Files larger than this are written by the main thread, streaming.
 const INLINE_FILE: u64 = 4 << 20;
 
