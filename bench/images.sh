@@ -26,15 +26,26 @@ measure() { # name prepare command
   echo "$1 $secs $mib"
 }
 
+# import and load go into a fresh, empty store each run (strata --root, podman --root), and
+# nothing is deleted until the end: this disk is much slower right after large deletions,
+# which would otherwise be charged to whichever tool runs next.
+fresh() { echo "d=$WORK/$1-\$(date +%s%N); mkdir -p \$d; echo \$d > $WORK/current; sync; sleep 1"; }
+S_CUR="STRATA_ROOT=\$(cat $WORK/current)"
+P_CUR="podman --root \$(cat $WORK/current)/root --runroot \$(cat $WORK/current)/run"
 results=()
-results+=("$(measure strata-import "$STRATA rmi -f deb:bench >/dev/null 2>&1 || true; $STRATA system prune -af >/dev/null" "$STRATA import $ROOTFS deb:bench")")
-results+=("$(measure podman-import "podman rmi -f deb:bench >/dev/null 2>&1 || true" "podman import -q $ROOTFS deb:bench")")
-results+=("$(measure strata-save "rm -f $WORK/s.tar" "$STRATA save -o $WORK/s.tar deb:bench")")
-results+=("$(measure podman-save "rm -f $WORK/p.tar" "podman save -q -o $WORK/p.tar deb:bench")")
-# Both load the same docker-archive (podman's), into a store without the image.
-results+=("$(measure strata-load "$STRATA rmi -f deb:bench >/dev/null 2>&1 || true; $STRATA system prune -af >/dev/null" "$STRATA load -q -i $WORK/p.tar")")
-results+=("$(measure podman-load "podman rmi -f deb:bench >/dev/null 2>&1 || true" "podman load -q -i $WORK/p.tar")")
+results+=("$(measure strata-import "$(fresh s)" "$S_CUR $STRATA import $ROOTFS deb:bench")")
+results+=("$(measure podman-import "$(fresh p)" "$P_CUR import -q $ROOTFS deb:bench")")
+# save: the image imported once into each tool's store.
+$STRATA import "$ROOTFS" deb:bench >/dev/null
+podman image exists deb:bench || podman import -q "$ROOTFS" deb:bench >/dev/null
+results+=("$(measure strata-save "rm -f $WORK/s.tar; sync" "$STRATA save -o $WORK/s.tar deb:bench")")
+results+=("$(measure podman-save "rm -f $WORK/p.tar; sync" "podman save -q -o $WORK/p.tar deb:bench")")
+# load: both load the same docker-archive (podman's) into a fresh store.
+results+=("$(measure strata-load "$(fresh s)" "$S_CUR $STRATA load -q -i $WORK/p.tar")")
+results+=("$(measure podman-load "$(fresh p)" "$P_CUR load -q -i $WORK/p.tar")")
 podman rmi -f deb:bench >/dev/null 2>&1 || true
+for d in "$WORK"/p-*; do podman --root "$d/root" --runroot "$d/run" system reset -f >/dev/null 2>&1 || true; done
+rm -rf "$WORK"
 
 row() { # op
   local s p; s=($(printf '%s\n' "${results[@]}" | awk -v k="strata-$1" '$1==k{print $2, $3}'))
@@ -55,9 +66,9 @@ entries=$(tar -tf "$ROOTFS" | wc -l)
   echo "|---|---|---|---|---|---|"
   row import; row save; row load
   echo
-  echo "What each does: strata verifies the tar stream and stores the layer as one verified blob (fsynced); it"
-  echo "unpacks a layer into a snapshot once, when a container or build first needs it (layers issue), so that"
-  echo "cost is not in these figures. podman unpacks every layer into its overlay storage during import/load."
+  echo "Both tools verify and store the layer and unpack it into their snapshot storage (strata: overlay"
+  echo "snapshotter, checked entry by entry before the image becomes visible). import and load run into a fresh"
+  echo "empty store each time and nothing is deleted until the end (this disk slows down after big deletions)."
   echo "Peak RSS is ru_maxrss of the measured process tree."
 } | python3 bench/update_results.py images
 cat bench/RESULTS.md

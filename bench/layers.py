@@ -6,8 +6,9 @@ apply: the Debian rootfs as one gzip layer (gzip -6, as registries usually serve
        layer vs `podman load` of an OCI archive holding it vs `tar -xzf` + `sha256sum`.
 diff:  the unpacked tree back into a gzip-1 layer, strata vs `tar -c | gzip -1`.
 
-Runs are interleaved (one of each tool per round) because this disk's speed drifts with what
-was deleted just before; every target is deleted, synced and left to settle before a timed run.
+Runs are interleaved (one of each tool per round), each into a fresh directory (podman: a fresh
+--root), with nothing deleted until the end: this disk is much slower right after large deletions,
+which would otherwise be charged to whichever tool runs next.
 Usage: bench/layers.py [ROUNDS]   (needs root; run ../shared/peers/setup.sh first)
 """
 import hashlib, json, os, pathlib, resource, shutil, statistics, subprocess, sys, tempfile, time
@@ -21,11 +22,15 @@ WORK = pathlib.Path("/var/tmp/strata-layers-bench")
 def sh(cmd, **kw):
     return subprocess.run(cmd, shell=True, check=True, **kw)
 
-def settle(path):
-    if path.exists():
-        shutil.rmtree(path, ignore_errors=True)
+def settle():
     os.sync()
     time.sleep(1.0)
+
+COUNTER = [0]
+
+def fresh(prefix):
+    COUNTER[0] += 1
+    return WORK / f"{prefix}-{COUNTER[0]}"
 
 def timed(cmd):
     """Wall seconds and peak RSS (MiB) of one command, in a fresh child."""
@@ -72,26 +77,27 @@ def main():
     archive = WORK / "layout.tar"
     sh(f"tar -C {layout} -cf {archive} .")
 
-    target = WORK / "target"
     tools = {
-        "strata apply (gzip)": f"{apply_bin} {gz} {target}",
-        "strata apply (zstd)": f"{apply_bin} {zst} {target}",
-        "umoci raw unpack": f"umoci raw unpack --image {layout}:bench {target}",
-        "podman load": f"podman load -q -i {archive}",
-        "tar -xzf + sha256sum": f"mkdir -p {target} && tar -xzf {gz} -C {target} && sha256sum {gz}",
+        "strata apply (gzip)": lambda t: f"{apply_bin} {gz} {t}",
+        "strata apply (zstd)": lambda t: f"{apply_bin} {zst} {t}",
+        "umoci raw unpack": lambda t: f"umoci raw unpack --image {layout}:bench {t}",
+        "podman load": lambda t: f"podman --root {t}/root --runroot {t}/run load -q -i {archive}",
+        "tar -xzf + sha256sum": lambda t: f"mkdir -p {t} && tar -xzf {gz} -C {t} && sha256sum {gz}",
     }
     results = {name: [] for name in tools}
+    podman_roots = []
     for _ in range(ROUNDS):
         for name, cmd in tools.items():
+            target = fresh("target")
             if name == "podman load":
-                subprocess.run("podman rmi -af", shell=True, capture_output=True)
-                subprocess.run("podman image prune -af", shell=True, capture_output=True)
-            settle(target)
-            results[name].append(timed(cmd))
-    subprocess.run("podman rmi -af", shell=True, capture_output=True)
+                podman_roots.append(target)
+            settle()
+            results[name].append(timed(cmd(target)))
+    for root in podman_roots:
+        subprocess.run(f"podman --root {root}/root --runroot {root}/run system reset -f", shell=True, capture_output=True)
 
     # diff: the unpacked tree back into a gzip-1 layer.
-    settle(target)
+    target = fresh("target")
     sh(f"{apply_bin} {gz} {target}")
     diffs = {
         "strata diff (gzip-1)": f"{diff_bin} {target} gzip {WORK}/out.tar.gz",
@@ -107,7 +113,7 @@ def main():
     tmpfs = WORK / "tmpfs"
     tmpfs.mkdir()
     sh(f"mount -t tmpfs -o size=2g strata-bench {tmpfs}")
-    cpu_tools = {name: cmd.replace(str(target), str(tmpfs / "t")) for name, cmd in tools.items()
+    cpu_tools = {name: cmd(tmpfs / "t") for name, cmd in tools.items()
                  if name.startswith("strata") or name.startswith("tar")}
     cpu_results = {name: [] for name in cpu_tools}
     try:
@@ -124,8 +130,8 @@ def main():
         return seconds, peak
     lines = [f"## Layer apply and diff (`bench/layers.py`, {time.strftime('%Y-%m-%d')}, median of {ROUNDS} interleaved rounds)", "",
              f"Layer: the Debian minbase rootfs ({ROOTFS.stat().st_size // 1_000_000} MB tar, 6,675 entries) as gzip -6 "
-             f"({gz.stat().st_size // 1_000_000} MB) and zstd -3 ({zst.stat().st_size // 1_000_000} MB). Every run starts "
-             "from a deleted, synced target.", "",
+             f"({gz.stat().st_size // 1_000_000} MB) and zstd -3 ({zst.stat().st_size // 1_000_000} MB). Every run goes "
+             "into a fresh directory after a sync; nothing is deleted until the end.", "",
              "| apply | seconds | peak RSS | vs strata gzip |", "|---|---|---|---|"]
     base = row("strata apply (gzip)", results["strata apply (gzip)"])[0]
     for name, runs in results.items():

@@ -453,3 +453,29 @@ trait TakeBytes: std::io::Read + Sized {
 }
 
 impl<R: std::io::Read> TakeBytes for R {}
+
+#[test]
+fn gnu_long_names_and_links() {
+    let long_dir = "l".repeat(120);
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(4);
+    builder.append_data(&mut header, format!("{long_dir}/file"), &b"data"[..]).expect("long name");
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_mode(0o777);
+    link.set_uid(0);
+    link.set_gid(0);
+    link.set_mtime(0);
+    link.set_size(0);
+    builder.append_link(&mut link, "short", format!("{long_dir}/file")).expect("long link");
+    let tar = builder.into_inner().expect("tar");
+    let host = Host::new();
+    host.apply(&tar, &ApplyOptions::default()).expect("apply");
+    assert_eq!(fs::read_to_string(host.root().join(&long_dir).join("file")).expect("read"), "data");
+    assert_eq!(fs::read_link(host.root().join("short")).expect("link"), Path::new(&long_dir).join("file"));
+}
