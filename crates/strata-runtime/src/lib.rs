@@ -1,0 +1,156 @@
+//! Turns a [`Spec`] into a running container process: clone into new namespaces, join the
+//! cgroup, set up the filesystem (`init`), exec. Blocking, and to be called from a
+//! single-threaded process (a fork from a multi-threaded one may inherit held locks).
+
+pub mod cgroups;
+pub mod init;
+pub mod spec;
+pub mod users;
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+pub use cgroups::{Cgroup, Limits};
+pub use spec::{ContainerMount, MountKind, Network, Rlimit, Spec, User};
+
+/// A container that could not start, with Docker's exit code.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StartError {
+    /// 125: the engine failed; 126: the command cannot be invoked; 127: not found.
+    pub code: i32,
+    pub message: String,
+}
+
+impl StartError {
+    fn engine(message: impl Into<String>) -> StartError {
+        StartError { code: 125, message: message.into() }
+    }
+}
+
+/// File descriptors the container gets as 0, 1 and 2 (`None`: /dev/null).
+#[derive(Debug, Default)]
+pub struct Stdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), StartError> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| StartError::engine(format!("pipe: {e}")))
+}
+
+/// Starts the container process; returns its pid (in our namespace) once it has exec'd.
+pub fn start(spec: &Spec, cgroup: Option<&Cgroup>, stdio: Stdio) -> Result<i32, StartError> {
+    let (go_read, go_write) = pipe()?;
+    let (report_read, report_write) = pipe()?;
+    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if spec.network == Network::None {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: a fork-like clone (no new stack) from a single-threaded process; the child only
+    // runs this crate's setup and then execs or exits.
+    let pid = unsafe {
+        libc::syscall(libc::SYS_clone, (flags | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize)
+    };
+    if pid < 0 {
+        return Err(StartError::engine(format!("clone: {}", io::Error::last_os_error())));
+    }
+    if pid == 0 {
+        drop(go_write);
+        drop(report_read);
+        child(spec, stdio, go_read, report_write);
+    }
+    let pid = pid as i32;
+    drop(go_read);
+    drop(report_write);
+    drop(stdio);
+    if let Some(cgroup) = cgroup {
+        if let Err(e) = cgroup.add(pid) {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid).expect("positive pid"),
+                rustix::process::Signal::KILL,
+            );
+            let _ = wait(pid);
+            return Err(StartError::engine(e.to_string()));
+        }
+    }
+    let mut go = std::fs::File::from(go_write);
+    let _ = go.write_all(b"g");
+    drop(go);
+    let mut report = String::new();
+    let _ = std::fs::File::from(report_read).read_to_string(&mut report);
+    if !report.is_empty() {
+        let _ = wait(pid);
+        let (code, message) = report.split_once('\n').unwrap_or(("125", &report));
+        return Err(StartError { code: code.parse().unwrap_or(125), message: message.to_owned() });
+    }
+    Ok(pid)
+}
+
+fn child(spec: &Spec, stdio: Stdio, go: OwnedFd, report: OwnedFd) -> ! {
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").ok();
+    for (target, fd) in [(0, stdio.stdin), (1, stdio.stdout), (2, stdio.stderr)] {
+        let source = fd.as_ref().map(|f| f.as_raw_fd()).or_else(|| null.as_ref().map(|n| n.as_raw_fd()));
+        if let Some(source) = source {
+            // SAFETY: dup2 onto the standard descriptors of this (child) process.
+            unsafe { libc::dup2(source, target) };
+        }
+    }
+    let mut byte = [0u8; 1];
+    let mut go = std::fs::File::from(go);
+    if go.read(&mut byte).unwrap_or(0) != 1 {
+        // The parent is gone before letting us run.
+        // SAFETY: immediate exit of the child.
+        unsafe { libc::_exit(125) };
+    }
+    // A cgroup namespace rooted at the container's own cgroup.
+    // SAFETY: unshare of this process's cgroup namespace.
+    unsafe { libc::unshare(libc::CLONE_NEWCGROUP) };
+    let error = init::run(spec);
+    let mut report = std::fs::File::from(report);
+    let _ = write!(report, "{}\n{}", error.code, error.message);
+    drop(report);
+    // SAFETY: the child ends here without running the parent's destructors.
+    unsafe { libc::_exit(error.code) }
+}
+
+/// Waits for a child and returns its exit code, 128+N when killed by signal N.
+pub fn wait(pid: i32) -> io::Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on our own child.
+        let result = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if result == pid {
+            break;
+        }
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::EINTR) {
+            return Err(error);
+        }
+    }
+    Ok(exit_code(status))
+}
+
+/// Docker's exit code for a wait status.
+pub fn exit_code(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
+
+/// `/dev/null` as an owned descriptor.
+pub fn dev_null() -> io::Result<OwnedFd> {
+    let file = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    Ok(OwnedFd::from(file))
+}
+
+#[doc(hidden)]
+pub fn owned(fd: i32) -> OwnedFd {
+    // SAFETY: the caller passes a descriptor it owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
