@@ -9,6 +9,13 @@ use strata_store::StoreError;
 pub enum EngineError {
     #[error("No such image: {0}")]
     ImageNotFound(String),
+    #[error("No such container: {0}")]
+    ContainerNotFound(String),
+    #[error("No such volume: {0}")]
+    VolumeNotFound(String),
+    /// The container could not start (Docker's exit code: 125, 126 or 127).
+    #[error("{message}")]
+    Start { code: i32, message: String },
     #[error("invalid reference format: {input:?}: {source}")]
     Reference {
         input: String,
@@ -47,7 +54,10 @@ pub enum ErrorKind {
 impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::ImageNotFound(_) => ErrorKind::NotFound,
+            EngineError::ImageNotFound(_) | EngineError::ContainerNotFound(_) | EngineError::VolumeNotFound(_) => {
+                ErrorKind::NotFound
+            }
+            EngineError::Start { .. } => ErrorKind::InvalidArgument,
             EngineError::Reference { .. } | EngineError::InvalidArgument(_) | EngineError::Archive(_) => {
                 ErrorKind::InvalidArgument
             }

@@ -3,11 +3,14 @@
 
 pub mod archive;
 pub mod change;
+pub mod containers;
 pub mod error;
 pub mod fsck;
 pub mod images;
 pub mod import;
+pub mod run;
 pub mod snapshots;
+pub mod volumes;
 
 use std::path::Path;
 

@@ -105,13 +105,33 @@ fn mount_at(
     rustix::mount::mount(source, fd_path(target).as_str(), fstype, flags, Some(data.as_c_str())).map_err(errno(what))
 }
 
-fn bind_at(source: &Path, target: &OwnedFd, read_only: bool, what: &str) -> Result<(), InitError> {
+/// Binds `source` at `dest` inside the root; read-only binds are remounted through a fresh
+/// descriptor (the one used for the bind still names the dentry under the new mount).
+fn bind_at(
+    root: &OwnedFd,
+    source: &Path,
+    target: &OwnedFd,
+    dest: &str,
+    read_only: bool,
+    what: &str,
+) -> Result<(), InitError> {
     rustix::mount::mount_bind_recursive(source, fd_path(target).as_str()).map_err(errno(what))?;
     if read_only {
-        rustix::mount::mount_remount(fd_path(target).as_str(), MountFlags::BIND | MountFlags::RDONLY, "")
-            .map_err(errno(what))?;
+        remount(root, dest, MountFlags::BIND | MountFlags::RDONLY, what)?;
     }
     Ok(())
+}
+
+fn remount(root: &OwnedFd, dest: &str, flags: MountFlags, what: &str) -> Result<(), InitError> {
+    let fresh = rustix::fs::openat2(
+        root,
+        dest.trim_start_matches('/'),
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(errno(what))?;
+    rustix::mount::mount_remount(fd_path(&fresh).as_str(), flags, "").map_err(errno(what))
 }
 
 /// Sets up the container and execs its process; returns only on failure.
@@ -166,14 +186,11 @@ fn prepare(spec: &Spec) -> Result<(), InitError> {
                 Mode::empty(),
                 ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
             ) {
-                let path = fd_path(&fd);
-                rustix::mount::mount_bind_recursive(path.as_str(), path.as_str()).map_err(errno("read-only path"))?;
-                rustix::mount::mount_remount(
-                    path.as_str(),
-                    MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-                    "",
-                )
-                .map_err(errno("read-only path"))?;
+                let bound = fd_path(&fd);
+                rustix::mount::mount_bind_recursive(bound.as_str(), bound.as_str()).map_err(errno("read-only path"))?;
+                let flags =
+                    MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+                remount(&root, path, flags, "read-only path")?;
             }
         }
     }
@@ -200,7 +217,16 @@ fn prepare(spec: &Spec) -> Result<(), InitError> {
     if !spec.cwd.is_empty() && spec.cwd != "/" {
         fs::create_dir_all(&spec.cwd).map_err(|e| fail(&format!("create working directory {}", spec.cwd), e))?;
     }
-    become_user(spec)?;
+    let user = match &spec.user_spec {
+        Some(user_spec) => {
+            let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+            let group = fs::read_to_string("/etc/group").unwrap_or_default();
+            crate::users::resolve_user(user_spec, &passwd, &group)
+                .map_err(|message| InitError { code: 125, message })?
+        }
+        None => spec.user.clone(),
+    };
+    become_user(spec, &user)?;
     rustix::process::chdir(if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() }).map_err(|e| InitError {
         code: 126,
         message: format!("chdir to cwd ({}) set in config.json failed: {}", spec.cwd, io::Error::from(e)),
@@ -275,11 +301,14 @@ fn apply_mount(root: &OwnedFd, mount: &ContainerMount) -> Result<(), InitError> 
     let what = format!("mount {}", mount.destination);
     match mount.kind {
         MountKind::Bind => {
+            if mount.seed {
+                seed_volume(root, mount)?;
+            }
             let is_dir = fs::metadata(&mount.source)
                 .map_err(|e| fail(&format!("{what}: source {}", mount.source.display()), e))?
                 .is_dir();
             let target = target_in_root(root, &mount.destination, if is_dir { Target::Dir } else { Target::File })?;
-            bind_at(&mount.source, &target, mount.read_only, &what)
+            bind_at(root, &mount.source, &target, &mount.destination, mount.read_only, &what)
         }
         MountKind::Tmpfs => {
             let target = target_in_root(root, &mount.destination, Target::Dir)?;
@@ -291,6 +320,25 @@ fn apply_mount(root: &OwnedFd, mount: &ContainerMount) -> Result<(), InitError> 
             mount_at("tmpfs", &target, "tmpfs", flags, &data, &what)
         }
     }
+}
+
+/// Copies the image's content at the mount point into a new, empty volume.
+fn seed_volume(root: &OwnedFd, mount: &ContainerMount) -> Result<(), InitError> {
+    let Ok(fd) = rustix::fs::openat2(
+        root,
+        mount.destination.trim_start_matches('/'),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    ) else {
+        return Ok(());
+    };
+    let empty = fs::read_dir(&mount.source).map(|mut d| d.next().is_none()).unwrap_or(false);
+    if !empty {
+        return Ok(());
+    }
+    strata_layer::snapshot::copy_tree(Path::new(&fd_path(&fd)), &mount.source)
+        .map_err(|e| fail(&format!("copy the image's {} into its volume", mount.destination), e))
 }
 
 fn mask(root: &OwnedFd, path: &str) -> Result<(), InitError> {
@@ -362,7 +410,7 @@ fn set_rlimit(name: &str, soft: u64, hard: u64) -> Result<(), InitError> {
         .map_err(|e| fail(&format!("setrlimit {name}={soft}:{hard}"), io::Error::from(e)))
 }
 
-fn become_user(spec: &Spec) -> Result<(), InitError> {
+fn become_user(spec: &Spec, user: &crate::spec::User) -> Result<(), InitError> {
     use rustix::thread::{CapabilitySet, CapabilitySets};
     let keep: u64 = spec.capabilities.iter().filter_map(|c| capability_number(c)).fold(0, |mask, n| mask | (1u64 << n));
     // Bounding set first (needs CAP_SETPCAP, which we still have).
@@ -380,12 +428,11 @@ fn become_user(spec: &Spec) -> Result<(), InitError> {
         }
     }
     rustix::thread::set_keep_capabilities(true).map_err(errno("keep capabilities"))?;
-    let groups: Vec<rustix::fs::Gid> =
-        spec.user.additional_gids.iter().map(|g| rustix::fs::Gid::from_raw(*g)).collect();
+    let groups: Vec<rustix::fs::Gid> = user.additional_gids.iter().map(|g| rustix::fs::Gid::from_raw(*g)).collect();
     rustix::thread::set_thread_groups(&groups).map_err(errno("setgroups"))?;
-    let gid = rustix::fs::Gid::from_raw(spec.user.gid);
+    let gid = rustix::fs::Gid::from_raw(user.gid);
     rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(errno("setgid"))?;
-    let uid = rustix::fs::Uid::from_raw(spec.user.uid);
+    let uid = rustix::fs::Uid::from_raw(user.uid);
     rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(errno("setuid"))?;
     let set = CapabilitySet::from_bits_retain(keep);
     rustix::thread::set_capabilities(None, CapabilitySets { effective: set, permitted: set, inheritable: set })

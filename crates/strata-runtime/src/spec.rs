@@ -38,6 +38,9 @@ pub struct ContainerMount {
     pub kind: MountKind,
     pub source: PathBuf,
     pub read_only: bool,
+    /// A new volume: fill it with the image's content at `destination` first (Docker does).
+    #[serde(default)]
+    pub seed: bool,
     /// tmpfs options (`size=64m,mode=1777`).
     #[serde(default)]
     pub options: Vec<String>,
@@ -57,6 +60,10 @@ pub struct Spec {
     pub env: Vec<String>,
     pub cwd: String,
     pub user: User,
+    /// `--user` / image `User` to resolve inside the container's /etc/passwd and /etc/group
+    /// (overrides `user` when set).
+    #[serde(default)]
+    pub user_spec: Option<String>,
     pub hostname: String,
     /// Where the root filesystem is mounted (a host path).
     pub rootfs: PathBuf,

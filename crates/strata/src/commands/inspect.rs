@@ -3,16 +3,35 @@ use strata_engine::Engine;
 use crate::cli::InspectArgs;
 use crate::output::{print, print_error, render_template};
 
+/// `strata inspect`: containers first, then images, as `docker inspect` looks them up.
+pub fn any(engine: &Engine, args: InspectArgs) -> anyhow::Result<u8> {
+    render(args, |name| match engine.find_container(name) {
+        Ok(record) => Ok(super::containers::inspect_json(&record)),
+        Err(_) => engine.inspect(name).map_err(|e| match e {
+            strata_engine::EngineError::ImageNotFound(name) => anyhow::anyhow!("No such object: {name}"),
+            other => other.into(),
+        }),
+    })
+}
+
+pub fn containers(engine: &Engine, args: InspectArgs) -> anyhow::Result<u8> {
+    render(args, |name| Ok(super::containers::inspect_json(&engine.find_container(name)?)))
+}
+
 /// Prints every image it finds; like Docker, a missing one is reported and makes the exit
 /// status 1 without hiding the others.
 pub fn run(engine: &Engine, args: InspectArgs) -> anyhow::Result<u8> {
+    render(args, |name| Ok(engine.inspect(name)?))
+}
+
+fn render(args: InspectArgs, lookup: impl Fn(&str) -> anyhow::Result<serde_json::Value>) -> anyhow::Result<u8> {
     let mut found = Vec::new();
     let mut status = 0;
     for name in &args.images {
-        match engine.inspect(name) {
+        match lookup(name) {
             Ok(value) => found.push(value),
             Err(e) => {
-                print_error(&e.into());
+                print_error(&e);
                 status = 1;
             }
         }

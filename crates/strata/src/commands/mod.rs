@@ -1,5 +1,6 @@
 //! One module per command; each is a few lines over `strata_engine`.
 
+mod containers;
 mod debug;
 mod fsck;
 mod history;
@@ -12,10 +13,11 @@ mod rmi;
 mod save;
 mod system;
 mod tag;
+mod volumes;
 
 use strata_engine::Engine;
 
-use crate::cli::{Cli, Command, DebugCommand, ImageCommand, SystemCommand};
+use crate::cli::{Cli, Command, ContainerCommand, DebugCommand, ImageCommand, SystemCommand, VolumeCommand};
 
 /// Runs a command; returns the exit code for success paths that still fail partly.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -24,11 +26,33 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         return debug::dockerfile(args);
     }
     let engine = Engine::open_with(&cli.root, cli.snapshotter.as_deref())?;
+    let (root, snapshotter) = (cli.root.as_path(), cli.snapshotter.as_deref());
     match cli.command {
         Command::Import(args) | Command::Image(ImageCommand::Import(args)) => import::run(&engine, args),
         Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => images::run(&engine, args),
         Command::History(args) | Command::Image(ImageCommand::History(args)) => history::run(&engine, args),
-        Command::Inspect(args) | Command::Image(ImageCommand::Inspect(args)) => inspect::run(&engine, args),
+        Command::Inspect(args) => inspect::any(&engine, args),
+        Command::Image(ImageCommand::Inspect(args)) => inspect::run(&engine, args),
+        Command::Container(ContainerCommand::Inspect(args)) => inspect::containers(&engine, args),
+        Command::Run(args) => containers::run(&engine, args, root, snapshotter),
+        Command::Create(args) => containers::create(&engine, args),
+        Command::Start(args) => containers::start(&engine, args, root, snapshotter),
+        Command::Ps(args) | Command::Container(ContainerCommand::Ls(args)) => containers::ps(&engine, args),
+        Command::Logs(args) => containers::logs(&engine, args),
+        Command::Stop(args) => containers::stop(&engine, args),
+        Command::Restart(args) => containers::restart(&engine, args, root, snapshotter),
+        Command::Kill(args) => containers::kill(&engine, args),
+        Command::Rm(args) | Command::Container(ContainerCommand::Rm(args)) => containers::rm(&engine, args),
+        Command::Wait(args) => containers::wait(&engine, args),
+        Command::Pause(args) => containers::pause(&engine, args, true),
+        Command::Unpause(args) => containers::pause(&engine, args, false),
+        Command::Container(ContainerCommand::Prune(args)) => containers::prune(&engine, args.force),
+        Command::Monitor(args) => containers::monitor(&engine, &args.id),
+        Command::Volume(VolumeCommand::Create(args)) => volumes::create(&engine, args),
+        Command::Volume(VolumeCommand::Ls(args)) => volumes::ls(&engine, args),
+        Command::Volume(VolumeCommand::Inspect(args)) => volumes::inspect(&engine, args),
+        Command::Volume(VolumeCommand::Rm(args)) => volumes::rm(&engine, args),
+        Command::Volume(VolumeCommand::Prune(args)) => volumes::prune(&engine, args),
         Command::Tag(args) | Command::Image(ImageCommand::Tag(args)) => tag::run(&engine, args),
         Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => rmi::run(&engine, args),
         Command::Save(args) | Command::Image(ImageCommand::Save(args)) => save::run(&engine, args),

@@ -1,0 +1,842 @@
+//! Containers: records on disk, create/start/stop/kill/rm/wait, the monitor loop and logs.
+//!
+//! `ROOT/containers/<id>/container.json` holds the container (Docker's Config, HostConfig and
+//! State plus the runtime spec); `<id>-json.log` its logs; `hosts`, `hostname`,
+//! `resolv.conf` are bind-mounted into it. Every change takes the container's lock and
+//! replaces the record atomically; names are claimed under `containers/names.lock`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use strata_oci::time::Timestamp;
+use strata_oci::Digest;
+use strata_runtime::{Cgroup, ContainerMount, Limits, MountKind, Network, Rlimit, Spec, Stdio};
+
+use crate::error::{EngineError, IoContext, Result};
+use crate::Engine;
+
+/// Docker's container states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct State {
+    pub status: Status,
+    pub pid: i32,
+    pub exit_code: i32,
+    #[serde(default)]
+    pub error: String,
+    #[serde(rename = "OOMKilled")]
+    pub oom_killed: bool,
+    pub started_at: String,
+    pub finished_at: String,
+    /// The strata process that waits for the container.
+    #[serde(default)]
+    pub monitor_pid: i32,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            status: Status::Created,
+            pid: 0,
+            exit_code: 0,
+            error: String::new(),
+            oom_killed: false,
+            started_at: ZERO_TIME.to_owned(),
+            finished_at: ZERO_TIME.to_owned(),
+            monitor_pid: 0,
+        }
+    }
+}
+
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestartPolicy {
+    pub name: String,
+    pub maximum_retry_count: u32,
+}
+
+/// What `docker inspect` shows as HostConfig (the subset strata honours).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostConfig {
+    pub binds: Vec<String>,
+    pub network_mode: String,
+    pub auto_remove: bool,
+    pub restart_policy: RestartPolicy,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    pub pids_limit: i64,
+    pub tmpfs: BTreeMap<String, String>,
+    pub log_max_size: Option<u64>,
+    pub log_max_file: Option<u32>,
+    pub stop_timeout: Option<i64>,
+}
+
+/// A mount as `docker inspect` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountPoint {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    pub source: String,
+    pub destination: String,
+    #[serde(rename = "RW")]
+    pub rw: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    pub image_id: Digest,
+    pub created: String,
+    /// Docker's Config (Cmd, Entrypoint, Env, ...).
+    pub config: serde_json::Value,
+    pub host_config: HostConfig,
+    pub state: State,
+    pub spec: Spec,
+    pub snapshot: String,
+    pub mounts: Vec<MountPoint>,
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Anonymous volumes made for it (removed with `rm -v`).
+    #[serde(default)]
+    pub anonymous_volumes: Vec<String>,
+}
+
+impl ContainerRecord {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}
+
+/// How a container's output is handled while it runs.
+pub enum Attach {
+    /// Straight to our own stdio (foreground `run --rm`: nothing to log).
+    Inherit,
+    /// Copied to the json-file log and, when `echo` is set, to our stdio as well.
+    Log { echo: bool },
+}
+
+impl Engine {
+    pub(crate) fn containers_dir(&self) -> PathBuf {
+        self.store.root().join("containers")
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(id)
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join(format!("{id}-json.log"))
+    }
+
+    /// Every container, newest first.
+    pub fn list_containers(&self) -> Result<Vec<ContainerRecord>> {
+        let dir = self.containers_dir();
+        let mut all = Vec::new();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(all),
+            Err(e) => return Err(e).at(&dir),
+        };
+        for entry in entries {
+            let entry = entry.at(&dir)?;
+            if !entry.path().is_dir() {
+                continue;
+            }
+            if let Ok(record) = self.read_container(&entry.file_name().to_string_lossy()) {
+                all.push(self.refresh(record));
+            }
+        }
+        all.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(all)
+    }
+
+    fn read_container(&self, id: &str) -> Result<ContainerRecord> {
+        let path = self.container_dir(id).join("container.json");
+        let data = fs::read(&path).at(&path)?;
+        serde_json::from_slice(&data).map_err(|e| EngineError::Archive(format!("{}: {e}", path.display())))
+    }
+
+    pub(crate) fn write_container(&self, record: &ContainerRecord) -> Result<()> {
+        let path = self.container_dir(&record.id).join("container.json");
+        let data = serde_json::to_vec_pretty(record).map_err(|e| EngineError::Archive(e.to_string()))?;
+        let tmp = path.with_extension(format!("json.{}", std::process::id()));
+        fs::write(&tmp, &data).at(&tmp)?;
+        fs::rename(&tmp, &path).at(&path)
+    }
+
+    /// A running record whose processes are gone (monitor killed) is shown as exited.
+    fn refresh(&self, mut record: ContainerRecord) -> ContainerRecord {
+        if matches!(record.state.status, Status::Running | Status::Paused | Status::Restarting) {
+            let container_alive = record.state.pid > 0 && process_alive(record.state.pid);
+            let monitor_alive = record.state.monitor_pid > 0 && process_alive(record.state.monitor_pid);
+            if !container_alive && !monitor_alive {
+                record.state.status = Status::Exited;
+                record.state.pid = 0;
+                if record.state.exit_code == 0 {
+                    record.state.exit_code = 255;
+                }
+            }
+        }
+        record
+    }
+
+    /// Finds a container by full ID, unique ID prefix or name.
+    pub fn find_container(&self, name: &str) -> Result<ContainerRecord> {
+        let name = name.trim_start_matches('/');
+        let all = self.list_containers()?;
+        if let Some(found) = all.iter().find(|c| c.id == name || c.name == name) {
+            return Ok(found.clone());
+        }
+        let matches: Vec<&ContainerRecord> = all.iter().filter(|c| c.id.starts_with(name)).collect();
+        match matches.as_slice() {
+            [one] if !name.is_empty() => Ok((*one).clone()),
+            [] | [_] => Err(EngineError::ContainerNotFound(name.to_owned())),
+            _ => Err(EngineError::InvalidArgument(format!("multiple IDs found with provided prefix: {name}"))),
+        }
+    }
+
+    /// Runs `change` on a container's record under its lock and saves it.
+    pub(crate) fn update_container<T>(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut ContainerRecord) -> Result<T>,
+    ) -> Result<T> {
+        let lock_path = self.container_dir(id).join("lock");
+        let _lock = strata_store::lock::exclusive(&lock_path)?;
+        let mut record = self.read_container(id)?;
+        let result = change(&mut record)?;
+        self.write_container(&record)?;
+        Ok(result)
+    }
+
+    /// Makes the container's directory, claims its name, writes its files and record.
+    pub(crate) fn register_container(&self, mut record: ContainerRecord, dns_files: bool) -> Result<ContainerRecord> {
+        let dir = self.containers_dir();
+        fs::create_dir_all(&dir).at(&dir)?;
+        let _names = strata_store::lock::exclusive(&dir.join("names.lock"))?;
+        let existing = self.list_containers()?;
+        if let Some(other) = existing.iter().find(|c| c.name == record.name) {
+            return Err(EngineError::Conflict(format!(
+                "Conflict. The container name \"/{}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                record.name, other.id
+            )));
+        }
+        let own = self.container_dir(&record.id);
+        fs::create_dir_all(&own).at(&own)?;
+        if dns_files {
+            let hostname = record.spec.hostname.clone();
+            let write = |name: &str, content: String| -> Result<PathBuf> {
+                let path = own.join(name);
+                fs::write(&path, content).at(&path)?;
+                Ok(path)
+            };
+            let hosts = write(
+                "hosts",
+                format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"),
+            )?;
+            let hostname_file = write("hostname", format!("{hostname}\n"))?;
+            let resolv = write("resolv.conf", resolv_conf())?;
+            for (destination, source) in
+                [("/etc/hosts", hosts), ("/etc/hostname", hostname_file), ("/etc/resolv.conf", resolv)]
+            {
+                if !record.spec.mounts.iter().any(|m| m.destination == destination) {
+                    record.spec.mounts.push(ContainerMount {
+                        destination: destination.to_owned(),
+                        kind: MountKind::Bind,
+                        source,
+                        read_only: false,
+                        seed: false,
+                        options: Vec::new(),
+                    });
+                }
+            }
+        }
+        record.spec.rootfs = own.join("rootfs");
+        self.write_container(&record)?;
+        Ok(record)
+    }
+
+    fn cgroup_name(&self, id: &str) -> String {
+        format!("strata/{id}")
+    }
+
+    /// Starts a created or exited container and monitors it in this process until it exits.
+    /// `started` is called once it runs (or with the error). Returns the exit code.
+    pub fn run_monitored(
+        &self,
+        id: &str,
+        attach: Attach,
+        started: &mut dyn FnMut(Result<&ContainerRecord>),
+    ) -> Result<i32> {
+        let record = self.find_container(id)?;
+        let id = record.id.clone();
+        if matches!(record.state.status, Status::Running | Status::Paused) && process_alive(record.state.pid) {
+            let e = EngineError::Conflict(format!("container {id} is already running"));
+            started(Err(EngineError::Conflict(e.to_string())));
+            return Err(e);
+        }
+        let top = self.snapshotter().stat(&record.snapshot)?;
+        if top.is_none() {
+            let e = EngineError::Archive(format!("container {id}: its filesystem snapshot is missing"));
+            started(Err(EngineError::Archive(e.to_string())));
+            return Err(e);
+        }
+        let mut spec = record.spec.clone();
+        spec.root_mounts = self.snapshotter().mounts(&record.snapshot)?;
+        let limits = spec.limits.clone();
+        let cgroup = match Cgroup::create(Path::new("/sys/fs/cgroup"), &self.cgroup_name(&id), &limits) {
+            Ok(cgroup) => Some(cgroup),
+            Err(e) if limits == Limits::default() => {
+                let _ = e;
+                None
+            }
+            Err(e) => {
+                let error = EngineError::InvalidArgument(format!("cgroup: {e}"));
+                started(Err(EngineError::InvalidArgument(error.to_string())));
+                return Err(error);
+            }
+        };
+
+        // Output: pipes into the log (and maybe our stdio), or our stdio itself.
+        let log_path = self.log_path(&id);
+        let (stdio, pipes) = match attach {
+            Attach::Inherit => (Stdio { stdin: dup_stdio(0), stdout: dup_stdio(1), stderr: dup_stdio(2) }, None),
+            Attach::Log { echo } => {
+                let (out_read, out_write) =
+                    rustix::pipe::pipe().map_err(|e| EngineError::Io { path: "pipe".into(), source: e.into() })?;
+                let (err_read, err_write) =
+                    rustix::pipe::pipe().map_err(|e| EngineError::Io { path: "pipe".into(), source: e.into() })?;
+                let stdin = if echo { dup_stdio(0) } else { None };
+                (Stdio { stdin, stdout: Some(out_write), stderr: Some(err_write) }, Some((out_read, err_read, echo)))
+            }
+        };
+
+        let pid = match strata_runtime::start(&spec, cgroup.as_ref(), stdio) {
+            Ok(pid) => pid,
+            Err(e) => {
+                if let Some(cgroup) = &cgroup {
+                    let _ = cgroup.remove();
+                }
+                let code = e.code;
+                let _ = self.update_container(&id, |r| {
+                    r.state.status = if r.state.status == Status::Created { Status::Created } else { Status::Exited };
+                    r.state.error = e.message.clone();
+                    r.state.exit_code = code;
+                    Ok(())
+                });
+                let error = EngineError::Start { code, message: e.message };
+                started(Err(EngineError::Start { code, message: error.to_string() }));
+                return Err(error);
+            }
+        };
+        let now = Timestamp::now().to_rfc3339();
+        let running = self.update_container(&id, |r| {
+            r.state = State {
+                status: Status::Running,
+                pid,
+                monitor_pid: std::process::id() as i32,
+                started_at: now.clone(),
+                ..State::default()
+            };
+            Ok(r.clone())
+        })?;
+        started(Ok(&running));
+
+        let exit_code = match pipes {
+            Some((out, err, echo)) => {
+                let max = (record.host_config.log_max_size, record.host_config.log_max_file);
+                let _ = copy_output(out, err, &log_path, echo, max);
+                strata_runtime::wait(pid).unwrap_or(255)
+            }
+            None => strata_runtime::wait(pid).unwrap_or(255),
+        };
+        let oom = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
+        if let Some(cgroup) = &cgroup {
+            let _ = cgroup.remove();
+        }
+        let finished = Timestamp::now().to_rfc3339();
+        self.update_container(&id, |r| {
+            r.state.status = Status::Exited;
+            r.state.pid = 0;
+            r.state.exit_code = exit_code;
+            r.state.oom_killed = oom;
+            r.state.finished_at = finished.clone();
+            r.state.monitor_pid = 0;
+            Ok(())
+        })?;
+        Ok(exit_code)
+    }
+
+    /// Remembers that the user stopped it (no restart by policy).
+    pub fn mark_stopped(&self, name: &str) -> Result<()> {
+        let record = self.find_container(name)?;
+        self.update_container(&record.id, |r| {
+            if matches!(r.state.status, Status::Running | Status::Paused | Status::Restarting) {
+                r.state.error = "stopped".to_owned();
+            }
+            Ok(())
+        })
+    }
+
+    pub fn note_restart(&self, id: &str, count: u32) -> Result<()> {
+        self.update_container(id, |r| {
+            r.restart_count = count;
+            Ok(())
+        })
+    }
+
+    /// Sends a signal to the container's process.
+    pub fn kill_container(&self, name: &str, signal: &str) -> Result<ContainerRecord> {
+        let record = self.find_container(name)?;
+        if record.state.status != Status::Running && record.state.status != Status::Paused || record.state.pid <= 0 {
+            return Err(EngineError::Conflict(format!(
+                "cannot kill container: {}: container {} is not running",
+                name, record.id
+            )));
+        }
+        let number = parse_signal(signal)?;
+        send_signal(record.state.pid, number)?;
+        Ok(record)
+    }
+
+    /// `docker stop`: the stop signal, then SIGKILL after the timeout; waits until it exited.
+    pub fn stop_container(&self, name: &str, timeout: Option<i64>) -> Result<ContainerRecord> {
+        let record = self.find_container(name)?;
+        if record.state.status != Status::Running && record.state.status != Status::Paused {
+            return Ok(record);
+        }
+        let signal = record.config.get("StopSignal").and_then(|s| s.as_str()).unwrap_or("SIGTERM").to_owned();
+        let timeout = timeout.or(record.host_config.stop_timeout).unwrap_or(10);
+        let pid = record.state.pid;
+        if record.state.status == Status::Paused {
+            if let Some(cgroup) = self.cgroup_of(&record) {
+                let _ = cgroup.freeze(false);
+            }
+        }
+        if pid > 0 {
+            let _ = send_signal(pid, parse_signal(&signal)?);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout.max(0) as u64);
+            while process_alive(pid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if process_alive(pid) {
+                let _ = send_signal(pid, libc_sigkill());
+            }
+        }
+        self.wait_container(&record.id)?;
+        self.find_container(&record.id)
+    }
+
+    /// Waits until the container is not running; returns its exit code.
+    pub fn wait_container(&self, name: &str) -> Result<i32> {
+        let id = self.find_container(name)?.id;
+        loop {
+            let record = match self.find_container(&id) {
+                Ok(record) => record,
+                // Removed meanwhile (--rm): the exit code went with it.
+                Err(EngineError::ContainerNotFound(_)) => return Ok(0),
+                Err(e) => return Err(e),
+            };
+            if !matches!(record.state.status, Status::Running | Status::Paused | Status::Restarting) {
+                return Ok(record.state.exit_code);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    fn cgroup_of(&self, record: &ContainerRecord) -> Option<Cgroup> {
+        Cgroup::create(Path::new("/sys/fs/cgroup"), &self.cgroup_name(&record.id), &Limits::default()).ok()
+    }
+
+    /// `docker pause` / `unpause` (the freezer).
+    pub fn pause_container(&self, name: &str, paused: bool) -> Result<()> {
+        let record = self.find_container(name)?;
+        let expected = if paused { Status::Running } else { Status::Paused };
+        if record.state.status != expected {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not {}",
+                record.id,
+                if paused { "running" } else { "paused" }
+            )));
+        }
+        let cgroup = self
+            .cgroup_of(&record)
+            .ok_or_else(|| EngineError::InvalidArgument("no cgroup for the container".into()))?;
+        cgroup.freeze(paused).map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        self.update_container(&record.id, |r| {
+            r.state.status = if paused { Status::Paused } else { Status::Running };
+            Ok(())
+        })
+    }
+
+    /// `docker rm [-f] [-v]`.
+    pub fn remove_container(&self, name: &str, force: bool, volumes: bool) -> Result<String> {
+        let record = self.find_container(name)?;
+        if matches!(record.state.status, Status::Running | Status::Paused | Status::Restarting) {
+            if !force {
+                return Err(EngineError::Conflict(format!(
+                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                    record.name
+                )));
+            }
+            if record.state.pid > 0 {
+                if record.state.status == Status::Paused {
+                    if let Some(cgroup) = self.cgroup_of(&record) {
+                        let _ = cgroup.freeze(false);
+                    }
+                }
+                let _ = send_signal(record.state.pid, libc_sigkill());
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while process_alive(record.state.pid) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+            // A live monitor records the exit; wait for it briefly so it does not write after us.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while record.state.monitor_pid > 0
+                && process_alive(record.state.monitor_pid)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        self.destroy_container(&record, volumes)?;
+        Ok(record.id)
+    }
+
+    /// Frees everything a container holds: cgroup, snapshot, directory (and volumes).
+    pub(crate) fn destroy_container(&self, record: &ContainerRecord, volumes: bool) -> Result<()> {
+        if let Some(cgroup) = self.cgroup_of(record) {
+            let _ = cgroup.remove();
+        }
+        match self.snapshotter().remove(&record.snapshot) {
+            Ok(()) | Err(strata_layer::snapshot::SnapshotError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let dir = self.container_dir(&record.id);
+        if dir.exists() {
+            // Unmount anything a crashed monitor could have left (mounts live in the
+            // container's own namespace, so normally there is none).
+            let _ = strata_layer::unmount(&dir.join("rootfs"));
+            fs::remove_dir_all(&dir).at(&dir)?;
+        }
+        if volumes {
+            for volume in &record.anonymous_volumes {
+                let _ = self.remove_volume(volume, true);
+            }
+        }
+        Ok(())
+    }
+
+    /// `docker container prune`: every stopped container.
+    pub fn prune_containers(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for record in self.list_containers()? {
+            if !matches!(record.state.status, Status::Running | Status::Paused | Status::Restarting) {
+                self.destroy_container(&record, false)?;
+                removed.push(record.id);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn libc_sigkill() -> i32 {
+    9
+}
+
+pub fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // A zombie is not alive for our purposes.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn send_signal(pid: i32, signal: i32) -> Result<()> {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else { return Ok(()) };
+    // SAFETY: kill(2) with a plain signal number.
+    let result = unsafe { libc::kill(pid.as_raw_nonzero().get(), signal) };
+    if result != 0 {
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() != Some(3) {
+            return Err(EngineError::Io { path: format!("pid {}", pid.as_raw_nonzero()).into(), source: error });
+        }
+    }
+    Ok(())
+}
+
+/// `SIGTERM`, `TERM`, `15`.
+pub fn parse_signal(name: &str) -> Result<i32> {
+    const SIGNALS: &[(&str, i32)] = &[
+        ("HUP", 1),
+        ("INT", 2),
+        ("QUIT", 3),
+        ("ILL", 4),
+        ("TRAP", 5),
+        ("ABRT", 6),
+        ("BUS", 7),
+        ("FPE", 8),
+        ("KILL", 9),
+        ("USR1", 10),
+        ("SEGV", 11),
+        ("USR2", 12),
+        ("PIPE", 13),
+        ("ALRM", 14),
+        ("TERM", 15),
+        ("STKFLT", 16),
+        ("CHLD", 17),
+        ("CONT", 18),
+        ("STOP", 19),
+        ("TSTP", 20),
+        ("TTIN", 21),
+        ("TTOU", 22),
+        ("URG", 23),
+        ("XCPU", 24),
+        ("XFSZ", 25),
+        ("VTALRM", 26),
+        ("PROF", 27),
+        ("WINCH", 28),
+        ("IO", 29),
+        ("PWR", 30),
+        ("SYS", 31),
+    ];
+    if let Ok(number) = name.parse::<i32>() {
+        if (1..=64).contains(&number) {
+            return Ok(number);
+        }
+    }
+    let upper = name.to_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    SIGNALS
+        .iter()
+        .find(|(n, _)| *n == bare)
+        .map(|(_, number)| *number)
+        .ok_or_else(|| EngineError::InvalidArgument(format!("invalid signal: {name}")))
+}
+
+fn dup_stdio(fd: i32) -> Option<OwnedFd> {
+    // SAFETY: borrowing one of our standard descriptors only to duplicate it.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    rustix::io::fcntl_dupfd_cloexec(borrowed, 3).ok()
+}
+
+fn resolv_conf() -> String {
+    // The host's servers, without loopback ones (they mean nothing in another namespace).
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = String::new();
+    for line in host.lines() {
+        let line = line.trim();
+        if line.starts_with("nameserver") && (line.contains("127.") || line.contains("::1")) {
+            continue;
+        }
+        if line.starts_with("nameserver") || line.starts_with("search") || line.starts_with("options") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Copies the container's stdout/stderr into the json-file log (and our stdio) until both close.
+fn copy_output(out: OwnedFd, err: OwnedFd, log: &Path, echo: bool, max: (Option<u64>, Option<u32>)) -> io::Result<()> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut log_file = fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let mut written = log_file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut open = [true, true];
+    let fds = [out, err];
+    let mut buffer = vec![0u8; 64 << 10];
+    let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    while open.iter().any(|o| *o) {
+        let mut polls: Vec<PollFd> = Vec::new();
+        let mut which = Vec::new();
+        for (i, fd) in fds.iter().enumerate() {
+            if open[i] {
+                polls.push(PollFd::new(fd, PollFlags::IN));
+                which.push(i);
+            }
+        }
+        match poll(&mut polls, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let ready: Vec<(usize, bool)> = polls.iter().zip(&which).map(|(p, i)| (*i, !p.revents().is_empty())).collect();
+        for (i, is_ready) in ready {
+            if !is_ready {
+                continue;
+            }
+            let n = match rustix::io::read(&fds[i], &mut buffer) {
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => continue,
+                Err(_) => 0,
+            };
+            if n == 0 {
+                open[i] = false;
+                if !partial[i].is_empty() {
+                    let rest: Vec<u8> = std::mem::take(&mut partial[i]);
+                    written += write_log_line(&mut log_file, &rest, i)?;
+                }
+                continue;
+            }
+            let data = &buffer[..n];
+            if echo {
+                let _ = if i == 0 {
+                    io::stdout().write_all(data).and_then(|()| io::stdout().flush())
+                } else {
+                    io::stderr().write_all(data)
+                };
+            }
+            partial[i].extend_from_slice(data);
+            while let Some(newline) = partial[i].iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = partial[i].drain(..=newline).collect();
+                written += write_log_line(&mut log_file, &line, i)?;
+            }
+            if let (Some(max_size), max_file) = max {
+                if written >= max_size {
+                    drop(log_file);
+                    rotate(log, max_file.unwrap_or(1))?;
+                    log_file = fs::OpenOptions::new().create(true).append(true).open(log)?;
+                    written = 0;
+                }
+            }
+        }
+    }
+    let _ = fds[0].as_fd();
+    Ok(())
+}
+
+fn write_log_line(file: &mut fs::File, line: &[u8], stream: usize) -> io::Result<u64> {
+    let entry = serde_json::json!({
+        "log": String::from_utf8_lossy(line),
+        "stream": if stream == 0 { "stdout" } else { "stderr" },
+        "time": Timestamp::now().to_rfc3339(),
+    });
+    let mut text = entry.to_string();
+    text.push('\n');
+    file.write_all(text.as_bytes())?;
+    Ok(text.len() as u64)
+}
+
+/// `x.log` → `x.log.1` → ... keeping `max_file` files in all.
+fn rotate(log: &Path, max_file: u32) -> io::Result<()> {
+    if max_file <= 1 {
+        return fs::write(log, b"");
+    }
+    for i in (1..max_file - 1).rev() {
+        let from = PathBuf::from(format!("{}.{i}", log.display()));
+        if from.exists() {
+            fs::rename(&from, format!("{}.{}", log.display(), i + 1))?;
+        }
+    }
+    fs::rename(log, format!("{}.1", log.display()))
+}
+
+/// Reads the json-file log as (stream, time, text) entries, oldest first (rotated files too).
+pub fn read_log(path: &Path) -> Vec<(String, String, String)> {
+    let mut files = Vec::new();
+    for i in (1..100).rev() {
+        let rotated = PathBuf::from(format!("{}.{i}", path.display()));
+        if rotated.exists() {
+            files.push(rotated);
+        }
+    }
+    files.push(path.to_owned());
+    let mut entries = Vec::new();
+    for file in files {
+        let Ok(text) = fs::read_to_string(&file) else { continue };
+        for line in text.lines() {
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            entries.push((
+                value["stream"].as_str().unwrap_or("stdout").to_owned(),
+                value["time"].as_str().unwrap_or("").to_owned(),
+                value["log"].as_str().unwrap_or("").to_owned(),
+            ));
+        }
+    }
+    entries
+}
+
+/// Parses `--ulimit nofile=1024:2048`.
+pub fn parse_ulimit(spec: &str) -> Result<Rlimit> {
+    let invalid = || EngineError::InvalidArgument(format!("invalid ulimit argument: {spec}"));
+    let (name, values) = spec.split_once('=').ok_or_else(invalid)?;
+    let (soft, hard) = match values.split_once(':') {
+        Some((soft, hard)) => (soft.parse().map_err(|_| invalid())?, hard.parse().map_err(|_| invalid())?),
+        None => {
+            let value: u64 = values.parse().map_err(|_| invalid())?;
+            (value, value)
+        }
+    };
+    if soft > hard {
+        return Err(EngineError::InvalidArgument(format!(
+            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        )));
+    }
+    if name == "nofile" {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        if let Some(max) = limit.maximum {
+            if hard > max {
+                return Err(EngineError::InvalidArgument(format!(
+                    "ulimit nofile={soft}:{hard}: the hard limit is above this host's {max} (raising it needs CAP_SYS_RESOURCE)"
+                )));
+            }
+        }
+    }
+    Ok(Rlimit { name: name.to_owned(), soft, hard })
+}
+
+pub(crate) fn default_network(mode: &str) -> Result<Network> {
+    match mode {
+        "" | "none" | "default" | "bridge" => Ok(Network::None),
+        "host" => Ok(Network::Host),
+        other => Err(EngineError::InvalidArgument(format!("network {other} not found"))),
+    }
+}

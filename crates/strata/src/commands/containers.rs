@@ -1,0 +1,541 @@
+//! Container commands: run, create, start, ps, logs, stop, kill, restart, rm, wait, pause,
+//! container prune/ls/inspect, the hidden monitor, and inspect of containers.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use anyhow::{anyhow, bail};
+use serde_json::{json, Value};
+use strata_engine::containers::{read_log, Attach, ContainerRecord, Status};
+use strata_engine::run::CreateOptions;
+use strata_engine::{Engine, EngineError};
+use strata_oci::time::{human_duration, Timestamp};
+
+use crate::cli::{KillArgs, LogsArgs, NamesArgs, PsArgs, RmArgs, RunArgs, StartArgs, StopArgs};
+use crate::output::{ellipsis, print, print_error, table};
+
+fn create_options(args: &RunArgs) -> CreateOptions {
+    let mut rest = args.image_and_command.clone();
+    let image = rest.remove(0);
+    CreateOptions {
+        image,
+        args: rest,
+        name: args.name.clone(),
+        entrypoint: args.entrypoint.clone(),
+        env: args.env.clone(),
+        env_files: args.env_file.clone(),
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        hostname: args.hostname.clone(),
+        network: args.network.clone(),
+        read_only: args.read_only,
+        volumes: args.volume.clone(),
+        mounts: args.mount.clone(),
+        tmpfs: args.tmpfs.clone(),
+        memory: args.memory.clone(),
+        memory_swap: args.memory_swap.clone(),
+        cpus: args.cpus.clone(),
+        cpu_shares: args.cpu_shares,
+        pids_limit: args.pids_limit,
+        ulimits: args.ulimit.clone(),
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        privileged: args.privileged,
+        security_opt: args.security_opt.clone(),
+        labels: args.label.clone(),
+        stop_signal: args.stop_signal.clone(),
+        stop_timeout: args.stop_timeout,
+        restart: args.restart.clone(),
+        auto_remove: args.rm,
+        tty: args.tty,
+        interactive: args.interactive,
+        log_opts: args.log_opt.clone(),
+        init: args.init,
+    }
+}
+
+/// Prints an error as `docker run` does and gives its exit code.
+fn run_error(e: EngineError) -> u8 {
+    let code = match &e {
+        EngineError::Start { code, .. } => *code as u8,
+        _ => 125,
+    };
+    let message = match &e {
+        EngineError::ImageNotFound(name) => format!("Unable to find image '{name}' locally: No such image: {name}"),
+        other => other.to_string(),
+    };
+    eprintln!("Error: {message}");
+    code
+}
+
+pub fn create(engine: &Engine, args: RunArgs) -> anyhow::Result<u8> {
+    if args.init {
+        eprintln!("Error: --init is not supported yet by strata");
+        return Ok(125);
+    }
+    match engine.create_container(&create_options(&args)) {
+        Ok(record) => {
+            print(&format!("{}\n", record.id))?;
+            Ok(0)
+        }
+        Err(e) => Ok(run_error(e)),
+    }
+}
+
+pub fn run(engine: &Engine, args: RunArgs, root: &std::path::Path, snapshotter: Option<&str>) -> anyhow::Result<u8> {
+    if args.init {
+        eprintln!("Error: --init is not supported yet by strata");
+        return Ok(125);
+    }
+    if args.tty {
+        eprintln!("Error: -t (a pseudo-TTY) is not supported yet by strata");
+        return Ok(125);
+    }
+    if args.detach && args.rm && args.restart.is_some() {
+        eprintln!("Error: Conflicting options: --restart and --rm");
+        return Ok(125);
+    }
+    let record = match engine.create_container(&create_options(&args)) {
+        Ok(record) => record,
+        Err(e) => return Ok(run_error(e)),
+    };
+    if args.detach {
+        return match spawn_monitor(&record.id, root, snapshotter) {
+            Ok(()) => {
+                print(&format!("{}\n", record.id))?;
+                Ok(0)
+            }
+            Err((code, message)) => {
+                eprintln!("Error: {message}");
+                let _ = engine.remove_container(&record.id, true, true).map(drop).or_else(|_| Ok::<_, ()>(()));
+                Ok(code)
+            }
+        };
+    }
+    let attach = if args.rm { Attach::Inherit } else { Attach::Log { echo: true } };
+    let result = engine.run_monitored(&record.id, attach, &mut |_| {});
+    if args.rm {
+        let _ = engine.remove_container(&record.id, true, true);
+    }
+    match result {
+        Ok(code) => Ok(code as u8),
+        Err(e) => Ok(run_error(e)),
+    }
+}
+
+/// Starts `strata __monitor ID` in its own session; returns once the container runs (or not).
+fn spawn_monitor(id: &str, root: &std::path::Path, snapshotter: Option<&str>) -> Result<(), (u8, String)> {
+    let (ready_read, ready_write) = rustix::pipe::pipe().map_err(|e| (125, format!("pipe: {e}")))?;
+    let exe = std::env::current_exe().map_err(|e| (125, format!("current executable: {e}")))?;
+    let mut command = Command::new(exe);
+    command.arg("--root").arg(root);
+    if let Some(name) = snapshotter {
+        command.arg("--snapshotter").arg(name);
+    }
+    command.arg("__monitor").arg(id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let write_fd = ready_write.as_raw_fd();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            libc::setsid();
+            if libc::dup2(write_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().map_err(|e| (125, format!("start the monitor: {e}")))?;
+    drop(ready_write);
+    let mut report = String::new();
+    let _ = std::fs::File::from(ready_read).read_to_string(&mut report);
+    // Reap the monitor later is not our job: it lives on in its own session.
+    std::mem::forget(child);
+    match report.strip_prefix("ok") {
+        Some(_) => Ok(()),
+        None if report.is_empty() => Err((125, "the container monitor exited before the container started".to_owned())),
+        None => {
+            let (code, message) = report.split_once('\n').unwrap_or(("125", &report));
+            Err((code.parse().unwrap_or(125), message.to_owned()))
+        }
+    }
+}
+
+/// The monitor: starts the container, reports to fd 3, keeps its logs, records its exit,
+/// applies the restart policy and --rm.
+pub fn monitor(engine: &Engine, id: &str) -> anyhow::Result<u8> {
+    // SAFETY: fd 3 was set up by the parent for this report.
+    let mut ready = Some(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(3) }));
+    let mut report = |result: Result<&ContainerRecord, EngineError>| {
+        if let Some(mut file) = ready.take() {
+            let _ = match result {
+                Ok(_) => file.write_all(b"ok"),
+                Err(EngineError::Start { code, message }) => write!(file, "{code}\n{message}"),
+                Err(e) => write!(file, "125\n{e}"),
+            };
+        }
+    };
+    let mut restarts = 0u32;
+    loop {
+        let code = match engine.run_monitored(id, Attach::Log { echo: false }, &mut report) {
+            Ok(code) => code,
+            Err(_) => return Ok(1),
+        };
+        let Ok(record) = engine.find_container(id) else { return Ok(0) };
+        if record.host_config.auto_remove {
+            let _ = engine.remove_container(id, true, true);
+            return Ok(0);
+        }
+        let policy = &record.host_config.restart_policy;
+        let stopped_by_user = record.state.error == "stopped";
+        let restart = !stopped_by_user
+            && match policy.name.as_str() {
+                "always" | "unless-stopped" => true,
+                "on-failure" => code != 0 && (policy.maximum_retry_count == 0 || restarts < policy.maximum_retry_count),
+                _ => false,
+            };
+        if !restart {
+            return Ok(0);
+        }
+        restarts += 1;
+        let _ = engine.note_restart(id, restarts);
+        std::thread::sleep(std::time::Duration::from_millis(100 * u64::from(restarts.min(10))));
+    }
+}
+
+pub fn start(
+    engine: &Engine,
+    args: StartArgs,
+    root: &std::path::Path,
+    snapshotter: Option<&str>,
+) -> anyhow::Result<u8> {
+    let mut status = 0;
+    for name in &args.names {
+        let record = match engine.find_container(name) {
+            Ok(record) => record,
+            Err(e) => {
+                print_error(&e.into());
+                status = 1;
+                continue;
+            }
+        };
+        if record.state.status == Status::Running {
+            print(&format!("{name}\n"))?;
+            continue;
+        }
+        if args.attach {
+            let code = match engine.run_monitored(&record.id, Attach::Log { echo: true }, &mut |_| {}) {
+                Ok(code) => code as u8,
+                Err(e) => run_error(e),
+            };
+            if record.host_config.auto_remove {
+                let _ = engine.remove_container(&record.id, true, true);
+            }
+            return Ok(code);
+        }
+        match spawn_monitor(&record.id, root, snapshotter) {
+            Ok(()) => print(&format!("{name}\n"))?,
+            Err((_, message)) => {
+                eprintln!("Error: {message}");
+                status = 1;
+            }
+        }
+    }
+    Ok(status)
+}
+
+fn command_text(record: &ContainerRecord) -> String {
+    let args = &record.spec.args;
+    let joined = args.join(" ");
+    format!("{joined:?}")
+}
+
+fn status_text(record: &ContainerRecord, now: i64) -> String {
+    let since = |time: &str| Timestamp::parse_rfc3339(time).map_or(0, |t| now - t.seconds);
+    match record.state.status {
+        Status::Created => "Created".to_owned(),
+        Status::Running => format!("Up {}", human_duration(since(&record.state.started_at))),
+        Status::Paused => format!("Up {} (Paused)", human_duration(since(&record.state.started_at))),
+        Status::Restarting => {
+            format!("Restarting ({}) {} ago", record.state.exit_code, human_duration(since(&record.state.finished_at)))
+        }
+        Status::Exited => {
+            format!("Exited ({}) {} ago", record.state.exit_code, human_duration(since(&record.state.finished_at)))
+        }
+        Status::Dead => "Dead".to_owned(),
+    }
+}
+
+fn matches_filters(record: &ContainerRecord, filters: &[String]) -> anyhow::Result<bool> {
+    for filter in filters {
+        let (key, value) =
+            filter.split_once('=').ok_or_else(|| anyhow!("bad format of filter (expected name=value)"))?;
+        let ok = match key {
+            "status" => record.state.status.as_str() == value,
+            "name" => record.name.contains(value),
+            "id" => record.id.starts_with(value),
+            "ancestor" => record.image == value || record.image_id.to_string().contains(value),
+            "label" => {
+                let (k, v) = value.split_once('=').map_or((value, None), |(k, v)| (k, Some(v)));
+                record.config["Labels"].get(k).and_then(Value::as_str).is_some_and(|have| v.is_none_or(|v| v == have))
+            }
+            "exited" => record.state.status == Status::Exited && record.state.exit_code.to_string() == value,
+            other => bail!("invalid filter '{other}'"),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<u8> {
+    let containers: Vec<ContainerRecord> = engine
+        .list_containers()?
+        .into_iter()
+        .filter(|c| {
+            args.all
+                || !args.filter.is_empty()
+                || matches!(c.state.status, Status::Running | Status::Paused | Status::Restarting)
+        })
+        .filter(|c| matches_filters(c, &args.filter).unwrap_or(false))
+        .collect();
+    for filter in &args.filter {
+        matches_filters(&containers.first().cloned().unwrap_or_else(|| dummy()), std::slice::from_ref(filter))
+            .map(drop)?;
+    }
+    let id = |c: &ContainerRecord| if args.no_trunc { c.id.clone() } else { c.short_id().to_owned() };
+    if args.quiet {
+        return print(&containers.iter().map(|c| id(c) + "\n").collect::<String>()).map(|()| 0);
+    }
+    let now = Timestamp::now().seconds;
+    let created = |c: &ContainerRecord| {
+        Timestamp::parse_rfc3339(&c.created)
+            .map_or_else(String::new, |t| format!("{} ago", human_duration(now - t.seconds)))
+    };
+    let command = |c: &ContainerRecord| if args.no_trunc { command_text(c) } else { ellipsis(&command_text(c), 20) };
+    match args.format.as_deref() {
+        Some("json") | Some("{{json .}}") => {
+            let mut out = String::new();
+            for c in &containers {
+                let mut object = BTreeMap::new();
+                object.insert("Command", command(c));
+                object.insert(
+                    "CreatedAt",
+                    Timestamp::parse_rfc3339(&c.created).map(|t| t.to_go_string()).unwrap_or_default(),
+                );
+                object.insert("ID", id(c));
+                object.insert("Image", c.image.clone());
+                object.insert("Labels", String::new());
+                object.insert(
+                    "Mounts",
+                    c.mounts
+                        .iter()
+                        .map(|m| if m.name.is_empty() { m.source.clone() } else { m.name.clone() })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+                object.insert("Names", c.name.clone());
+                object.insert("Networks", c.host_config.network_mode.clone());
+                object.insert("Ports", String::new());
+                object.insert("RunningFor", created(c));
+                object.insert("State", c.state.status.as_str().to_owned());
+                object.insert("Status", status_text(c, now));
+                out.push_str(&serde_json::to_string(&object)?);
+                out.push('\n');
+            }
+            print(&out)?;
+        }
+        None | Some("table") => {
+            let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+                .map(String::from)
+                .to_vec()];
+            for c in &containers {
+                rows.push(vec![
+                    id(c),
+                    c.image.clone(),
+                    command(c),
+                    created(c),
+                    status_text(c, now),
+                    String::new(),
+                    c.name.clone(),
+                ]);
+            }
+            print(&table(&rows))?;
+        }
+        Some(other) => bail!("unsupported --format {other:?}: use table or json"),
+    }
+    Ok(0)
+}
+
+fn dummy() -> ContainerRecord {
+    serde_json::from_value(json!({
+        "id": "0".repeat(64), "name": "", "image": "", "image_id": format!("sha256:{}", "0".repeat(64)),
+        "created": "", "config": {}, "host_config": serde_json::to_value(strata_engine::containers::HostConfig::default()).unwrap_or(Value::Null),
+        "state": serde_json::to_value(strata_engine::containers::State::default()).unwrap_or(Value::Null),
+        "spec": serde_json::to_value(strata_runtime::Spec::default()).unwrap_or(Value::Null), "snapshot": "", "mounts": []
+    }))
+    .unwrap_or_else(|_| unreachable!("a valid dummy record"))
+}
+
+pub fn logs(engine: &Engine, args: LogsArgs) -> anyhow::Result<u8> {
+    let record = engine.find_container(&args.name)?;
+    let path = engine.log_path(&record.id);
+    let tail = match args.tail.as_deref() {
+        None | Some("all") => None,
+        Some(n) => Some(n.parse::<usize>().map_err(|_| anyhow!("invalid value for --tail: {n}"))?),
+    };
+    let mut printed = 0;
+    let emit = |entries: &[(String, String, String)], printed: &mut usize| -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        for (stream, time, text) in entries {
+            let line = if args.timestamps { format!("{time} {text}") } else { text.clone() };
+            if stream == "stderr" {
+                err.write_all(line.as_bytes())?;
+            } else {
+                out.write_all(line.as_bytes())?;
+            }
+            *printed += 1;
+        }
+        out.flush()?;
+        Ok(())
+    };
+    let entries = read_log(&path);
+    let start = tail.map_or(0, |n| entries.len().saturating_sub(n));
+    emit(&entries[start..], &mut printed)?;
+    let mut seen = entries.len();
+    while args.follow {
+        let running = engine
+            .find_container(&record.id)
+            .is_ok_and(|c| matches!(c.state.status, Status::Running | Status::Paused | Status::Restarting));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let entries = read_log(&path);
+        if entries.len() > seen {
+            emit(&entries[seen..], &mut printed)?;
+            seen = entries.len();
+        }
+        if !running {
+            break;
+        }
+    }
+    Ok(0)
+}
+
+fn each(names: &[String], mut act: impl FnMut(&str) -> Result<Option<String>, EngineError>) -> anyhow::Result<u8> {
+    let mut status = 0;
+    for name in names {
+        match act(name) {
+            Ok(Some(line)) => print(&format!("{line}\n"))?,
+            Ok(None) => {}
+            Err(e) => {
+                print_error(&e.into());
+                status = 1;
+            }
+        }
+    }
+    Ok(status)
+}
+
+pub fn stop(engine: &Engine, args: StopArgs) -> anyhow::Result<u8> {
+    each(&args.names, |name| {
+        engine.mark_stopped(name)?;
+        engine.stop_container(name, args.time).map(|_| Some(name.to_owned()))
+    })
+}
+
+pub fn restart(
+    engine: &Engine,
+    args: StopArgs,
+    root: &std::path::Path,
+    snapshotter: Option<&str>,
+) -> anyhow::Result<u8> {
+    each(&args.names, |name| {
+        engine.mark_stopped(name)?;
+        let record = engine.stop_container(name, args.time)?;
+        spawn_monitor(&record.id, root, snapshotter)
+            .map_err(|(code, message)| EngineError::Start { code: i32::from(code), message })?;
+        Ok(Some(name.to_owned()))
+    })
+}
+
+pub fn kill(engine: &Engine, args: KillArgs) -> anyhow::Result<u8> {
+    each(&args.names, |name| {
+        engine.kill_container(name, &args.signal)?;
+        Ok(Some(name.to_owned()))
+    })
+}
+
+pub fn rm(engine: &Engine, args: RmArgs) -> anyhow::Result<u8> {
+    each(&args.names, |name| engine.remove_container(name, args.force, args.volumes).map(|_| Some(name.to_owned())))
+}
+
+pub fn wait(engine: &Engine, args: NamesArgs) -> anyhow::Result<u8> {
+    each(&args.names, |name| engine.wait_container(name).map(|code| Some(code.to_string())))
+}
+
+pub fn pause(engine: &Engine, args: NamesArgs, paused: bool) -> anyhow::Result<u8> {
+    each(&args.names, |name| engine.pause_container(name, paused).map(|()| Some(name.to_owned())))
+}
+
+pub fn prune(engine: &Engine, force: bool) -> anyhow::Result<u8> {
+    if !force {
+        eprint!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(0);
+        }
+    }
+    let removed = engine.prune_containers()?;
+    let mut out = String::new();
+    if !removed.is_empty() {
+        out.push_str("Deleted Containers:\n");
+        for id in &removed {
+            out.push_str(id);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out.push_str("Total reclaimed space: 0B\n");
+    print(&out)?;
+    Ok(0)
+}
+
+/// Docker's container JSON for `inspect`.
+pub fn inspect_json(record: &ContainerRecord) -> Value {
+    let state = &record.state;
+    json!({
+        "Id": record.id,
+        "Created": record.created,
+        "Path": record.spec.args.first().cloned().unwrap_or_default(),
+        "Args": record.spec.args.iter().skip(1).cloned().collect::<Vec<_>>(),
+        "State": {
+            "Status": state.status.as_str(),
+            "Running": matches!(state.status, Status::Running | Status::Paused),
+            "Paused": state.status == Status::Paused,
+            "Restarting": state.status == Status::Restarting,
+            "OOMKilled": state.oom_killed,
+            "Dead": state.status == Status::Dead,
+            "Pid": state.pid,
+            "ExitCode": state.exit_code,
+            "Error": if state.error == "stopped" { "" } else { state.error.as_str() },
+            "StartedAt": state.started_at,
+            "FinishedAt": state.finished_at,
+        },
+        "Image": record.image_id.to_string(),
+        "ResolvConfPath": "",
+        "HostnamePath": "",
+        "HostsPath": "",
+        "LogPath": "",
+        "Name": format!("/{}", record.name),
+        "RestartCount": record.restart_count,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": record.host_config,
+        "Mounts": record.mounts,
+        "Config": record.config,
+    })
+}
