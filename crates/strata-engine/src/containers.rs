@@ -346,10 +346,10 @@ impl Engine {
         let (stdio, pipes) = match attach {
             Attach::Inherit => (Stdio { stdin: dup_stdio(0), stdout: dup_stdio(1), stderr: dup_stdio(2) }, None),
             Attach::Log { echo } => {
-                let (out_read, out_write) =
-                    rustix::pipe::pipe().map_err(|e| EngineError::Io { path: "pipe".into(), source: e.into() })?;
-                let (err_read, err_write) =
-                    rustix::pipe::pipe().map_err(|e| EngineError::Io { path: "pipe".into(), source: e.into() })?;
+                let (out_read, out_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                    .map_err(|e| EngineError::Io { path: "pipe".into(), source: e.into() })?;
+                let (err_read, err_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                    .map_err(|e| EngineError::Io { path: "pipe".into(), source: e.into() })?;
                 let stdin = if echo { dup_stdio(0) } else { None };
                 (Stdio { stdin, stdout: Some(out_write), stderr: Some(err_write) }, Some((out_read, err_read, echo)))
             }

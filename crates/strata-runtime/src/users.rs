@@ -100,7 +100,7 @@ mod tests {
             resolve_user("4242", PASSWD, GROUP).expect("unknown uid"),
             User { uid: 4242, gid: 0, additional_gids: vec![] }
         );
-        assert!(resolve_user("bob", PASSWD, GROUP).unwrap_err().contains("unable to find user bob"));
+        assert!(resolve_user("bob", PASSWD, GROUP).is_err_and(|e| e.contains("unable to find user bob")));
         assert!(resolve_user("alice:nope", PASSWD, GROUP).is_err());
     }
 }

@@ -110,7 +110,7 @@ pub fn run(engine: &Engine, args: RunArgs, root: &std::path::Path, snapshotter: 
             }
             Err((code, message)) => {
                 eprintln!("Error: {message}");
-                let _ = engine.remove_container(&record.id, true, true).map(drop).or_else(|_| Ok::<_, ()>(()));
+                let _ = engine.remove_container(&record.id, true, true);
                 Ok(code)
             }
         };
@@ -128,7 +128,8 @@ pub fn run(engine: &Engine, args: RunArgs, root: &std::path::Path, snapshotter: 
 
 /// Starts `strata __monitor ID` in its own session; returns once the container runs (or not).
 fn spawn_monitor(id: &str, root: &std::path::Path, snapshotter: Option<&str>) -> Result<(), (u8, String)> {
-    let (ready_read, ready_write) = rustix::pipe::pipe().map_err(|e| (125, format!("pipe: {e}")))?;
+    let (ready_read, ready_write) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| (125, format!("pipe: {e}")))?;
     let exe = std::env::current_exe().map_err(|e| (125, format!("current executable: {e}")))?;
     let mut command = Command::new(exe);
     command.arg("--root").arg(root);
@@ -141,7 +142,9 @@ fn spawn_monitor(id: &str, root: &std::path::Path, snapshotter: Option<&str>) ->
     unsafe {
         command.pre_exec(move || {
             libc::setsid();
-            if libc::dup2(write_fd, 3) < 0 {
+            // dup2 onto itself would keep close-on-exec: clear it instead.
+            let result = if write_fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(write_fd, 3) };
+            if result < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -166,8 +169,11 @@ fn spawn_monitor(id: &str, root: &std::path::Path, snapshotter: Option<&str>) ->
 /// The monitor: starts the container, reports to fd 3, keeps its logs, records its exit,
 /// applies the restart policy and --rm.
 pub fn monitor(engine: &Engine, id: &str) -> anyhow::Result<u8> {
-    // SAFETY: fd 3 was set up by the parent for this report.
-    let mut ready = Some(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(3) }));
+    // SAFETY: fd 3 was set up by the parent for this report; it must not leak into the
+    // container, so it becomes close-on-exec at once.
+    let ready_fd = unsafe { OwnedFd::from_raw_fd(3) };
+    let _ = rustix::io::fcntl_setfd(&ready_fd, rustix::io::FdFlags::CLOEXEC);
+    let mut ready = Some(std::fs::File::from(ready_fd));
     let mut report = |result: Result<&ContainerRecord, EngineError>| {
         if let Some(mut file) = ready.take() {
             let _ = match result {
@@ -303,7 +309,7 @@ pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<u8> {
         .filter(|c| matches_filters(c, &args.filter).unwrap_or(false))
         .collect();
     for filter in &args.filter {
-        matches_filters(&containers.first().cloned().unwrap_or_else(|| dummy()), std::slice::from_ref(filter))
+        matches_filters(&containers.first().cloned().unwrap_or_else(dummy), std::slice::from_ref(filter))
             .map(drop)?;
     }
     let id = |c: &ContainerRecord| if args.no_trunc { c.id.clone() } else { c.short_id().to_owned() };
@@ -407,7 +413,10 @@ pub fn logs(engine: &Engine, args: LogsArgs) -> anyhow::Result<u8> {
     let start = tail.map_or(0, |n| entries.len().saturating_sub(n));
     emit(&entries[start..], &mut printed)?;
     let mut seen = entries.len();
-    while args.follow {
+    if !args.follow {
+        return Ok(0);
+    }
+    loop {
         let running = engine
             .find_container(&record.id)
             .is_ok_and(|c| matches!(c.state.status, Status::Running | Status::Paused | Status::Restarting));
