@@ -244,8 +244,17 @@ fn setup_dev(root: &OwnedFd, spec: &Spec) -> Result<(), InitError> {
         "mode=755,size=65536k",
         "mount /dev",
     )?;
-    let dev_dir = rustix::fs::openat(&dev, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(errno("open /dev"))?;
+    // The descriptor used for the mount still names the directory underneath: reopen /dev
+    // to work inside the new tmpfs.
+    drop(dev);
+    let dev_dir = rustix::fs::openat2(
+        root,
+        "dev",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(errno("open /dev"))?;
     let old_umask = rustix::process::umask(Mode::empty());
     let mut result = Ok(());
     for (name, major, minor) in
@@ -435,8 +444,11 @@ fn become_user(spec: &Spec, user: &crate::spec::User) -> Result<(), InitError> {
     let uid = rustix::fs::Uid::from_raw(user.uid);
     rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(errno("setuid"))?;
     let set = CapabilitySet::from_bits_retain(keep);
-    rustix::thread::set_capabilities(None, CapabilitySets { effective: set, permitted: set, inheritable: set })
-        .map_err(errno("capset"))?;
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets { effective: set, permitted: set, inheritable: CapabilitySet::empty() },
+    )
+    .map_err(errno("capset"))?;
     rustix::thread::set_keep_capabilities(false).map_err(errno("keep capabilities"))?;
     if spec.no_new_privileges {
         rustix::thread::set_no_new_privs(true).map_err(errno("no_new_privs"))?;

@@ -56,7 +56,15 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     file("bin/busybox", 0o755, &busybox);
     file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n");
     file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n");
-    for applet in ["sh", "ls", "cat", "echo", "true", "env", "id"] {
+    // Every applet the host's busybox has, as /bin/<applet> -> busybox.
+    let listed = Command::new(BUSYBOX).arg("--list").output().expect("busybox --list");
+    let applets: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "busybox" && !a.contains('/'))
+        .map(str::to_owned)
+        .collect();
+    for applet in &applets {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Symlink);
         header.set_mode(0o777);

@@ -309,8 +309,7 @@ pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<u8> {
         .filter(|c| matches_filters(c, &args.filter).unwrap_or(false))
         .collect();
     for filter in &args.filter {
-        matches_filters(&containers.first().cloned().unwrap_or_else(dummy), std::slice::from_ref(filter))
-            .map(drop)?;
+        matches_filters(&containers.first().cloned().unwrap_or_else(dummy), std::slice::from_ref(filter)).map(drop)?;
     }
     let id = |c: &ContainerRecord| if args.no_trunc { c.id.clone() } else { c.short_id().to_owned() };
     if args.quiet {

@@ -1,0 +1,358 @@
+//! Containers through the real binary: run, exit codes, isolation, copy-on-write, limits,
+//! the detached monitor, logs, stop/kill/rm, volumes and cleanup. Needs root (namespaces,
+//! mounts, cgroups); each test says so and skips otherwise.
+
+use std::path::Path;
+
+use strata_testkit::{busybox_rootfs_tar, Run, TestRoot};
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+fn root_user() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+macro_rules! require_root {
+    () => {
+        if !root_user() {
+            eprintln!("SKIPPED: containers need root (namespaces, mounts, cgroups)");
+            return;
+        }
+    };
+}
+
+fn strata(root: &TestRoot, args: &[&str]) -> Run {
+    let mut command = root.strata(STRATA);
+    command.args(args);
+    Run::of(command)
+}
+
+/// A store with busybox (plus `VOLUME /etc` on `busybox:vol`).
+fn setup() -> TestRoot {
+    let root = TestRoot::new();
+    let tar = busybox_rootfs_tar(root.dir.path());
+    let tar = tar.to_str().expect("utf-8");
+    strata(&root, &["import", "-c", r#"CMD ["sh"]"#, tar, "busybox"]).ok();
+    strata(&root, &["import", "-c", "VOLUME /etc", tar, "busybox:vol"]).ok();
+    root
+}
+
+fn mounts_mentioning(path: &Path) -> usize {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let needle = path.to_string_lossy();
+    table.lines().filter(|l| l.contains(&*needle)).count()
+}
+
+#[test]
+fn run_output_and_exit_codes() {
+    require_root!();
+    let root = setup();
+    assert_eq!(strata(&root, &["run", "--rm", "busybox", "echo", "hello"]).ok().stdout(), "hello\n");
+    assert_eq!(strata(&root, &["run", "--rm", "busybox", "sh", "-c", "exit 3"]).code(), 3);
+    // Killed by a signal: 128 + N (PID 1 itself cannot be killed from inside, so a child).
+    assert_eq!(strata(&root, &["run", "--rm", "busybox", "sh", "-c", "sleep 5 & kill -9 $!; wait $!"]).code(), 137);
+    let missing = strata(&root, &["run", "--rm", "busybox", "nosuchcmd"]);
+    assert_eq!(missing.code(), 127);
+    assert!(missing.stderr().contains("executable file not found in $PATH"), "{}", missing.stderr());
+    let not_exec = strata(&root, &["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(not_exec.code(), 126, "{}", not_exec.stderr());
+    let user = strata(&root, &["run", "--rm", "-u", "nosuchuser", "busybox", "id"]);
+    assert_eq!(user.code(), 125);
+    assert!(user.stderr().contains("unable to find user nosuchuser"), "{}", user.stderr());
+    let image = strata(&root, &["run", "--rm", "nosuchimage", "true"]);
+    assert_eq!(image.code(), 125);
+    assert!(image.stderr().contains("Unable to find image 'nosuchimage'"), "{}", image.stderr());
+    assert_eq!(strata(&root, &["run", "--bogus-flag", "busybox"]).code(), 125);
+}
+
+#[test]
+fn config_from_image_and_flags() {
+    require_root!();
+    let root = setup();
+    // Image CMD is sh; -e, -w (created), -u, --hostname, --entrypoint.
+    let out = strata(
+        &root,
+        &[
+            "run",
+            "--rm",
+            "-e",
+            "GREETING=hi",
+            "-w",
+            "/made/here",
+            "-u",
+            "nobody",
+            "--hostname",
+            "box",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $GREETING; pwd; id -u; hostname; cat /etc/hostname",
+        ],
+    )
+    .ok()
+    .stdout();
+    assert_eq!(out, "hi\n/made/here\n65534\nbox\nbox\n");
+    let entry = strata(&root, &["run", "--rm", "--entrypoint", "echo", "busybox", "from", "entrypoint"]).ok().stdout();
+    assert_eq!(entry, "from entrypoint\n");
+    // Default hostname: the short container ID, also in /etc/hosts.
+    let out =
+        strata(&root, &["run", "--name", "named", "busybox", "sh", "-c", "hostname; grep -c $(hostname) /etc/hosts"])
+            .ok()
+            .stdout();
+    let id = strata(&root, &["inspect", "-f", "{{.Id}}", "named"]).ok().stdout();
+    assert_eq!(out, format!("{}\n1\n", &id.trim()[..12]));
+}
+
+#[test]
+fn writes_copy_up_and_the_image_never_changes() {
+    require_root!();
+    let root = setup();
+    strata(
+        &root,
+        &["run", "--name", "writer", "busybox", "sh", "-c", "echo changed > /etc/passwd; rm /bin/ls; touch /new"],
+    )
+    .ok();
+    let other = strata(
+        &root,
+        &[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "head -1 /etc/passwd; ls / >/dev/null && echo ls-ok; test -e /new || echo no-new",
+        ],
+    )
+    .ok()
+    .stdout();
+    assert_eq!(other, "root:x:0:0:root:/root:/bin/sh\nls-ok\nno-new\n");
+    // The writer's own filesystem still has its changes.
+    strata(&root, &["start", "-a", "writer"]).ok();
+    strata(&root, &["rm", "writer"]).ok();
+    strata(&root, &["fsck"]).ok();
+}
+
+#[test]
+fn isolation_defaults() {
+    require_root!();
+    let root = setup();
+    let out = strata(
+        &root,
+        &["run", "--rm", "busybox", "sh", "-c", "echo $$; grep CapEff /proc/self/status; ls /proc | grep -c '^[0-9]'; echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo proc-sys-ro; test -c /dev/null && echo devnull; ip link 2>/dev/null | grep -c '^[0-9]' || cat /proc/net/dev | grep -c ':'"],
+    )
+    .ok()
+    .stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1", "the process is PID 1 in its namespace: {out}");
+    assert_eq!(lines[1], "CapEff:\t00000000a80425fb", "Docker's default capabilities: {out}");
+    assert!(lines[2].parse::<u32>().is_ok_and(|n| n <= 3), "only the container's processes are visible: {out}");
+    assert_eq!(lines[3], "proc-sys-ro");
+    assert_eq!(lines[4], "devnull");
+    assert_eq!(lines[5], "1", "only loopback in a private network namespace: {out}");
+    let dropped =
+        strata(&root, &["run", "--rm", "--cap-drop", "ALL", "busybox", "grep", "CapEff", "/proc/self/status"])
+            .ok()
+            .stdout();
+    assert_eq!(dropped, "CapEff:\t0000000000000000\n");
+    let read_only = strata(&root, &["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert_eq!(read_only.code(), 1);
+    assert!(read_only.stderr().contains("Read-only file system"), "{}", read_only.stderr());
+    let nnp = strata(
+        &root,
+        &["run", "--rm", "--security-opt", "no-new-privileges", "busybox", "grep", "NoNewPrivs", "/proc/self/status"],
+    )
+    .ok()
+    .stdout();
+    assert_eq!(nnp, "NoNewPrivs:\t1\n");
+}
+
+#[test]
+fn memory_limit_oom_kills() {
+    require_root!();
+    let root = setup();
+    let run = strata(
+        &root,
+        &[
+            "run",
+            "--name",
+            "hog",
+            "--memory",
+            "16m",
+            "busybox",
+            "sh",
+            "-c",
+            "a=$(head -c 100000000 /dev/zero | tr '\\0' x)",
+        ],
+    );
+    assert_eq!(run.code(), 137);
+    let state = strata(&root, &["inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", "hog"]).ok().stdout();
+    assert_eq!(state, "true 137\n");
+}
+
+#[test]
+fn detached_containers_logs_stop_rm_and_no_leaks() {
+    require_root!();
+    let root = setup();
+    let id = strata(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--pids-limit",
+            "64",
+            "busybox",
+            "sh",
+            "-c",
+            "echo started; echo oops >&2; sleep 100",
+        ],
+    )
+    .ok()
+    .stdout();
+    let id = id.trim().to_owned();
+    assert_eq!(id.len(), 64);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ps = strata(&root, &["ps"]).ok().stdout();
+    assert!(ps.contains(&id[..12]) && ps.contains("Up "), "{ps}");
+    let logs = strata(&root, &["logs", "web"]).ok();
+    assert_eq!(logs.stdout(), "started\n");
+    assert_eq!(logs.stderr(), "oops\n");
+    let pids_max = std::fs::read_to_string(format!("/sys/fs/cgroup/pids/strata/{id}/pids.max"))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/strata/{id}/pids.max")))
+        .expect("the container's pids cgroup");
+    assert_eq!(pids_max.trim(), "64");
+    let inspect = strata(&root, &["inspect", "-f", "{{.State.Status}} {{.State.Running}}", "web"]).ok().stdout();
+    assert_eq!(inspect, "running true\n");
+
+    // sh as PID 1 ignores SIGTERM: stop kills it after the timeout (137, as Docker).
+    strata(&root, &["stop", "-t", "1", "web"]).ok();
+    let state = strata(&root, &["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "web"]).ok().stdout();
+    assert_eq!(state, "exited 137\n");
+    assert!(strata(&root, &["ps"]).ok().stdout().lines().count() == 1);
+    strata(&root, &["rm", "web"]).ok();
+    assert_eq!(strata(&root, &["ps", "-aq"]).ok().stdout(), "");
+    assert_eq!(mounts_mentioning(&root.root()), 0, "no mount left");
+    assert!(!Path::new(&format!("/sys/fs/cgroup/memory/strata/{id}")).exists(), "no cgroup left");
+    assert!(!Path::new(&format!("/sys/fs/cgroup/pids/strata/{id}")).exists(), "no cgroup left");
+    assert!(!root.root().join("containers").join(&id).exists());
+}
+
+#[test]
+fn rm_refuses_running_and_force_kills() {
+    require_root!();
+    let root = setup();
+    strata(&root, &["run", "-d", "--name", "busy", "busybox", "sleep", "100"]).ok();
+    let refused = strata(&root, &["rm", "busy"]).fails();
+    assert!(refused.stderr().contains("container is running"), "{}", refused.stderr());
+    strata(&root, &["kill", "-s", "TERM", "busy"]).ok();
+    strata(&root, &["rm", "-f", "busy"]).ok();
+    assert_eq!(strata(&root, &["ps", "-aq"]).ok().stdout(), "");
+    let missing = strata(&root, &["rm", "busy"]).fails();
+    assert!(missing.stderr().contains("No such container: busy"), "{}", missing.stderr());
+    strata(&root, &["run", "--name", "dup", "busybox", "true"]).ok();
+    let dup = strata(&root, &["run", "--name", "dup", "busybox", "true"]);
+    assert_eq!(dup.code(), 125);
+    assert!(dup.stderr().contains("is already in use"), "{}", dup.stderr());
+}
+
+#[test]
+fn killed_monitor_is_recovered_by_ps_and_rm() {
+    require_root!();
+    let root = setup();
+    strata(&root, &["run", "-d", "--name", "orphan", "busybox", "sleep", "100"]).ok();
+    let monitor = std::fs::read_dir(root.root().join("containers"))
+        .expect("containers")
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("container.json")).ok())
+        .filter_map(|data| serde_json::from_slice::<serde_json::Value>(&data).ok())
+        .find_map(|v| v["state"]["MonitorPid"].as_i64())
+        .expect("monitor pid");
+    // SAFETY: killing the monitor process this test started.
+    unsafe { libc_kill(monitor as i32, 9) };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    strata(&root, &["ps", "-a"]).ok();
+    strata(&root, &["rm", "-f", "orphan"]).ok();
+    assert_eq!(strata(&root, &["ps", "-aq"]).ok().stdout(), "");
+    assert_eq!(mounts_mentioning(&root.root()), 0);
+    strata(&root, &["system", "prune", "-f"]).ok();
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+#[test]
+fn volumes_persist_and_image_volumes_are_seeded() {
+    require_root!();
+    let root = setup();
+    strata(&root, &["run", "--rm", "-v", "data:/data", "busybox", "sh", "-c", "echo kept > /data/file"]).ok();
+    let out = strata(
+        &root,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "data:/data:ro",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /data/file; touch /data/x 2>/dev/null || echo ro",
+        ],
+    )
+    .ok()
+    .stdout();
+    assert_eq!(out, "kept\nro\n");
+    assert!(strata(&root, &["volume", "ls"]).ok().stdout().contains("data"));
+    // An image VOLUME gets an anonymous volume holding the image's content.
+    let seeded = strata(&root, &["run", "--rm", "busybox:vol", "head", "-1", "/etc/passwd"]).ok().stdout();
+    assert_eq!(seeded, "root:x:0:0:root:/root:/bin/sh\n");
+    let host = root.path("shared");
+    std::fs::create_dir(&host).expect("mkdir");
+    std::fs::write(host.join("in"), "from host").expect("write");
+    let bind = format!("{}:/mnt", host.display());
+    let out = strata(&root, &["run", "--rm", "-v", &bind, "busybox", "sh", "-c", "cat /mnt/in; echo back > /mnt/out"])
+        .ok()
+        .stdout();
+    assert_eq!(out, "from host");
+    assert_eq!(std::fs::read_to_string(host.join("out")).expect("out"), "back\n");
+    strata(&root, &["volume", "rm", "data"]).ok();
+    strata(&root, &["volume", "prune", "-f"]).ok();
+    assert_eq!(strata(&root, &["volume", "ls", "-q"]).ok().stdout(), "");
+}
+
+#[test]
+fn mount_targets_cannot_escape_through_image_symlinks() {
+    require_root!();
+    let root = setup();
+    // An image whose /proc and /etc/hosts are symlinks pointing at the host.
+    let tar_path = root.path("evil.tar");
+    {
+        let mut builder = tar::Builder::new(std::fs::File::create(&tar_path).expect("create"));
+        let busybox = std::fs::read("/bin/busybox").expect("busybox");
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o755);
+        header.set_size(busybox.len() as u64);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        builder.append_data(&mut header, "bin/busybox", &busybox[..]).expect("busybox");
+        for (link, target) in [("bin/sh", "busybox"), ("bin/cat", "busybox"), ("proc", "/tmp"), ("etc", "/etc")] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_mode(0o777);
+            header.set_size(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            builder.append_link(&mut header, link, target).expect("link");
+        }
+        builder.finish().expect("finish");
+    }
+    strata(&root, &["import", tar_path.to_str().expect("utf-8"), "evil"]).ok();
+    let host_hosts = std::fs::read_to_string("/etc/hosts").expect("hosts");
+    let _ = strata(&root, &["run", "--rm", "evil", "cat", "/etc/hostname"]);
+    assert_eq!(std::fs::read_to_string("/etc/hosts").expect("hosts"), host_hosts, "the host's /etc/hosts is untouched");
+    assert!(!Path::new("/tmp/self").exists(), "no proc mounted over the host's /tmp");
+    assert_eq!(mounts_mentioning(Path::new("/etc/hosts")), 0);
+}
