@@ -254,11 +254,25 @@ impl Engine {
     }
 
     /// Makes the container's directory, claims its name, writes its files and record.
-    pub(crate) fn register_container(&self, mut record: ContainerRecord, dns_files: bool) -> Result<ContainerRecord> {
+    pub(crate) fn register_container(
+        &self,
+        mut record: ContainerRecord,
+        dns_files: bool,
+        generated_name: bool,
+    ) -> Result<ContainerRecord> {
         let dir = self.containers_dir();
         fs::create_dir_all(&dir).at(&dir)?;
         let _names = strata_store::lock::exclusive(&dir.join("names.lock"))?;
         let existing = self.list_containers()?;
+        if generated_name {
+            // A generated name that is taken gets a number, as Docker's do.
+            let base = record.name.clone();
+            let mut n = 1;
+            while existing.iter().any(|c| c.name == record.name) {
+                n += 1;
+                record.name = format!("{base}{n}");
+            }
+        }
         if let Some(other) = existing.iter().find(|c| c.name == record.name) {
             return Err(EngineError::Conflict(format!(
                 "Conflict. The container name \"/{}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",

@@ -625,7 +625,7 @@ impl Engine {
             restart_count: 0,
             anonymous_volumes: anonymous,
         };
-        match self.register_container(record, true) {
+        match self.register_container(record, true, options.name.is_none()) {
             Ok(record) => Ok(record),
             Err(e) => {
                 let _ = self.snapshotter().remove(&snapshot);
