@@ -151,6 +151,17 @@ impl ContainerRecord {
     }
 }
 
+/// The flags of `docker exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub detach: bool,
+    pub interactive: bool,
+}
+
 /// How a container's output is handled while it runs.
 pub enum Attach {
     /// Straight to our own stdio (foreground `run --rm`: nothing to log).
@@ -423,6 +434,53 @@ impl Engine {
             Ok(())
         })?;
         Ok(exit_code)
+    }
+
+    /// `docker exec`: runs a command in a running container; returns its exit code (or 0 at
+    /// once when detached).
+    pub fn exec_in_container(&self, name: &str, options: &ExecOptions) -> Result<i32> {
+        let record = self.find_container(name)?;
+        if record.state.status == Status::Paused {
+            return Err(EngineError::Conflict(format!(
+                "container {} is paused, unpause the container before exec",
+                record.id
+            )));
+        }
+        if record.state.status != Status::Running || !process_alive(record.state.pid) {
+            return Err(EngineError::Conflict(format!("container {} is not running", record.id)));
+        }
+        if options.args.is_empty() {
+            return Err(EngineError::InvalidArgument("exec: no command specified".to_owned()));
+        }
+        let mut spec = record.spec.clone();
+        spec.args = options.args.clone();
+        for entry in &options.env {
+            let key = entry.split('=').next().unwrap_or("").to_owned();
+            spec.env.retain(|e| e.split('=').next() != Some(key.as_str()));
+            spec.env.push(entry.clone());
+        }
+        if let Some(cwd) = &options.workdir {
+            spec.cwd = cwd.clone();
+        }
+        if let Some(user) = &options.user {
+            spec.user_spec = Some(user.clone());
+        }
+        let cgroup_procs = self.cgroup_of(&record).map(|c| c.procs_files()).unwrap_or_default();
+        let stdio = if options.detach {
+            Stdio::default()
+        } else {
+            Stdio {
+                stdin: if options.interactive { dup_stdio(0) } else { None },
+                stdout: dup_stdio(1),
+                stderr: dup_stdio(2),
+            }
+        };
+        let pid = strata_runtime::exec(record.state.pid, &spec, &cgroup_procs, stdio)
+            .map_err(|e| EngineError::Start { code: e.code, message: e.message })?;
+        if options.detach {
+            return Ok(0);
+        }
+        strata_runtime::wait(pid).map_err(|e| EngineError::Io { path: "waitpid".into(), source: e })
     }
 
     /// Remembers that the user stopped it (no restart by policy).

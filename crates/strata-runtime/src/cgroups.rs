@@ -169,6 +169,14 @@ impl Cgroup {
         Ok(())
     }
 
+    /// The `cgroup.procs` files a process writes its pid to, to join.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroup::V2 { path } => vec![path.join("cgroup.procs")],
+            Cgroup::V1 { paths } => paths.iter().map(|(_, p)| p.join("cgroup.procs")).collect(),
+        }
+    }
+
     /// Moves a process in.
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
         let pid = pid.to_string();

@@ -217,6 +217,12 @@ fn prepare(spec: &Spec) -> Result<(), InitError> {
     if !spec.cwd.is_empty() && spec.cwd != "/" {
         fs::create_dir_all(&spec.cwd).map_err(|e| fail(&format!("create working directory {}", spec.cwd), e))?;
     }
+    switch_user_and_cwd(spec)
+}
+
+/// The user (looked up in the container's /etc/passwd and /etc/group), capabilities,
+/// no_new_privs and working directory: the last steps before exec, shared with `exec`.
+fn switch_user_and_cwd(spec: &Spec) -> Result<(), InitError> {
     let user = match &spec.user_spec {
         Some(user_spec) => {
             let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
@@ -232,6 +238,14 @@ fn prepare(spec: &Spec) -> Result<(), InitError> {
         message: format!("chdir to cwd ({}) set in config.json failed: {}", spec.cwd, io::Error::from(e)),
     })?;
     Ok(())
+}
+
+/// For `exec`: already inside the container's namespaces; switch user, cwd and exec.
+pub fn run_in_container(spec: &Spec) -> InitError {
+    match switch_user_and_cwd(spec) {
+        Ok(()) => exec(spec),
+        Err(e) => e,
+    }
 }
 
 fn setup_dev(root: &OwnedFd, spec: &Spec) -> Result<(), InitError> {

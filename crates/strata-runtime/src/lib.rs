@@ -115,6 +115,87 @@ fn child(spec: &Spec, stdio: Stdio, go: OwnedFd, report: OwnedFd) -> ! {
     unsafe { libc::_exit(error.code) }
 }
 
+/// Runs `spec.args` inside the namespaces (and cgroup) of the running container process
+/// `target`, with `spec`'s env, cwd, user and capabilities. Returns the pid to wait for once
+/// the command has exec'd; its exit code is the command's.
+pub fn exec(target: i32, spec: &Spec, cgroup_procs: &[std::path::PathBuf], stdio: Stdio) -> Result<i32, StartError> {
+    let mut namespaces = Vec::new();
+    for name in ["ipc", "uts", "net", "pid", "cgroup", "mnt"] {
+        let path = format!("/proc/{target}/ns/{name}");
+        let fd = std::fs::File::open(&path).map_err(|e| StartError::engine(format!("{path}: {e}")))?;
+        namespaces.push(OwnedFd::from(fd));
+    }
+    let (report_read, report_write) = pipe()?;
+    // SAFETY: fork-like clone from a single-threaded process; the child only joins the
+    // namespaces, forks once more and execs or exits.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    if pid < 0 {
+        return Err(StartError::engine(format!("clone: {}", io::Error::last_os_error())));
+    }
+    if pid == 0 {
+        drop(report_read);
+        exec_child(spec, stdio, &namespaces, cgroup_procs, report_write);
+    }
+    drop(report_write);
+    drop(stdio);
+    let mut report = String::new();
+    let _ = std::fs::File::from(report_read).read_to_string(&mut report);
+    if !report.is_empty() {
+        let _ = wait(pid as i32);
+        let (code, message) = report.split_once('\n').unwrap_or(("126", &report));
+        return Err(StartError { code: code.parse().unwrap_or(126), message: message.to_owned() });
+    }
+    Ok(pid as i32)
+}
+
+fn exec_child(
+    spec: &Spec,
+    stdio: Stdio,
+    namespaces: &[OwnedFd],
+    cgroup_procs: &[std::path::PathBuf],
+    report: OwnedFd,
+) -> ! {
+    let fail = |report: OwnedFd, code: i32, message: String| -> ! {
+        let mut report = std::fs::File::from(report);
+        let _ = write!(report, "{code}\n{message}");
+        drop(report);
+        // SAFETY: the child ends here.
+        unsafe { libc::_exit(code) }
+    };
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").ok();
+    for (target, fd) in [(0, stdio.stdin), (1, stdio.stdout), (2, stdio.stderr)] {
+        let source = fd.as_ref().map(|f| f.as_raw_fd()).or_else(|| null.as_ref().map(|n| n.as_raw_fd()));
+        if let Some(source) = source {
+            // SAFETY: dup2 onto the standard descriptors of this child.
+            unsafe { libc::dup2(source, target) };
+        }
+    }
+    // Into the container's cgroup before its mount namespace hides the host's /sys/fs/cgroup.
+    for procs in cgroup_procs {
+        let _ = std::fs::write(procs, std::process::id().to_string());
+    }
+    for fd in namespaces {
+        // SAFETY: setns with a namespace descriptor of the container's process.
+        if unsafe { libc::setns(fd.as_raw_fd(), 0) } != 0 {
+            fail(report, 125, format!("setns: {}", io::Error::last_os_error()));
+        }
+    }
+    // The pid namespace applies to children: fork once more.
+    // SAFETY: single-threaded fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        fail(report, 125, format!("fork: {}", io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        let error = init::run_in_container(spec);
+        fail(report, error.code, error.message);
+    }
+    drop(report);
+    let code = wait(pid).unwrap_or(255);
+    // SAFETY: the intermediate process ends with the command's code.
+    unsafe { libc::_exit(code) }
+}
+
 /// Waits for a child and returns its exit code, 128+N when killed by signal N.
 pub fn wait(pid: i32) -> io::Result<i32> {
     let mut status = 0;

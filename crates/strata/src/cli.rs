@@ -59,6 +59,8 @@ pub enum Command {
     Restart(StopArgs),
     /// Remove one or more containers
     Rm(RmArgs),
+    /// Execute a command in a running container
+    Exec(ExecArgs),
     /// Block until one or more containers stop, then print their exit codes
     Wait(NamesArgs),
     /// Pause all processes within one or more containers
@@ -248,6 +250,31 @@ pub struct RunArgs {
     /// The image, then the command and its arguments
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub image_and_command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set environment variables
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Username or UID (format: "<name|uid>[:<group|gid>]")
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// The container, then the command and its arguments
+    #[arg(required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub container_and_command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -14,7 +14,7 @@ use strata_engine::run::CreateOptions;
 use strata_engine::{Engine, EngineError};
 use strata_oci::time::{human_duration, Timestamp};
 
-use crate::cli::{KillArgs, LogsArgs, NamesArgs, PsArgs, RmArgs, RunArgs, StartArgs, StopArgs};
+use crate::cli::{ExecArgs, KillArgs, LogsArgs, NamesArgs, PsArgs, RmArgs, RunArgs, StartArgs, StopArgs};
 use crate::output::{ellipsis, print, print_error, table};
 
 fn create_options(args: &RunArgs) -> CreateOptions {
@@ -546,4 +546,32 @@ pub fn inspect_json(record: &ContainerRecord) -> Value {
         "Mounts": record.mounts,
         "Config": record.config,
     })
+}
+
+pub fn exec(engine: &Engine, args: ExecArgs) -> anyhow::Result<u8> {
+    if args.tty {
+        eprintln!("Error: -t (a pseudo-TTY) is not supported yet by strata");
+        return Ok(125);
+    }
+    let mut rest = args.container_and_command.clone();
+    let container = rest.remove(0);
+    let options = strata_engine::containers::ExecOptions {
+        args: rest,
+        env: args.env.clone(),
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        detach: args.detach,
+        interactive: args.interactive,
+    };
+    match engine.exec_in_container(&container, &options) {
+        Ok(code) => Ok(code as u8),
+        Err(EngineError::Start { code, message }) => {
+            eprintln!("Error: {message}");
+            Ok(code as u8)
+        }
+        Err(e) => {
+            print_error(&e.into());
+            Ok(1)
+        }
+    }
 }

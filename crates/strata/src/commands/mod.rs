@@ -44,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Kill(args) => containers::kill(&engine, args),
         Command::Rm(args) | Command::Container(ContainerCommand::Rm(args)) => containers::rm(&engine, args),
         Command::Wait(args) => containers::wait(&engine, args),
+        Command::Exec(args) => containers::exec(&engine, args),
         Command::Pause(args) => containers::pause(&engine, args, true),
         Command::Unpause(args) => containers::pause(&engine, args, false),
         Command::Container(ContainerCommand::Prune(args)) => containers::prune(&engine, args.force),
