@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod change;
+pub mod container_ops;
 pub mod containers;
 pub mod error;
 pub mod fsck;

@@ -36,6 +36,11 @@ pub struct DiffOptions {
     pub level: Option<u32>,
     /// Clamp every mtime to at most this (seconds since the epoch).
     pub source_date_epoch: Option<i64>,
+    /// Layer paths (`etc/hosts`) left out of the layer.
+    pub exclude: Vec<String>,
+    /// Put every entry under this directory, the source's root included (`docker cp` of a
+    /// directory gives `name/...`). Only for [`DiffSource::Trees`] without a lower tree.
+    pub prefix: Option<String>,
 }
 
 /// What was written.
@@ -124,6 +129,8 @@ struct Change {
 enum ChangeKind {
     /// The entry as it is in the source tree.
     Entry(PathBuf),
+    /// The source tree's root itself (its path may be a link to follow, like /proc/self/fd/N).
+    Root(PathBuf),
     /// `.wh.NAME` (the path already holds the whiteout name).
     Whiteout,
 }
@@ -161,6 +168,13 @@ pub fn write_diff<W: Write>(
     };
     let plain = HashingWriter { inner: encoder, digester: Digester::new() };
     let mut writer = TarWriter { out: plain, links: HashMap::new(), epoch: options.source_date_epoch };
+    let mut changes: Vec<Change> = changes.into_iter().filter(|c| !options.exclude.contains(&c.path)).collect();
+    if let (Some(prefix), DiffSource::Trees { lower: None, upper }) = (&options.prefix, source) {
+        for change in &mut changes {
+            change.path = format!("{prefix}/{}", change.path);
+        }
+        changes.insert(0, Change { path: prefix.clone(), kind: ChangeKind::Root(upper.to_owned()) });
+    }
     for change in &changes {
         writer.write(change)?;
     }
@@ -413,6 +427,22 @@ impl<W: Write> TarWriter<W> {
                 return self.emit(&header, &mut io::empty()).map_err(io_error);
             }
             ChangeKind::Entry(source) => source,
+            ChangeKind::Root(source) => {
+                let meta = fs::metadata(source).map_err(at(source))?;
+                let mut fields = Fields {
+                    path: format!("{}/", change.path),
+                    kind: tar::EntryType::Directory,
+                    mode: meta.mode() & 0o7777,
+                    uid: u64::from(meta.uid()),
+                    gid: u64::from(meta.gid()),
+                    mtime: meta.mtime(),
+                    ..Fields::default()
+                };
+                if let Some(epoch) = self.epoch {
+                    fields.mtime = fields.mtime.min(epoch);
+                }
+                return self.emit(&fields, &mut io::empty()).map_err(io_error);
+            }
         };
         let meta = fs::symlink_metadata(source).map_err(at(source))?;
         let file_type = meta.file_type();

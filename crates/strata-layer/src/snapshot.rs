@@ -128,6 +128,11 @@ pub trait Snapshotter: Send + Sync {
     fn apply_target(&self, key: &str) -> Result<ApplyTarget>;
     /// Writes the changes of the active snapshot `key` against its parent as a layer.
     fn diff(&self, key: &str, out: &mut dyn Write, options: &DiffOptions) -> Result<crate::DiffReport>;
+    /// The directories holding what lies below `key` (topmost first), to tell a change from an
+    /// addition.
+    fn parent_dirs(&self, key: &str) -> Result<Vec<PathBuf>>;
+    /// Read-only mounts of everything `key` currently holds (it may be active and in use).
+    fn read_only_mounts(&self, key: &str) -> Result<Vec<Mount>>;
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -432,6 +437,43 @@ impl Snapshotter for Overlay {
             .map_err(|e| SnapshotError::Io { path: e.path, source: e.source })?;
         Ok(report)
     }
+
+    fn parent_dirs(&self, key: &str) -> Result<Vec<PathBuf>> {
+        Ok(self.apply_target(key)?.lowers)
+    }
+
+    fn read_only_mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        let metadata = self.store.read()?;
+        let info = metadata.snapshots.get(key).cloned().ok_or_else(|| SnapshotError::NotFound(key.to_owned()))?;
+        let mut dirs = vec![self.store.fs_dir(info.id).display().to_string()];
+        if info.kind != Kind::Committed {
+            dirs.extend(
+                self.store
+                    .chain(&metadata, info.parent.as_deref())?
+                    .iter()
+                    .map(|c| self.store.fs_dir(c.id).display().to_string()),
+            );
+        } else {
+            dirs = self
+                .store
+                .chain(&metadata, Some(key))?
+                .iter()
+                .map(|c| self.store.fs_dir(c.id).display().to_string())
+                .collect();
+        }
+        if dirs.len() == 1 {
+            return Ok(vec![Mount {
+                kind: "bind".into(),
+                source: dirs.remove(0),
+                options: vec!["rbind".into(), "ro".into()],
+            }]);
+        }
+        Ok(vec![Mount {
+            kind: "overlay".into(),
+            source: "overlay".into(),
+            options: vec!["index=off".into(), format!("lowerdir={}", dirs.join(":"))],
+        }])
+    }
 }
 
 /// The copy snapshotter.
@@ -548,6 +590,18 @@ impl Snapshotter for Copy {
         let (report, _) = write_diff(DiffSource::Trees { lower: lower.as_deref(), upper: &upper }, out, options)
             .map_err(|e| SnapshotError::Io { path: e.path, source: e.source })?;
         Ok(report)
+    }
+
+    fn parent_dirs(&self, key: &str) -> Result<Vec<PathBuf>> {
+        let metadata = self.store.read()?;
+        let info = metadata.snapshots.get(key).cloned().ok_or_else(|| SnapshotError::NotFound(key.to_owned()))?;
+        let chain = self.store.chain(&metadata, info.parent.as_deref())?;
+        Ok(chain.first().map(|top| self.store.fs_dir(top.id)).into_iter().collect())
+    }
+
+    fn read_only_mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        let dir = self.store.fs_dir(self.store.get(key)?.id);
+        Ok(self.bind(dir, false))
     }
 }
 

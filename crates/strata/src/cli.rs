@@ -61,6 +61,18 @@ pub enum Command {
     Rm(RmArgs),
     /// Execute a command in a running container
     Exec(ExecArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(OneContainer),
+    /// Create a new image from a container's changes
+    Commit(CommitArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
+    /// Rename a container
+    Rename(RenameArgs),
+    /// Display the running processes of a container
+    Top(OneContainer),
     /// Block until one or more containers stop, then print their exit codes
     Wait(NamesArgs),
     /// Pause all processes within one or more containers
@@ -275,6 +287,52 @@ pub struct ExecArgs {
     /// The container, then the command and its arguments
     #[arg(required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub container_and_command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct OneContainer {
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    pub container: String,
+    /// REPOSITORY[:TAG]
+    pub reference: Option<String>,
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short, long = "change")]
+    pub changes: Vec<String>,
+    /// Commit message
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Author
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// Pause container during commit
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pause: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    pub container: String,
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// CONTAINER:SRC_PATH or a local path (- for a tar on STDIN)
+    pub source: String,
+    /// CONTAINER:DEST_PATH or a local path (- for a tar on STDOUT)
+    pub destination: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    pub container: String,
+    pub new_name: String,
 }
 
 #[derive(Debug, Args)]

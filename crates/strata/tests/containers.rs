@@ -356,3 +356,93 @@ fn mount_targets_cannot_escape_through_image_symlinks() {
     assert!(!Path::new("/tmp/self").exists(), "no proc mounted over the host's /tmp");
     assert_eq!(mounts_mentioning(Path::new("/etc/hosts")), 0);
 }
+
+#[test]
+fn exec_diff_commit_export_cp_rename_top() {
+    require_root!();
+    let root = setup();
+    strata(&root, &["run", "-d", "--name", "box", "-e", "FOO=bar", "busybox", "sleep", "100"]).ok();
+    // exec: the container's env, another user and directory, exit codes.
+    assert_eq!(strata(&root, &["exec", "box", "sh", "-c", "echo $FOO $$"]).ok().stdout(), "bar 2\n");
+    assert_eq!(
+        strata(&root, &["exec", "-u", "nobody", "-w", "/tmp", "box", "sh", "-c", "id -u; pwd"]).ok().stdout(),
+        "65534\n/tmp\n"
+    );
+    assert_eq!(strata(&root, &["exec", "box", "sh", "-c", "exit 7"]).code(), 7);
+    assert_eq!(strata(&root, &["exec", "box", "nosuchcmd"]).code(), 127);
+    strata(
+        &root,
+        &[
+            "exec",
+            "box",
+            "sh",
+            "-c",
+            "echo new > /etc/added; rm /bin/ls; mkdir -p /data/d; echo deep > /data/d/x; ln -s /etc /data/link",
+        ],
+    )
+    .ok();
+    // diff: Docker's A/C/D lines, without the files strata mounts over.
+    let diff = strata(&root, &["diff", "box"]).ok().stdout();
+    for line in ["C /etc", "A /etc/added", "C /bin", "D /bin/ls", "A /data"] {
+        assert!(diff.lines().any(|l| l == line), "{line:?} missing from:\n{diff}");
+    }
+    assert!(!diff.contains("/etc/hosts"), "{diff}");
+    // top lists its processes.
+    let top = strata(&root, &["top", "box"]).ok().stdout();
+    assert!(top.starts_with("UID") && top.contains("sleep 100"), "{top}");
+    // cp out follows symlinks inside the container only; cp in lands in the container.
+    let out = root.path("passwd");
+    strata(&root, &["cp", "box:/data/link/passwd", out.to_str().expect("utf-8")]).ok();
+    assert!(std::fs::read_to_string(&out).expect("copied").starts_with("root:x:0:0"));
+    let dir = root.path("dir");
+    std::fs::create_dir(&dir).expect("mkdir");
+    strata(&root, &["cp", "box:/data/d", dir.to_str().expect("utf-8")]).ok();
+    assert_eq!(std::fs::read_to_string(dir.join("d/x")).expect("deep"), "deep\n");
+    let local = root.path("local");
+    std::fs::create_dir(&local).expect("mkdir");
+    std::fs::write(local.join("f"), "from host").expect("write");
+    strata(&root, &["cp", local.to_str().expect("utf-8"), "box:/tmp"]).ok();
+    assert_eq!(strata(&root, &["exec", "box", "cat", "/tmp/local/f"]).ok().stdout(), "from host");
+    // commit: a new image with the changes and a history entry.
+    let id = strata(&root, &["commit", "-m", "snap", "-c", r#"CMD ["cat", "/etc/added"]"#, "box", "committed:v1"])
+        .ok()
+        .stdout();
+    assert!(id.trim().starts_with("sha256:"));
+    assert_eq!(strata(&root, &["run", "--rm", "committed:v1"]).ok().stdout(), "new\n");
+    let history = strata(&root, &["history", "committed:v1"]).ok().stdout();
+    assert!(history.lines().nth(1).is_some_and(|l| l.contains("snap")), "{history}");
+    let layers = strata(
+        &root,
+        &[
+            "run",
+            "--rm",
+            "committed:v1",
+            "sh",
+            "-c",
+            "test -e /etc/hosts && echo mounted; test -e /bin/ls || echo no-ls",
+        ],
+    )
+    .ok()
+    .stdout();
+    assert_eq!(layers, "mounted\nno-ls\n");
+    // export: the whole filesystem.
+    let mut export = root.strata(STRATA);
+    export.args(["export", "box"]).stdout(std::process::Stdio::piped());
+    let tar = export.output().expect("export").stdout;
+    let names: Vec<String> = tar::Archive::new(&tar[..])
+        .entries()
+        .expect("entries")
+        .map(|e| e.expect("entry").path().expect("path").to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "etc/added") && names.iter().any(|n| n == "bin/busybox"),
+        "{} entries",
+        names.len()
+    );
+    assert!(!names.iter().any(|n| n == "bin/ls"));
+    // rename.
+    strata(&root, &["rename", "box", "renamed"]).ok();
+    assert!(strata(&root, &["ps"]).ok().stdout().contains("renamed"));
+    strata(&root, &["rm", "-f", "renamed"]).ok();
+    assert_eq!(mounts_mentioning(&root.root()), 0);
+}

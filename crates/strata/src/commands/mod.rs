@@ -1,5 +1,6 @@
 //! One module per command; each is a few lines over `strata_engine`.
 
+mod container_ops;
 mod containers;
 mod debug;
 mod fsck;
@@ -45,6 +46,12 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Rm(args) | Command::Container(ContainerCommand::Rm(args)) => containers::rm(&engine, args),
         Command::Wait(args) => containers::wait(&engine, args),
         Command::Exec(args) => containers::exec(&engine, args),
+        Command::Diff(args) => container_ops::diff(&engine, args),
+        Command::Commit(args) => container_ops::commit(&engine, args),
+        Command::Export(args) => container_ops::export(&engine, args),
+        Command::Cp(args) => container_ops::cp(&engine, args),
+        Command::Rename(args) => container_ops::rename(&engine, args),
+        Command::Top(args) => container_ops::top(&engine, args),
         Command::Pause(args) => containers::pause(&engine, args, true),
         Command::Unpause(args) => containers::pause(&engine, args, false),
         Command::Container(ContainerCommand::Prune(args)) => containers::prune(&engine, args.force),
