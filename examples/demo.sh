@@ -24,5 +24,13 @@ echo "+ strata history busybox"; "$STRATA" history busybox
 echo "+ strata inspect -f '{{json .Config}}' busybox"; "$STRATA" inspect -f '{{json .Config}}' busybox
 echo "+ strata save busybox | strata load   (into a second store)"
 "$STRATA" save busybox | STRATA_ROOT="$STRATA_ROOT/copy" "$STRATA" load
+echo "+ strata run --rm busybox sh -c 'hostname; id; ls /'"; "$STRATA" run --rm busybox sh -c 'hostname; id; ls /'
+echo "+ strata run -d --name demo busybox sh -c 'echo hello from the container; sleep 60'"
+"$STRATA" run -d --name demo busybox sh -c 'echo hello from the container; sleep 60'
+sleep 0.3
+echo "+ strata ps"; "$STRATA" ps
+echo "+ strata logs demo"; "$STRATA" logs demo
+echo "+ strata exec demo ps"; "$STRATA" exec demo ps
+echo "+ strata rm -f demo"; "$STRATA" rm -f demo
 echo "+ strata fsck"; "$STRATA" fsck
 echo "store: $STRATA_ROOT"
