@@ -160,6 +160,7 @@ pub struct ExecOptions {
     pub user: Option<String>,
     pub detach: bool,
     pub interactive: bool,
+    pub tty: bool,
 }
 
 /// How a container's output is handled while it runs.
@@ -366,22 +367,39 @@ impl Engine {
             }
         };
 
-        // Output: pipes into the log (and maybe our stdio), or our stdio itself.
+        // Output: a pseudo-terminal, pipes into the log (and maybe our stdio), or our stdio.
         let log_path = self.log_path(&id);
-        let (stdio, pipes) = match attach {
-            Attach::Inherit => (Stdio { stdin: dup_stdio(0), stdout: dup_stdio(1), stderr: dup_stdio(2) }, None),
-            Attach::Log { echo } => {
-                let (out_read, out_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-                    .map_err(|e| EngineError::Io { path: "pipe".into(), source: e.into() })?;
-                let (err_read, err_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-                    .map_err(|e| EngineError::Io { path: "pipe".into(), source: e.into() })?;
-                let stdin = if echo { dup_stdio(0) } else { None };
-                (Stdio { stdin, stdout: Some(out_write), stderr: Some(err_write) }, Some((out_read, err_read, echo)))
+        let interactive = record.config.get("OpenStdin").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        let mut console = None;
+        let (stdio, pipes) = if spec.terminal {
+            let (ours, theirs) = strata_runtime::console_socket()
+                .map_err(|e| EngineError::Io { path: "socketpair".into(), source: e })?;
+            console = Some(ours);
+            (Stdio { console: Some(theirs), ..Stdio::default() }, None)
+        } else {
+            match attach {
+                Attach::Inherit => {
+                    (Stdio { stdin: dup_stdio(0), stdout: dup_stdio(1), stderr: dup_stdio(2), console: None }, None)
+                }
+                Attach::Log { echo } => {
+                    let pipe = || {
+                        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                            .map_err(|e| EngineError::Io { path: "pipe".into(), source: e.into() })
+                    };
+                    let (out_read, out_write) = pipe()?;
+                    let (err_read, err_write) = pipe()?;
+                    let stdin = if echo && interactive { dup_stdio(0) } else { None };
+                    (
+                        Stdio { stdin, stdout: Some(out_write), stderr: Some(err_write), console: None },
+                        Some((out_read, err_read, echo)),
+                    )
+                }
             }
         };
+        let echo = !matches!(attach, Attach::Log { echo: false });
 
-        let pid = match strata_runtime::start(&spec, cgroup.as_ref(), stdio) {
-            Ok(pid) => pid,
+        let (pid, pty_master) = match strata_runtime::start(&spec, cgroup.as_ref(), stdio, console) {
+            Ok(started) => (started.pid, started.terminal),
             Err(e) => {
                 if let Some(cgroup) = &cgroup {
                     let _ = cgroup.remove();
@@ -411,13 +429,18 @@ impl Engine {
         })?;
         started(Ok(&running));
 
-        let exit_code = match pipes {
-            Some((out, err, echo)) => {
+        let exit_code = match (pipes, pty_master) {
+            (_, Some(master)) => {
+                let log = if matches!(attach, Attach::Inherit) { None } else { Some(log_path.as_path()) };
+                let _ = crate::terminal::relay(master, echo, echo && interactive, log);
+                strata_runtime::wait(pid).unwrap_or(255)
+            }
+            (Some((out, err, echo)), None) => {
                 let max = (record.host_config.log_max_size, record.host_config.log_max_file);
                 let _ = copy_output(out, err, &log_path, echo, max);
                 strata_runtime::wait(pid).unwrap_or(255)
             }
-            None => strata_runtime::wait(pid).unwrap_or(255),
+            (None, None) => strata_runtime::wait(pid).unwrap_or(255),
         };
         let oom = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
         if let Some(cgroup) = &cgroup {
@@ -466,19 +489,31 @@ impl Engine {
             spec.user_spec = Some(user.clone());
         }
         let cgroup_procs = self.cgroup_of(&record).map(|c| c.procs_files()).unwrap_or_default();
+        let mut console = None;
         let stdio = if options.detach {
             Stdio::default()
+        } else if options.tty {
+            let (ours, theirs) = strata_runtime::console_socket()
+                .map_err(|e| EngineError::Io { path: "socketpair".into(), source: e })?;
+            console = Some(ours);
+            Stdio { console: Some(theirs), ..Stdio::default() }
         } else {
             Stdio {
                 stdin: if options.interactive { dup_stdio(0) } else { None },
                 stdout: dup_stdio(1),
                 stderr: dup_stdio(2),
+                console: None,
             }
         };
-        let pid = strata_runtime::exec(record.state.pid, &spec, &cgroup_procs, stdio)
+        spec.terminal = options.tty;
+        let started = strata_runtime::exec(record.state.pid, &spec, &cgroup_procs, stdio, console)
             .map_err(|e| EngineError::Start { code: e.code, message: e.message })?;
+        let pid = started.pid;
         if options.detach {
             return Ok(0);
+        }
+        if let Some(master) = started.terminal {
+            let _ = crate::terminal::relay(master, true, options.interactive, None);
         }
         strata_runtime::wait(pid).map_err(|e| EngineError::Io { path: "waitpid".into(), source: e })
     }

@@ -11,6 +11,7 @@ pub mod images;
 pub mod import;
 pub mod run;
 pub mod snapshots;
+pub mod terminal;
 pub mod volumes;
 
 use std::path::Path;

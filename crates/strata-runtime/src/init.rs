@@ -135,14 +135,37 @@ fn remount(root: &OwnedFd, dest: &str, flags: MountFlags, what: &str) -> Result<
 }
 
 /// Sets up the container and execs its process; returns only on failure.
-pub fn run(spec: &Spec) -> InitError {
-    match prepare(spec) {
+pub fn run(spec: &Spec, console: Option<OwnedFd>) -> InitError {
+    match prepare(spec, console) {
         Ok(()) => exec(spec),
         Err(e) => e,
     }
 }
 
-fn prepare(spec: &Spec) -> Result<(), InitError> {
+/// A pseudo-terminal from the container's own /dev/pts as 0, 1, 2 and controlling terminal
+/// of a new session; its master side goes back over `console`.
+pub fn setup_console(console: OwnedFd) -> Result<(), InitError> {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let master =
+        openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).map_err(errno("open /dev/ptmx"))?;
+    grantpt(&master).map_err(errno("grantpt"))?;
+    unlockpt(&master).map_err(errno("unlockpt"))?;
+    let name = ptsname(&master, Vec::new()).map_err(errno("ptsname"))?;
+    let slave = rustix::fs::open(name.as_c_str(), OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(errno("open the terminal"))?;
+    rustix::process::setsid().map_err(errno("setsid"))?;
+    // SAFETY: the terminal becomes this process's standard descriptors and controlling tty.
+    unsafe {
+        for target in 0..3 {
+            libc::dup2(slave.as_raw_fd(), target);
+        }
+        libc::ioctl(0, libc::TIOCSCTTY, 0);
+    }
+    crate::send_fd(&console, std::os::fd::AsFd::as_fd(&master)).map_err(|e| fail("send the terminal", e))?;
+    Ok(())
+}
+
+fn prepare(spec: &Spec, console: Option<OwnedFd>) -> Result<(), InitError> {
     // Nothing we mount may propagate back to the host.
     rustix::mount::mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
         .map_err(errno("make / private"))?;
@@ -206,6 +229,9 @@ fn prepare(spec: &Spec) -> Result<(), InitError> {
     }
 
     rustix::system::sethostname(spec.hostname.as_bytes()).map_err(errno("sethostname"))?;
+    if let Some(console) = console {
+        setup_console(console)?;
+    }
     if spec.network == Network::None {
         loopback_up()?;
     }

@@ -34,14 +34,81 @@ pub struct Stdio {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    /// For a terminal: one end of a socket pair. The container opens a pseudo-terminal in its
+    /// own /dev/pts, makes it 0, 1, 2 and its controlling terminal, and sends the master side
+    /// back on this socket (what runc's console socket does).
+    pub console: Option<OwnedFd>,
+}
+
+/// A socket pair for [`Stdio::console`]: (ours, the container's).
+pub fn console_socket() -> io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    Ok(socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?)
+}
+
+/// Sends a descriptor over a unix socket.
+pub fn send_fd(socket: &OwnedFd, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [fd];
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    sendmsg(socket, &[io::IoSlice::new(b"t")], &mut control, SendFlags::empty())?;
+    Ok(())
+}
+
+/// Receives a descriptor sent with [`send_fd`]; `None` when the other side closed first.
+pub fn recv_fd(socket: &OwnedFd) -> io::Result<Option<OwnedFd>> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    recvmsg(socket, &mut [io::IoSliceMut::new(&mut byte)], &mut control, RecvFlags::CMSG_CLOEXEC)?;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = message {
+            if let Some(fd) = fds.next() {
+                return Ok(Some(fd));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Makes the standard descriptors of this (child) process: the terminal, or the given fds.
+fn install_stdio(stdio: &Stdio) {
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").ok();
+    for (target, fd) in [(0, &stdio.stdin), (1, &stdio.stdout), (2, &stdio.stderr)] {
+        let source = fd.as_ref().map(|f| f.as_raw_fd()).or_else(|| null.as_ref().map(|n| n.as_raw_fd()));
+        if let Some(source) = source {
+            // SAFETY: dup2 onto the standard descriptors of this (child) process.
+            unsafe { libc::dup2(source, target) };
+        }
+    }
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), StartError> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| StartError::engine(format!("pipe: {e}")))
 }
 
-/// Starts the container process; returns its pid (in our namespace) once it has exec'd.
-pub fn start(spec: &Spec, cgroup: Option<&Cgroup>, stdio: Stdio) -> Result<i32, StartError> {
+/// A started process and, for a terminal, the master side of its pseudo-terminal.
+#[derive(Debug)]
+pub struct Started {
+    pub pid: i32,
+    pub terminal: Option<OwnedFd>,
+}
+
+fn receive_terminal(ours: Option<OwnedFd>) -> Option<OwnedFd> {
+    ours.and_then(|socket| recv_fd(&socket).ok().flatten())
+}
+
+/// Starts the container process; returns once it has exec'd. `console`: our end of
+/// [`console_socket`] when `stdio.console` holds the other.
+pub fn start(
+    spec: &Spec,
+    cgroup: Option<&Cgroup>,
+    stdio: Stdio,
+    console: Option<OwnedFd>,
+) -> Result<Started, StartError> {
     let (go_read, go_write) = pipe()?;
     let (report_read, report_write) = pipe()?;
     let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
@@ -85,18 +152,13 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>, stdio: Stdio) -> Result<i32, 
         let (code, message) = report.split_once('\n').unwrap_or(("125", &report));
         return Err(StartError { code: code.parse().unwrap_or(125), message: message.to_owned() });
     }
-    Ok(pid)
+    Ok(Started { pid, terminal: receive_terminal(console) })
 }
 
-fn child(spec: &Spec, stdio: Stdio, go: OwnedFd, report: OwnedFd) -> ! {
-    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").ok();
-    for (target, fd) in [(0, stdio.stdin), (1, stdio.stdout), (2, stdio.stderr)] {
-        let source = fd.as_ref().map(|f| f.as_raw_fd()).or_else(|| null.as_ref().map(|n| n.as_raw_fd()));
-        if let Some(source) = source {
-            // SAFETY: dup2 onto the standard descriptors of this (child) process.
-            unsafe { libc::dup2(source, target) };
-        }
-    }
+fn child(spec: &Spec, mut stdio: Stdio, go: OwnedFd, report: OwnedFd) -> ! {
+    install_stdio(&stdio);
+    let console = stdio.console.take();
+    drop(stdio);
     let mut byte = [0u8; 1];
     let mut go = std::fs::File::from(go);
     if go.read(&mut byte).unwrap_or(0) != 1 {
@@ -107,7 +169,7 @@ fn child(spec: &Spec, stdio: Stdio, go: OwnedFd, report: OwnedFd) -> ! {
     // A cgroup namespace rooted at the container's own cgroup.
     // SAFETY: unshare of this process's cgroup namespace.
     unsafe { libc::unshare(libc::CLONE_NEWCGROUP) };
-    let error = init::run(spec);
+    let error = init::run(spec, console);
     let mut report = std::fs::File::from(report);
     let _ = write!(report, "{}\n{}", error.code, error.message);
     drop(report);
@@ -118,7 +180,13 @@ fn child(spec: &Spec, stdio: Stdio, go: OwnedFd, report: OwnedFd) -> ! {
 /// Runs `spec.args` inside the namespaces (and cgroup) of the running container process
 /// `target`, with `spec`'s env, cwd, user and capabilities. Returns the pid to wait for once
 /// the command has exec'd; its exit code is the command's.
-pub fn exec(target: i32, spec: &Spec, cgroup_procs: &[std::path::PathBuf], stdio: Stdio) -> Result<i32, StartError> {
+pub fn exec(
+    target: i32,
+    spec: &Spec,
+    cgroup_procs: &[std::path::PathBuf],
+    stdio: Stdio,
+    console: Option<OwnedFd>,
+) -> Result<Started, StartError> {
     let mut namespaces = Vec::new();
     for name in ["ipc", "uts", "net", "pid", "cgroup", "mnt"] {
         let path = format!("/proc/{target}/ns/{name}");
@@ -145,12 +213,12 @@ pub fn exec(target: i32, spec: &Spec, cgroup_procs: &[std::path::PathBuf], stdio
         let (code, message) = report.split_once('\n').unwrap_or(("126", &report));
         return Err(StartError { code: code.parse().unwrap_or(126), message: message.to_owned() });
     }
-    Ok(pid as i32)
+    Ok(Started { pid: pid as i32, terminal: receive_terminal(console) })
 }
 
 fn exec_child(
     spec: &Spec,
-    stdio: Stdio,
+    mut stdio: Stdio,
     namespaces: &[OwnedFd],
     cgroup_procs: &[std::path::PathBuf],
     report: OwnedFd,
@@ -162,14 +230,9 @@ fn exec_child(
         // SAFETY: the child ends here.
         unsafe { libc::_exit(code) }
     };
-    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").ok();
-    for (target, fd) in [(0, stdio.stdin), (1, stdio.stdout), (2, stdio.stderr)] {
-        let source = fd.as_ref().map(|f| f.as_raw_fd()).or_else(|| null.as_ref().map(|n| n.as_raw_fd()));
-        if let Some(source) = source {
-            // SAFETY: dup2 onto the standard descriptors of this child.
-            unsafe { libc::dup2(source, target) };
-        }
-    }
+    install_stdio(&stdio);
+    let console = stdio.console.take();
+    drop(stdio);
     // Into the container's cgroup before its mount namespace hides the host's /sys/fs/cgroup.
     for procs in cgroup_procs {
         let _ = std::fs::write(procs, std::process::id().to_string());
@@ -187,6 +250,11 @@ fn exec_child(
         fail(report, 125, format!("fork: {}", io::Error::last_os_error()));
     }
     if pid == 0 {
+        if let Some(console) = console {
+            if let Err(e) = init::setup_console(console) {
+                fail(report, e.code, e.message);
+            }
+        }
         let error = init::run_in_container(spec);
         fail(report, error.code, error.message);
     }

@@ -446,3 +446,30 @@ fn exec_diff_commit_export_cp_rename_top() {
     strata(&root, &["rm", "-f", "renamed"]).ok();
     assert_eq!(mounts_mentioning(&root.root()), 0);
 }
+
+#[test]
+fn interactive_terminal_with_a_real_pty() {
+    require_root!();
+    strata_testkit::require!(strata_testkit::have("script"), "script(1) is not installed (util-linux)");
+    let root = setup();
+    let command = format!(
+        "{STRATA} --root {} run --rm -it busybox sh -c 'tty; read line; echo got:$line; exit 3'",
+        root.root().display()
+    );
+    let mut script = std::process::Command::new("script");
+    script.args(["-qec", &command, "/dev/null"]);
+    let run = Run::with_stdin(script, b"hello\n");
+    let out = run.stdout();
+    assert!(out.contains("/dev/pts/0"), "the container's own terminal: {out:?}");
+    assert!(out.contains("got:hello"), "stdin reaches the container: {out:?}");
+    assert_eq!(run.code(), 3, "{out:?}");
+    // exec -it into a running container.
+    strata(&root, &["run", "-d", "--name", "term", "busybox", "sleep", "100"]).ok();
+    let command = format!("{STRATA} --root {} exec -it term sh -c 'tty; exit 6'", root.root().display());
+    let mut script = std::process::Command::new("script");
+    script.args(["-qec", &command, "/dev/null"]);
+    let run = Run::of(script);
+    assert!(run.stdout().contains("/dev/pts/"), "{:?}", run.stdout());
+    assert_eq!(run.code(), 6);
+    strata(&root, &["rm", "-f", "term"]).ok();
+}

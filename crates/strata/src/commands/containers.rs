@@ -90,10 +90,6 @@ pub fn run(engine: &Engine, args: RunArgs, root: &std::path::Path, snapshotter: 
         eprintln!("Error: --init is not supported yet by strata");
         return Ok(125);
     }
-    if args.tty {
-        eprintln!("Error: -t (a pseudo-TTY) is not supported yet by strata");
-        return Ok(125);
-    }
     if args.detach && args.rm && args.restart.is_some() {
         eprintln!("Error: Conflicting options: --restart and --rm");
         return Ok(125);
@@ -115,7 +111,7 @@ pub fn run(engine: &Engine, args: RunArgs, root: &std::path::Path, snapshotter: 
             }
         };
     }
-    let attach = if args.rm { Attach::Inherit } else { Attach::Log { echo: true } };
+    let attach = if args.rm && !args.tty { Attach::Inherit } else { Attach::Log { echo: true } };
     let result = engine.run_monitored(&record.id, attach, &mut |_| {});
     if args.rm {
         let _ = engine.remove_container(&record.id, true, true);
@@ -549,10 +545,6 @@ pub fn inspect_json(record: &ContainerRecord) -> Value {
 }
 
 pub fn exec(engine: &Engine, args: ExecArgs) -> anyhow::Result<u8> {
-    if args.tty {
-        eprintln!("Error: -t (a pseudo-TTY) is not supported yet by strata");
-        return Ok(125);
-    }
     let mut rest = args.container_and_command.clone();
     let container = rest.remove(0);
     let options = strata_engine::containers::ExecOptions {
@@ -562,6 +554,7 @@ pub fn exec(engine: &Engine, args: ExecArgs) -> anyhow::Result<u8> {
         user: args.user.clone(),
         detach: args.detach,
         interactive: args.interactive,
+        tty: args.tty,
     };
     match engine.exec_in_container(&container, &options) {
         Ok(code) => Ok(code as u8),

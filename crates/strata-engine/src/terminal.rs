@@ -1,0 +1,137 @@
+//! Pseudo-terminals for `run -t` / `exec -t`: relaying between our terminal (raw mode, window
+//! size kept in step on SIGWINCH) and the container's.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use strata_oci::time::Timestamp;
+
+static WINDOW_CHANGED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_winch(_: libc::c_int) {
+    WINDOW_CHANGED.store(true, Ordering::Relaxed);
+}
+
+fn stdin() -> BorrowedFd<'static> {
+    // SAFETY: fd 0 lives as long as the process.
+    unsafe { BorrowedFd::borrow_raw(0) }
+}
+
+/// Our terminal in raw mode until dropped.
+struct RawMode(Option<rustix::termios::Termios>);
+
+impl RawMode {
+    fn enter() -> RawMode {
+        let Ok(saved) = rustix::termios::tcgetattr(stdin()) else { return RawMode(None) };
+        let mut raw = saved.clone();
+        raw.make_raw();
+        let _ = rustix::termios::tcsetattr(stdin(), rustix::termios::OptionalActions::Now, &raw);
+        RawMode(Some(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = rustix::termios::tcsetattr(stdin(), rustix::termios::OptionalActions::Now, saved);
+        }
+    }
+}
+
+/// Gives the container's terminal our window size (when we have a terminal).
+pub fn copy_window_size(master: &OwnedFd) {
+    if let Ok(size) = rustix::termios::tcgetwinsize(stdin()) {
+        let _ = rustix::termios::tcsetwinsize(master, size);
+    }
+}
+
+/// Relays until the container side closes: master → our stdout (when `echo`) and the log;
+/// our stdin → master (when `forward_stdin`).
+pub fn relay(master: OwnedFd, echo: bool, forward_stdin: bool, log: Option<&Path>) -> io::Result<()> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let _raw = (echo && forward_stdin && rustix::termios::isatty(stdin())).then(RawMode::enter);
+    if echo {
+        // SAFETY: installing a handler that only stores to an atomic.
+        unsafe { libc::signal(libc::SIGWINCH, on_winch as *const () as libc::sighandler_t) };
+        copy_window_size(&master);
+    }
+    let mut log_file = match log {
+        Some(path) => Some(fs::OpenOptions::new().create(true).append(true).open(path)?),
+        None => None,
+    };
+    let mut partial: Vec<u8> = Vec::new();
+    let mut stdin_open = forward_stdin;
+    let mut buffer = vec![0u8; 32 << 10];
+    loop {
+        if WINDOW_CHANGED.swap(false, Ordering::Relaxed) {
+            copy_window_size(&master);
+        }
+        let mut fds = vec![PollFd::new(&master, PollFlags::IN)];
+        if stdin_open {
+            fds.push(PollFd::from_borrowed_fd(stdin(), PollFlags::IN));
+        }
+        match poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 200_000_000 })) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let master_ready = !fds[0].revents().is_empty();
+        let stdin_ready = stdin_open && !fds[1].revents().is_empty();
+        drop(fds);
+        if master_ready {
+            match rustix::io::read(&master, &mut buffer) {
+                Ok(0) | Err(rustix::io::Errno::IO) => break,
+                Ok(n) => {
+                    let data = &buffer[..n];
+                    if echo {
+                        let mut out = io::stdout().lock();
+                        out.write_all(data)?;
+                        out.flush()?;
+                    }
+                    if let Some(file) = log_file.as_mut() {
+                        partial.extend_from_slice(data);
+                        while let Some(newline) = partial.iter().position(|&b| b == b'\n') {
+                            let line: Vec<u8> = partial.drain(..=newline).collect();
+                            write_line(file, &line)?;
+                        }
+                    }
+                }
+                Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if stdin_ready {
+            match rustix::io::read(stdin(), &mut buffer) {
+                Ok(0) => stdin_open = false,
+                Ok(n) => {
+                    let mut rest = &buffer[..n];
+                    while !rest.is_empty() {
+                        match rustix::io::write(master.as_fd(), rest) {
+                            Ok(written) => rest = &rest[written..],
+                            Err(rustix::io::Errno::INTR) => {}
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
+                Err(_) => stdin_open = false,
+            }
+        }
+    }
+    if let (Some(file), false) = (log_file.as_mut(), partial.is_empty()) {
+        write_line(file, &partial)?;
+    }
+    Ok(())
+}
+
+fn write_line(file: &mut fs::File, line: &[u8]) -> io::Result<()> {
+    let entry = serde_json::json!({
+        "log": String::from_utf8_lossy(line),
+        "stream": "stdout",
+        "time": Timestamp::now().to_rfc3339(),
+    });
+    writeln!(file, "{entry}")
+}
