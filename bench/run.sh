@@ -36,10 +36,28 @@ read -r strata podman crun < <(python3 -c "
 import json; r={x['command']:x['median'] for x in json.load(open('$WORK/run.json'))['results']}
 print(r['strata'], r['podman --network none'], r['crun run (bundle)'])")
 
+# exec of `true` in a running container: strata vs crun on the same rootfs.
+cp -r "$WORK/bundle" "$WORK/bundle-sleep"
+python3 - "$WORK/bundle-sleep/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["process"]["args"] = ["sleep", "600"]; json.dump(c, open(sys.argv[1], "w"))
+PY
+crun run -d --bundle "$WORK/bundle-sleep" bench-exec-$$ >/dev/null
+$STRATA run -d --name bench-exec bench:busybox sleep 600 >/dev/null
+hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/exec.json" \
+  -n "strata exec" "$STRATA exec bench-exec true" \
+  -n "crun exec" "crun exec bench-exec-$$ true" >/dev/null
+read -r strata_exec crun_exec < <(python3 -c "
+import json; r={x['command']:x['median'] for x in json.load(open('$WORK/exec.json'))['results']}
+print(r['strata exec'], r['crun exec'])")
+crun kill bench-exec-$$ KILL >/dev/null 2>&1 || true; sleep 0.2; crun delete -f bench-exec-$$ >/dev/null 2>&1 || true
+$STRATA rm -f bench-exec >/dev/null
+
 # 100 detached sleepers: RSS of their monitors.
 for i in $(seq 100); do $STRATA run -d bench:busybox sleep 600 >/dev/null; done
-rss_kb=$(ps -o rss= -C strata | awk '{s+=$1; n++} END {print s/n}')
-monitors=$(ps -o rss= -C strata | wc -l)
+sleep 1
+rss_kb=$(ps -o rss=,args= -C strata | awk '/__monitor/ {s+=$1; n++} END {print s/n}')
+monitors=$(ps -o args= -C strata | grep -c __monitor)
 $STRATA rm -f $($STRATA ps -aq) >/dev/null
 rm -rf "$WORK"
 
@@ -51,6 +69,10 @@ python3 bench/update_results.py run <<MD
 | strata run --rm | $(python3 -c "print(f'{$strata*1000:.1f} ms')") | 1× |
 | podman run --rm --network none | $(python3 -c "print(f'{$podman*1000:.1f} ms')") | $(python3 -c "print(f'{$podman/$strata:.1f}× faster')") |
 | crun run (prepared bundle) | $(python3 -c "print(f'{$crun*1000:.1f} ms')") | $(python3 -c "print(f'{$strata/$crun:.2f}× its time')") |
+
+| \`exec\` of \`true\` in a running container | strata | crun exec |
+|---|---|---|
+| median | $(python3 -c "print(f'{$strata_exec*1000:.1f} ms')") | $(python3 -c "print(f'{$crun_exec*1000:.1f} ms')") ($(python3 -c "print(f'{$strata_exec/$crun_exec:.2f}')")× its time; goal < 2×) |
 
 100 detached \`sleep 600\` containers: $monitors monitor processes, $(python3 -c "print(f'{$rss_kb/1024:.1f}')") MiB RSS each on average (goal < 2 MiB).
 MD
