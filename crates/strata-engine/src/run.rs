@@ -285,11 +285,13 @@ impl Engine {
 
         // Security.
         let mut no_new_privileges = false;
+        let mut seccomp = !options.privileged;
         for opt in &options.security_opt {
             match opt.as_str() {
                 "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => no_new_privileges = true,
                 "no-new-privileges:false" | "no-new-privileges=false" => no_new_privileges = false,
-                "seccomp=unconfined" | "seccomp:unconfined" | "apparmor=unconfined" | "label=disable" => {}
+                "seccomp=unconfined" | "seccomp:unconfined" => seccomp = false,
+                "apparmor=unconfined" | "label=disable" => {}
                 other if other.starts_with("seccomp") => {
                     return Err(EngineError::InvalidArgument(format!(
                         "security-opt {other}: custom seccomp profiles are not supported yet by strata"
@@ -603,6 +605,7 @@ impl Engine {
             network,
             capabilities,
             no_new_privileges,
+            seccomp,
             privileged: options.privileged,
             rlimits,
             masked_paths: MASKED_PATHS.iter().map(|p| (*p).to_owned()).collect(),

@@ -4,6 +4,7 @@
 
 pub mod cgroups;
 pub mod init;
+pub mod seccomp;
 pub mod spec;
 pub mod users;
 

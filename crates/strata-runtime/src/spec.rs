@@ -75,6 +75,9 @@ pub struct Spec {
     /// Capability names without `CAP_` (`CHOWN`, `NET_RAW`, ...).
     pub capabilities: Vec<String>,
     pub no_new_privileges: bool,
+    /// Apply the default seccomp profile.
+    #[serde(default)]
+    pub seccomp: bool,
     pub privileged: bool,
     pub rlimits: Vec<Rlimit>,
     pub masked_paths: Vec<String>,
