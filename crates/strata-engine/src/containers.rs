@@ -59,6 +59,9 @@ pub struct State {
     /// The strata process that waits for the container.
     #[serde(default)]
     pub monitor_pid: i32,
+    /// `stop` asked for it: the restart policy does not apply.
+    #[serde(default)]
+    pub stop_requested: bool,
 }
 
 impl Default for State {
@@ -72,6 +75,7 @@ impl Default for State {
             started_at: ZERO_TIME.to_owned(),
             finished_at: ZERO_TIME.to_owned(),
             monitor_pid: 0,
+            stop_requested: false,
         }
     }
 }
@@ -417,7 +421,11 @@ impl Engine {
             }
         };
         let now = Timestamp::now().to_rfc3339();
+        // One locked update decides: running now, or stopped by the user while it restarted.
         let running = self.update_container(&id, |r| {
+            if r.state.status == Status::Restarting && r.state.stop_requested {
+                return Ok(None);
+            }
             r.state = State {
                 status: Status::Running,
                 pid,
@@ -425,8 +433,24 @@ impl Engine {
                 started_at: now.clone(),
                 ..State::default()
             };
-            Ok(r.clone())
+            Ok(Some(r.clone()))
         })?;
+        let Some(running) = running else {
+            // `stop` came between the restart decision and this start: honour it.
+            let _ = send_signal(pid, libc_sigkill());
+            let _ = strata_runtime::wait(pid);
+            if let Some(cgroup) = &cgroup {
+                let _ = cgroup.remove();
+            }
+            self.update_container(&id, |r| {
+                r.state.status = Status::Exited;
+                r.state.monitor_pid = 0;
+                Ok(())
+            })?;
+            let e = EngineError::Conflict(format!("container {id} was stopped"));
+            started(Err(EngineError::Conflict(e.to_string())));
+            return Err(e);
+        };
         started(Ok(&running));
 
         let exit_code = match (pipes, pty_master) {
@@ -522,17 +546,39 @@ impl Engine {
     pub fn mark_stopped(&self, name: &str) -> Result<()> {
         let record = self.find_container(name)?;
         self.update_container(&record.id, |r| {
-            if matches!(r.state.status, Status::Running | Status::Paused | Status::Restarting) {
-                r.state.error = "stopped".to_owned();
+            // Also once exited: its monitor may be about to apply the restart policy.
+            if r.state.status != Status::Created {
+                r.state.stop_requested = true;
             }
             Ok(())
         })
     }
 
-    pub fn note_restart(&self, id: &str, count: u32) -> Result<()> {
+    /// The monitor waits to restart the container by its policy: shown as `restarting`, and
+    /// still owned by this (live) monitor.
+    pub fn begin_restart_delay(&self, id: &str, count: u32) -> Result<()> {
         self.update_container(id, |r| {
-            r.restart_count = count;
+            if !r.state.stop_requested {
+                r.restart_count = count;
+                r.state.status = Status::Restarting;
+                r.state.monitor_pid = std::process::id() as i32;
+            }
             Ok(())
+        })
+    }
+
+    /// Whether a container waiting to restart should still be restarted; one the user stopped
+    /// meanwhile becomes `exited` (under the record's lock, so `stop` and the monitor agree).
+    pub fn restart_still_wanted(&self, id: &str) -> Result<bool> {
+        self.update_container(id, |r| {
+            if r.state.stop_requested || r.state.status != Status::Restarting {
+                if r.state.status == Status::Restarting {
+                    r.state.status = Status::Exited;
+                }
+                r.state.monitor_pid = 0;
+                return Ok(false);
+            }
+            Ok(true)
         })
     }
 
@@ -553,6 +599,11 @@ impl Engine {
     /// `docker stop`: the stop signal, then SIGKILL after the timeout; waits until it exited.
     pub fn stop_container(&self, name: &str, timeout: Option<i64>) -> Result<ContainerRecord> {
         let record = self.find_container(name)?;
+        if record.state.status == Status::Restarting {
+            // The monitor sees the stop mark within its next poll and leaves it exited.
+            self.wait_container(&record.id)?;
+            return self.find_container(&record.id);
+        }
         if record.state.status != Status::Running && record.state.status != Status::Paused {
             return Ok(record);
         }

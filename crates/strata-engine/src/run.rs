@@ -612,6 +612,7 @@ impl Engine {
             readonly_paths: READONLY_PATHS.iter().map(|p| (*p).to_owned()).collect(),
             terminal: options.tty,
             limits,
+            init: options.init,
         };
         let record = ContainerRecord {
             id: id.clone(),

@@ -134,11 +134,98 @@ fn remount(root: &OwnedFd, dest: &str, flags: MountFlags, what: &str) -> Result<
     rustix::mount::mount_remount(fd_path(&fresh).as_str(), flags, "").map_err(errno(what))
 }
 
+/// Makes the init show as Docker's does in `ps`/`top` (`/sbin/docker-init -- CMD...`) instead of
+/// the engine's own command line: the argument block is rewritten in place (it is this
+/// process's own memory; `PR_SET_MM` would need `CAP_SYS_RESOURCE`), truncated to its length.
+fn retitle(args: &[String]) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"docker-init".as_ptr()) };
+    let Ok(stat) = fs::read_to_string("/proc/self/stat") else { return };
+    let Some((_, fields)) = stat.rsplit_once(')') else { return };
+    // Fields after the command name start at field 3; arg_start and arg_end are 48 and 49.
+    let fields: Vec<&str> = fields.split_whitespace().collect();
+    let (Some(Ok(start)), Some(Ok(end))) =
+        (fields.get(45).map(|f| f.parse::<usize>()), fields.get(46).map(|f| f.parse::<usize>()))
+    else {
+        return;
+    };
+    if start == 0 || end <= start {
+        return;
+    }
+    let mut title = b"/sbin/docker-init\0--\0".to_vec();
+    for arg in args {
+        title.extend_from_slice(arg.as_bytes());
+        title.push(0);
+    }
+    let len = end - start;
+    title.truncate(len - 1);
+    title.resize(len, 0);
+    // SAFETY: [arg_start, arg_end) is this process's argument block, mapped and writable; the
+    // process is single-threaded and never reads its arguments again.
+    unsafe { std::ptr::copy_nonoverlapping(title.as_ptr(), start as *mut u8, len) };
+}
+
 /// Sets up the container and execs its process; returns only on failure.
-pub fn run(spec: &Spec, console: Option<OwnedFd>) -> InitError {
-    match prepare(spec, console) {
-        Ok(()) => exec(spec),
-        Err(e) => e,
+pub fn run(spec: &Spec, console: Option<OwnedFd>, report: &OwnedFd) -> InitError {
+    if let Err(e) = prepare(spec, console) {
+        return e;
+    }
+    if spec.init {
+        return run_with_init(spec, report);
+    }
+    exec(spec)
+}
+
+/// `--init`: this process stays PID 1 (it is strata's code already in memory, so the image
+/// needs nothing), forwards signals to the command and reaps orphans; it exits with the
+/// command's status.
+fn run_with_init(spec: &Spec, report: &OwnedFd) -> InitError {
+    // SAFETY: signal-mask and process calls in a single-threaded process.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let mut previous: libc::sigset_t = std::mem::zeroed();
+        // Blocked before the fork so no SIGCHLD is lost.
+        libc::sigprocmask(libc::SIG_BLOCK, &all, &mut previous);
+        let child = libc::fork();
+        if child < 0 {
+            return fail("fork", io::Error::last_os_error());
+        }
+        if child == 0 {
+            libc::sigprocmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+            return exec(spec);
+        }
+        retitle(&spec.args);
+        // Only the command reports start errors; its copy closes when it execs. This process
+        // never execs, so it must drop every descriptor it inherited (close-on-exec or not:
+        // the engine's pipes would otherwise stay open for the container's whole life).
+        let _ = report;
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        // A namespace's PID 1 never even receives a signal it has no handler for: give every
+        // catchable signal one (they stay blocked and are taken with sigwaitinfo below).
+        extern "C" fn ignore(_: libc::c_int) {}
+        for signal in 1..32 {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, ignore as *const () as libc::sighandler_t);
+            }
+        }
+        loop {
+            let signal = libc::sigwaitinfo(&all, std::ptr::null_mut());
+            if signal == libc::SIGCHLD {
+                loop {
+                    let mut status = 0;
+                    let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
+                    if pid <= 0 {
+                        break;
+                    }
+                    if pid == child {
+                        libc::_exit(crate::exit_code(status));
+                    }
+                }
+            } else if signal > 0 {
+                libc::kill(child, signal);
+            }
+        }
     }
 }
 

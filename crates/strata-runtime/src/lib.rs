@@ -170,7 +170,7 @@ fn child(spec: &Spec, mut stdio: Stdio, go: OwnedFd, report: OwnedFd) -> ! {
     // A cgroup namespace rooted at the container's own cgroup.
     // SAFETY: unshare of this process's cgroup namespace.
     unsafe { libc::unshare(libc::CLONE_NEWCGROUP) };
-    let error = init::run(spec, console);
+    let error = init::run(spec, console, &report);
     let mut report = std::fs::File::from(report);
     let _ = write!(report, "{}\n{}", error.code, error.message);
     drop(report);

@@ -84,6 +84,9 @@ pub struct Spec {
     pub readonly_paths: Vec<String>,
     pub terminal: bool,
     pub limits: Limits,
+    /// `--init`: a minimal init as PID 1 that forwards signals and reaps zombies.
+    #[serde(default)]
+    pub init: bool,
 }
 
 /// Docker's default capabilities.

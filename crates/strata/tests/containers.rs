@@ -473,3 +473,82 @@ fn interactive_terminal_with_a_real_pty() {
     assert_eq!(run.code(), 6);
     strata(&root, &["rm", "-f", "term"]).ok();
 }
+
+/// Polls `inspect -f FORMAT` until `done` holds (at most 20 s); returns the last output.
+fn inspect_until(root: &TestRoot, name: &str, format: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = strata(root, &["inspect", "-f", format, name]).ok().stdout();
+        if done(out.trim()) || std::time::Instant::now() > deadline {
+            return out.trim().to_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn restart_policies_and_stop_ends_them() {
+    require_root!();
+    let root = setup();
+    // on-failure:2: three runs in all, then it stays exited with the last code.
+    strata(
+        &root,
+        &["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo run; exit 3"],
+    )
+    .ok();
+    let state =
+        inspect_until(&root, "flaky", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}", |s| s == "exited 2 3");
+    assert_eq!(state, "exited 2 3");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(strata(&root, &["inspect", "-f", "{{.RestartCount}}", "flaky"]).ok().stdout(), "2\n");
+    assert_eq!(strata(&root, &["logs", "flaky"]).ok().stdout(), "run\nrun\nrun\n");
+    // A clean exit is not a failure.
+    strata(&root, &["run", "-d", "--name", "clean", "--restart", "on-failure", "busybox", "true"]).ok();
+    assert_eq!(inspect_until(&root, "clean", "{{.State.Status}} {{.RestartCount}}", |s| s == "exited 0"), "exited 0");
+
+    // always: restarts after every exit until stopped; stop ends it for good, even when it
+    // lands between runs.
+    strata(&root, &["run", "-d", "--name", "loop", "--restart", "always", "busybox", "sleep", "0.1"]).ok();
+    let count = inspect_until(&root, "loop", "{{.RestartCount}}", |s| s.parse::<u32>().is_ok_and(|n| n >= 2));
+    assert!(count.parse::<u32>().expect("count") >= 2, "{count}");
+    strata(&root, &["stop", "loop"]).ok();
+    let stopped = strata(&root, &["inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "loop"]).ok().stdout();
+    assert!(stopped.starts_with("exited "), "{stopped}");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let later = strata(&root, &["inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "loop"]).ok().stdout();
+    assert_eq!(later, stopped, "a stopped container is not restarted");
+    // --restart and --rm conflict, as in Docker.
+    let conflict = strata(&root, &["run", "-d", "--rm", "--restart", "always", "busybox", "true"]);
+    assert_eq!(conflict.code(), 125);
+    assert!(conflict.stderr().contains("Conflicting options"), "{}", conflict.stderr());
+    let bad = strata(&root, &["run", "-d", "--restart", "sometimes", "busybox", "true"]);
+    assert_eq!(bad.code(), 125);
+    assert!(bad.stderr().contains("invalid restart policy"), "{}", bad.stderr());
+    strata(&root, &["rm", "-f", "flaky", "clean", "loop"]).ok();
+    assert_eq!(mounts_mentioning(&root.root()), 0, "no mount left");
+}
+
+#[test]
+fn init_forwards_signals_and_reaps_orphans() {
+    require_root!();
+    let root = setup();
+    // The inner sh leaves an orphan; the outer one then becomes `sleep`, which never reaps.
+    let script = "sh -c 'sleep 0.1 &'; exec sleep 100";
+    strata(&root, &["run", "-d", "--init", "--name", "sleeper", "busybox", "sh", "-c", script]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let ps = strata(&root, &["exec", "sleeper", "ps", "-o", "pid,stat,args"]).ok().stdout();
+    let pid1 = ps.lines().find(|l| l.trim_start().starts_with("1 ")).unwrap_or_default();
+    assert!(pid1.contains("/sbin/docker-init -- sh -c"), "{ps}");
+    // Re-parented to the init and reaped, not left a zombie (without --init it would be).
+    assert!(!ps.lines().any(|l| l.split_whitespace().nth(1) == Some("Z")), "{ps}");
+    // Without an init, sleep as PID 1 would ignore SIGTERM and be killed after the timeout
+    // (137); the init forwards it, so it ends at once with 143.
+    let started = std::time::Instant::now();
+    strata(&root, &["stop", "-t", "30", "sleeper"]).ok();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "stop waited for the timeout");
+    assert_eq!(strata(&root, &["inspect", "-f", "{{.State.ExitCode}}", "sleeper"]).ok().stdout(), "143\n");
+    // Exit codes and output pass through the init.
+    assert_eq!(strata(&root, &["run", "--rm", "--init", "busybox", "sh", "-c", "exit 7"]).code(), 7);
+    assert_eq!(strata(&root, &["run", "--rm", "--init", "busybox", "echo", "hi"]).ok().stdout(), "hi\n");
+    strata(&root, &["rm", "sleeper"]).ok();
+}

@@ -72,10 +72,6 @@ fn run_error(e: EngineError) -> u8 {
 }
 
 pub fn create(engine: &Engine, args: RunArgs) -> anyhow::Result<u8> {
-    if args.init {
-        eprintln!("Error: --init is not supported yet by strata");
-        return Ok(125);
-    }
     match engine.create_container(&create_options(&args)) {
         Ok(record) => {
             print(&format!("{}\n", record.id))?;
@@ -86,10 +82,6 @@ pub fn create(engine: &Engine, args: RunArgs) -> anyhow::Result<u8> {
 }
 
 pub fn run(engine: &Engine, args: RunArgs, root: &std::path::Path, snapshotter: Option<&str>) -> anyhow::Result<u8> {
-    if args.init {
-        eprintln!("Error: --init is not supported yet by strata");
-        return Ok(125);
-    }
     if args.detach && args.rm && args.restart.is_some() {
         eprintln!("Error: Conflicting options: --restart and --rm");
         return Ok(125);
@@ -183,7 +175,9 @@ pub fn monitor(engine: &Engine, id: &str) -> anyhow::Result<u8> {
         }
     };
     let mut restarts = 0u32;
+    let mut delay = RESTART_DELAY_START;
     loop {
+        let began = std::time::Instant::now();
         let code = match engine.run_monitored(id, Attach::Log { echo: false }, &mut report) {
             Ok(code) => code,
             Err(_) => return Ok(1),
@@ -194,7 +188,7 @@ pub fn monitor(engine: &Engine, id: &str) -> anyhow::Result<u8> {
             return Ok(0);
         }
         let policy = &record.host_config.restart_policy;
-        let stopped_by_user = record.state.error == "stopped";
+        let stopped_by_user = record.state.stop_requested;
         let restart = !stopped_by_user
             && match policy.name.as_str() {
                 "always" | "unless-stopped" => true,
@@ -205,10 +199,31 @@ pub fn monitor(engine: &Engine, id: &str) -> anyhow::Result<u8> {
             return Ok(0);
         }
         restarts += 1;
-        let _ = engine.note_restart(id, restarts);
-        std::thread::sleep(std::time::Duration::from_millis(100 * u64::from(restarts.min(10))));
+        // Docker's back-off: 100 ms doubling up to a minute, back to the start after a run
+        // of at least ten seconds.
+        if began.elapsed() >= std::time::Duration::from_secs(10) {
+            delay = RESTART_DELAY_START;
+        }
+        if engine.begin_restart_delay(id, restarts).is_err() {
+            return Ok(0);
+        }
+        let until = std::time::Instant::now() + delay;
+        while std::time::Instant::now() < until {
+            // `stop` or `rm -f` during the delay end it early.
+            match engine.find_container(id) {
+                Ok(record) if !record.state.stop_requested => {}
+                _ => break,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20).min(until - std::time::Instant::now()));
+        }
+        delay = (delay * 2).min(std::time::Duration::from_secs(60));
+        if !engine.restart_still_wanted(id).unwrap_or(false) {
+            return Ok(0);
+        }
     }
 }
+
+const RESTART_DELAY_START: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub fn start(
     engine: &Engine,
@@ -528,7 +543,7 @@ pub fn inspect_json(record: &ContainerRecord) -> Value {
             "Dead": state.status == Status::Dead,
             "Pid": state.pid,
             "ExitCode": state.exit_code,
-            "Error": if state.error == "stopped" { "" } else { state.error.as_str() },
+            "Error": state.error,
             "StartedAt": state.started_at,
             "FinishedAt": state.finished_at,
         },
