@@ -286,22 +286,33 @@ impl Engine {
         // Security.
         let mut no_new_privileges = false;
         let mut seccomp = !options.privileged;
+        let mut seccomp_profile = None;
         for opt in &options.security_opt {
             match opt.as_str() {
                 "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => no_new_privileges = true,
                 "no-new-privileges:false" | "no-new-privileges=false" => no_new_privileges = false,
                 "seccomp=unconfined" | "seccomp:unconfined" => seccomp = false,
                 "apparmor=unconfined" | "label=disable" => {}
-                other if other.starts_with("seccomp") => {
-                    return Err(EngineError::InvalidArgument(format!(
-                        "security-opt {other}: custom seccomp profiles are not supported yet by strata"
-                    )))
+                "seccomp=builtin" | "seccomp:builtin" => seccomp = true,
+                other if other.starts_with("seccomp=") || other.starts_with("seccomp:") => {
+                    let path = &other["seccomp=".len()..];
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        EngineError::InvalidArgument(format!("opening seccomp profile ({path}) failed: {e}"))
+                    })?;
+                    seccomp_profile = Some((path.to_owned(), text));
                 }
                 other => return Err(EngineError::InvalidArgument(format!("Invalid --security-opt: {other:?}"))),
             }
         }
         let capabilities = resolve_capabilities(options.privileged, &options.cap_add, &options.cap_drop)
             .map_err(EngineError::InvalidArgument)?;
+        let seccomp_filter = match (&seccomp_profile, seccomp) {
+            (Some((path, text)), true) => Some(
+                strata_runtime::seccomp::profile_filter(text, &capabilities)
+                    .map_err(|e| EngineError::InvalidArgument(format!("seccomp profile {path}: {e}")))?,
+            ),
+            _ => None,
+        };
 
         // Limits.
         let memory = options.memory.as_deref().map(parse_bytes).transpose()?;
@@ -606,6 +617,7 @@ impl Engine {
             capabilities,
             no_new_privileges,
             seccomp,
+            seccomp_filter,
             privileged: options.privileged,
             rlimits,
             masked_paths: MASKED_PATHS.iter().map(|p| (*p).to_owned()).collect(),

@@ -550,7 +550,9 @@ fn become_user(spec: &Spec, user: &crate::spec::User) -> Result<(), InitError> {
     use rustix::thread::{CapabilitySet, CapabilitySets};
     // The filter goes in while we still hold every capability (no no_new_privs needed); it
     // allows what the rest of this function and execve use.
-    if spec.seccomp {
+    if let Some(filter) = &spec.seccomp_filter {
+        crate::seccomp::install_filter(filter.clone()).map_err(|e| fail("install the seccomp profile", e))?;
+    } else if spec.seccomp {
         crate::seccomp::install(&spec.capabilities).map_err(|e| fail("install the seccomp profile", e))?;
     }
     let keep: u64 = spec.capabilities.iter().filter_map(|c| capability_number(c)).fold(0, |mask, n| mask | (1u64 << n));

@@ -763,15 +763,211 @@ pub fn default_filter(capabilities: &[String]) -> Vec<(u16, u8, u8, u32)> {
     program.into_iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect()
 }
 
+/// A seccomp profile in Docker's JSON format (`--security-opt seccomp=profile.json`).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Profile {
+    default_action: String,
+    #[serde(default)]
+    default_errno_ret: Option<u32>,
+    #[serde(default)]
+    syscalls: Vec<Rule>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Rule {
+    #[serde(default)]
+    names: Vec<String>,
+    /// The old single-name form.
+    #[serde(default)]
+    name: Option<String>,
+    action: String,
+    #[serde(default)]
+    errno_ret: Option<u32>,
+    #[serde(default)]
+    args: Vec<Arg>,
+    #[serde(default)]
+    includes: Filter,
+    #[serde(default)]
+    excludes: Filter,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Arg {
+    index: u32,
+    value: u64,
+    #[serde(default)]
+    value_two: u64,
+    op: String,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Filter {
+    #[serde(default)]
+    caps: Vec<String>,
+    #[serde(default)]
+    arches: Vec<String>,
+}
+
+fn action(name: &str, errno: u32) -> Result<u32, String> {
+    Ok(match name {
+        "SCMP_ACT_ALLOW" => RET_ALLOW,
+        "SCMP_ACT_ERRNO" => RET_ERRNO | (errno & 0xffff),
+        "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => 0,
+        "SCMP_ACT_KILL_PROCESS" => 0x8000_0000,
+        "SCMP_ACT_TRAP" => 0x0003_0000,
+        "SCMP_ACT_TRACE" => 0x7ff0_0000 | (errno & 0xffff),
+        "SCMP_ACT_LOG" => 0x7ffc_0000,
+        other => return Err(format!("unsupported seccomp action {other:?}")),
+    })
+}
+
+/// A jump inside one rule's block: to the next instruction, `n` further, or past the block
+/// (the rule does not match).
+#[derive(Clone, Copy)]
+enum To {
+    Next,
+    Skip(u8),
+    Fail,
+}
+
+const LD_W_ABS_ARG: fn(u32, bool) -> (u16, u32) = |index, high| (LD_W_ABS, 16 + 8 * index + if high { 4 } else { 0 });
+const AND_K: u16 = 0x54;
+const JGT_K: u16 = 0x25;
+const JGE_K: u16 = 0x35;
+
+/// One argument comparison (64-bit, as two 32-bit halves) that falls through when it holds.
+fn compare(arg: &Arg) -> Result<Vec<(u16, To, To, u32)>, String> {
+    if arg.index > 5 {
+        return Err(format!("seccomp argument index {} out of range (0-5)", arg.index));
+    }
+    let (hi, lo) = ((arg.value >> 32) as u32, arg.value as u32);
+    let load = |high: bool| {
+        let (code, k) = LD_W_ABS_ARG(arg.index, high);
+        (code, To::Next, To::Next, k)
+    };
+    Ok(match arg.op.as_str() {
+        "SCMP_CMP_EQ" => {
+            vec![load(true), (JEQ_K, To::Next, To::Fail, hi), load(false), (JEQ_K, To::Next, To::Fail, lo)]
+        }
+        "SCMP_CMP_NE" => {
+            vec![load(true), (JEQ_K, To::Next, To::Skip(2), hi), load(false), (JEQ_K, To::Fail, To::Next, lo)]
+        }
+        "SCMP_CMP_MASKED_EQ" => {
+            let (target_hi, target_lo) = ((arg.value_two >> 32) as u32, arg.value_two as u32);
+            vec![
+                load(true),
+                (AND_K, To::Next, To::Next, hi),
+                (JEQ_K, To::Next, To::Fail, target_hi),
+                load(false),
+                (AND_K, To::Next, To::Next, lo),
+                (JEQ_K, To::Next, To::Fail, target_lo),
+            ]
+        }
+        "SCMP_CMP_GT" | "SCMP_CMP_GE" => {
+            let last = if arg.op == "SCMP_CMP_GT" { JGT_K } else { JGE_K };
+            vec![
+                load(true),
+                (JGT_K, To::Skip(3), To::Next, hi),
+                (JEQ_K, To::Next, To::Fail, hi),
+                load(false),
+                (last, To::Next, To::Fail, lo),
+            ]
+        }
+        "SCMP_CMP_LT" | "SCMP_CMP_LE" => {
+            let (last, k) = if arg.op == "SCMP_CMP_LT" { (JGE_K, lo) } else { (JGT_K, lo) };
+            vec![
+                load(true),
+                (JGE_K, To::Next, To::Skip(3), hi),
+                (JEQ_K, To::Next, To::Fail, hi),
+                load(false),
+                (last, To::Fail, To::Next, k),
+            ]
+        }
+        other => return Err(format!("unsupported seccomp comparison {other:?}")),
+    })
+}
+
+/// Compiles a Docker-format JSON profile for a container with these capabilities. Rules are
+/// tried in order; the first whose syscall and arguments match decides. Names this table
+/// does not know (other architectures, newer kernels) are skipped, as libseccomp does.
+pub fn profile_filter(json: &str, capabilities: &[String]) -> Result<Vec<(u16, u8, u8, u32)>, String> {
+    let profile: Profile = serde_json::from_str(json).map_err(|e| format!("decoding seccomp profile failed: {e}"))?;
+    let default_errno = profile.default_errno_ret.unwrap_or(1);
+    let default = action(&profile.default_action, default_errno)?;
+    let has = |cap: &String| {
+        let cap = cap.trim_start_matches("CAP_");
+        capabilities.iter().any(|c| c == cap)
+    };
+    let mut program = vec![stmt(LD_W_ABS, 4), jump(JEQ_K, AUDIT_ARCH_X86_64, 1, 0), stmt(RET_K, default)];
+    for rule in &profile.syscalls {
+        if !rule.includes.caps.iter().all(has) || rule.excludes.caps.iter().any(has) {
+            continue;
+        }
+        let native = |a: &String| matches!(a.as_str(), "amd64" | "x86_64" | "SCMP_ARCH_X86_64");
+        if !rule.includes.arches.is_empty() && !rule.includes.arches.iter().any(native) {
+            continue;
+        }
+        if rule.excludes.arches.iter().any(native) {
+            continue;
+        }
+        let ret = action(&rule.action, rule.errno_ret.unwrap_or(default_errno))?;
+        let mut checks = Vec::new();
+        for arg in &rule.args {
+            checks.extend(compare(arg)?);
+        }
+        // The block after the syscall test: the checks, then the rule's action.
+        let block_len = checks.len() + 1;
+        if block_len > 200 {
+            return Err("seccomp rule with too many argument conditions".to_owned());
+        }
+        let resolve = |to: To, at: usize| -> u8 {
+            match to {
+                To::Next => 0,
+                To::Skip(n) => n,
+                To::Fail => (block_len - at - 1) as u8,
+            }
+        };
+        let mut block: Vec<Instruction> = checks
+            .iter()
+            .enumerate()
+            .map(|(at, (code, jt, jf, k))| Instruction {
+                code: *code,
+                jt: resolve(*jt, at),
+                jf: resolve(*jf, at),
+                k: *k,
+            })
+            .collect();
+        block.push(stmt(RET_K, ret));
+        for name in rule.names.iter().chain(rule.name.iter()) {
+            let Some(nr) = number(name) else { continue };
+            program.push(stmt(LD_W_ABS, 0));
+            program.push(jump(JEQ_K, nr, 0, block.len() as u8));
+            program.extend(block.iter().copied());
+        }
+        if program.len() > 4000 {
+            return Err("seccomp profile too large for one filter (over 4096 instructions)".to_owned());
+        }
+    }
+    program.push(stmt(RET_K, default));
+    Ok(program.into_iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect())
+}
+
 /// Installs the default filter on this process (and what it execs).
 pub fn install(capabilities: &[String]) -> io::Result<()> {
+    install_filter(default_filter(capabilities))
+}
+
+/// Installs a compiled filter on this process (and what it execs).
+pub fn install_filter(filter: Vec<(u16, u8, u8, u32)>) -> io::Result<()> {
     if std::env::consts::ARCH != "x86_64" {
-        return Err(io::Error::new(io::ErrorKind::Unsupported, "the default seccomp profile is only built for x86_64"));
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "seccomp filters are only built for x86_64"));
     }
-    let filter: Vec<libc::sock_filter> = default_filter(capabilities)
-        .into_iter()
-        .map(|(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k })
-        .collect();
+    let filter: Vec<libc::sock_filter> =
+        filter.into_iter().map(|(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k }).collect();
     let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
     // SAFETY: the program points at `filter`, alive during the call.
     let result =
@@ -785,6 +981,96 @@ pub fn install(capabilities: &[String]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs a classic BPF program on seccomp_data (x86_64, syscall `nr`, `args`).
+    fn evaluate(program: &[(u16, u8, u8, u32)], nr: u32, args: [u64; 6]) -> u32 {
+        let mut data = Vec::new();
+        data.extend_from_slice(&nr.to_le_bytes());
+        data.extend_from_slice(&AUDIT_ARCH_X86_64.to_le_bytes());
+        data.extend_from_slice(&0u64.to_le_bytes());
+        for arg in args {
+            data.extend_from_slice(&arg.to_le_bytes());
+        }
+        let (mut pc, mut a) = (0usize, 0u32);
+        loop {
+            let (code, jt, jf, k) = program[pc];
+            let branch = |taken: bool| pc + 1 + usize::from(if taken { jt } else { jf });
+            pc = match code {
+                LD_W_ABS => {
+                    a = u32::from_le_bytes(data[k as usize..k as usize + 4].try_into().expect("4 bytes"));
+                    pc + 1
+                }
+                AND_K => {
+                    a &= k;
+                    pc + 1
+                }
+                JEQ_K => branch(a == k),
+                JGT_K => branch(a > k),
+                JGE_K => branch(a >= k),
+                JSET_K => branch(a & k != 0),
+                RET_K => return k,
+                other => panic!("unexpected opcode {other:#x}"),
+            };
+        }
+    }
+
+    #[test]
+    fn custom_profiles_compare_64_bit_arguments() {
+        let profile = r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":38,"syscalls":[
+            {"names":["read"],"action":"SCMP_ACT_ALLOW"},
+            {"names":["write"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":2,"op":"SCMP_CMP_LE"}]},
+            {"names":["close"],"action":"SCMP_ACT_ERRNO","errnoRet":9,"args":[
+                {"index":0,"value":4294967296,"op":"SCMP_CMP_GE"},{"index":1,"value":7,"op":"SCMP_CMP_NE"}]},
+            {"names":["close"],"action":"SCMP_ACT_ALLOW"},
+            {"names":["personality"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":255,"valueTwo":8,"op":"SCMP_CMP_MASKED_EQ"}]},
+            {"names":["mount"],"action":"SCMP_ACT_ALLOW","includes":{"caps":["CAP_SYS_ADMIN"]}},
+            {"names":["umount2"],"action":"SCMP_ACT_ALLOW","excludes":{"caps":["CAP_SYS_ADMIN"]}},
+            {"names":["kill"],"action":"SCMP_ACT_ALLOW","args":[{"index":1,"value":9,"op":"SCMP_CMP_GT"}]},
+            {"names":["getpid"],"action":"SCMP_ACT_ALLOW","args":[{"index":2,"value":5,"op":"SCMP_CMP_LT"}]},
+            {"names":["no_such_call_anywhere"],"action":"SCMP_ACT_ALLOW"}
+        ]}"#;
+        let program = profile_filter(profile, &[]).expect("compiles");
+        let nr = |n: &str| number(n).expect(n);
+        let run = |name: &str, args: [u64; 6]| evaluate(&program, nr(name), args);
+        let enosys = RET_ERRNO | 38;
+        assert_eq!(run("read", [0; 6]), RET_ALLOW);
+        assert_eq!(run("openat", [0; 6]), enosys);
+        assert_eq!(run("write", [2, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(run("write", [3, 0, 0, 0, 0, 0]), enosys);
+        assert_eq!(run("write", [1 << 32, 0, 0, 0, 0, 0]), enosys, "the high word counts");
+        assert_eq!(run("close", [1 << 32, 0, 0, 0, 0, 0]), RET_ERRNO | 9);
+        assert_eq!(run("close", [1 << 32, 7, 0, 0, 0, 0]), RET_ALLOW, "NE fails: next rule");
+        assert_eq!(run("close", [u32::MAX as u64, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(run("personality", [0x108, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(run("personality", [0x109, 0, 0, 0, 0, 0]), enosys);
+        assert_eq!(run("mount", [0; 6]), enosys, "needs CAP_SYS_ADMIN");
+        assert_eq!(run("umount2", [0; 6]), RET_ALLOW);
+        assert_eq!(run("kill", [1, 10, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(run("kill", [1, 9, 0, 0, 0, 0]), enosys);
+        assert_eq!(run("kill", [1, 1 << 40, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(run("getpid", [0, 0, 4, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(run("getpid", [0, 0, 5, 0, 0, 0]), enosys);
+        assert_eq!(run("getpid", [0, 0, (1 << 32) | 1, 0, 0, 0]), enosys);
+        let admin = profile_filter(profile, &["SYS_ADMIN".to_owned()]).expect("compiles");
+        assert_eq!(evaluate(&admin, nr("mount"), [0; 6]), RET_ALLOW);
+        assert_eq!(evaluate(&admin, nr("umount2"), [0; 6]), enosys);
+        // Bad profiles say what is wrong.
+        let bad_op = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":1,"op":"SCMP_CMP_ABOUT"}]}]}"#;
+        assert!(profile_filter(bad_op, &[]).expect_err("bad op").contains("SCMP_CMP_ABOUT"));
+        assert!(profile_filter("{", &[]).expect_err("bad json").contains("decoding seccomp profile"));
+    }
+
+    #[test]
+    fn default_filter_matches_its_rules() {
+        let program = default_filter(&[]);
+        let nr = |n: &str| number(n).expect(n);
+        assert_eq!(evaluate(&program, nr("read"), [0; 6]), RET_ALLOW);
+        assert_eq!(evaluate(&program, nr("mount"), [0; 6]), RET_ERRNO | 1);
+        assert_eq!(evaluate(&program, nr("socket"), [40, 0, 0, 0, 0, 0]), RET_ERRNO | 1, "AF_VSOCK");
+        assert_eq!(evaluate(&program, nr("socket"), [2, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(evaluate(&program, nr("clone"), [0x1000_0000, 0, 0, 0, 0, 0]), RET_ERRNO | 1, "CLONE_NEWUSER");
+        assert_eq!(evaluate(&program, nr("clone3"), [0; 6]), RET_ERRNO | 38);
+    }
 
     #[test]
     fn every_name_has_a_number_and_jumps_fit() {

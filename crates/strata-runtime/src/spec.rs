@@ -78,6 +78,9 @@ pub struct Spec {
     /// Apply the default seccomp profile.
     #[serde(default)]
     pub seccomp: bool,
+    /// A compiled custom profile (`--security-opt seccomp=FILE`), used instead of the default.
+    #[serde(default)]
+    pub seccomp_filter: Option<Vec<(u16, u8, u8, u32)>>,
     pub privileged: bool,
     pub rlimits: Vec<Rlimit>,
     pub masked_paths: Vec<String>,

@@ -552,3 +552,34 @@ fn init_forwards_signals_and_reaps_orphans() {
     assert_eq!(strata(&root, &["run", "--rm", "--init", "busybox", "echo", "hi"]).ok().stdout(), "hi\n");
     strata(&root, &["rm", "sleeper"]).ok();
 }
+
+#[test]
+fn custom_seccomp_profile_from_a_file() {
+    require_root!();
+    let root = setup();
+    let profile = root.dir.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13},
+            {"names":["chmod"],"action":"SCMP_ACT_ERRNO","args":[{"index":1,"value":511,"op":"SCMP_CMP_EQ"}]},
+            {"names":["fchmodat"],"action":"SCMP_ACT_ERRNO","args":[{"index":2,"value":511,"op":"SCMP_CMP_EQ"}]}
+        ]}"#,
+    )
+    .expect("write profile");
+    let opt = format!("seccomp={}", profile.display());
+    let script = "mkdir /x; chmod 777 /tmp; echo chmod777=$?; chmod 755 /tmp; echo chmod755=$?";
+    let out = strata(&root, &["run", "--rm", "--security-opt", &opt, "busybox", "sh", "-c", script]);
+    assert!(out.stderr().contains("can't create directory '/x': Permission denied"), "{}", out.stderr());
+    assert_eq!(out.stdout(), "chmod777=1\nchmod755=0\n");
+    // Without the profile (the default one), both work.
+    let out = strata(&root, &["run", "--rm", "busybox", "sh", "-c", "mkdir /x && chmod 777 /tmp && echo ok"]).ok();
+    assert_eq!(out.stdout(), "ok\n");
+    let missing = strata(&root, &["run", "--rm", "--security-opt", "seccomp=/no/such.json", "busybox", "true"]);
+    assert_eq!(missing.code(), 125);
+    assert!(missing.stderr().contains("opening seccomp profile (/no/such.json) failed"), "{}", missing.stderr());
+    std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_SOMETIMES"}"#).expect("write profile");
+    let bad = strata(&root, &["run", "--rm", "--security-opt", &opt, "busybox", "true"]);
+    assert_eq!(bad.code(), 125);
+    assert!(bad.stderr().contains("unsupported seccomp action \"SCMP_ACT_SOMETIMES\""), "{}", bad.stderr());
+}
