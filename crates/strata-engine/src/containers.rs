@@ -453,14 +453,14 @@ impl Engine {
         };
         started(Ok(&running));
 
+        let max = (record.host_config.log_max_size, record.host_config.log_max_file);
         let exit_code = match (pipes, pty_master) {
             (_, Some(master)) => {
-                let log = if matches!(attach, Attach::Inherit) { None } else { Some(log_path.as_path()) };
+                let log = if matches!(attach, Attach::Inherit) { None } else { Some((log_path.as_path(), max)) };
                 let _ = crate::terminal::relay(master, echo, echo && interactive, log);
                 strata_runtime::wait(pid).unwrap_or(255)
             }
             (Some((out, err, echo)), None) => {
-                let max = (record.host_config.log_max_size, record.host_config.log_max_file);
                 let _ = copy_output(out, err, &log_path, echo, max);
                 strata_runtime::wait(pid).unwrap_or(255)
             }
@@ -844,10 +844,9 @@ fn resolv_conf() -> String {
 }
 
 /// Copies the container's stdout/stderr into the json-file log (and our stdio) until both close.
-fn copy_output(out: OwnedFd, err: OwnedFd, log: &Path, echo: bool, max: (Option<u64>, Option<u32>)) -> io::Result<()> {
+fn copy_output(out: OwnedFd, err: OwnedFd, log: &Path, echo: bool, max: LogLimits) -> io::Result<()> {
     use rustix::event::{poll, PollFd, PollFlags};
-    let mut log_file = fs::OpenOptions::new().create(true).append(true).open(log)?;
-    let mut written = log_file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut log = JsonLog::open(log, max)?;
     let mut open = [true, true];
     let fds = [out, err];
     let mut buffer = vec![0u8; 64 << 10];
@@ -880,7 +879,7 @@ fn copy_output(out: OwnedFd, err: OwnedFd, log: &Path, echo: bool, max: (Option<
                 open[i] = false;
                 if !partial[i].is_empty() {
                     let rest: Vec<u8> = std::mem::take(&mut partial[i]);
-                    written += write_log_line(&mut log_file, &rest, i)?;
+                    log.write(&rest, i)?;
                 }
                 continue;
             }
@@ -895,15 +894,7 @@ fn copy_output(out: OwnedFd, err: OwnedFd, log: &Path, echo: bool, max: (Option<
             partial[i].extend_from_slice(data);
             while let Some(newline) = partial[i].iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = partial[i].drain(..=newline).collect();
-                written += write_log_line(&mut log_file, &line, i)?;
-            }
-            if let (Some(max_size), max_file) = max {
-                if written >= max_size {
-                    drop(log_file);
-                    rotate(log, max_file.unwrap_or(1))?;
-                    log_file = fs::OpenOptions::new().create(true).append(true).open(log)?;
-                    written = 0;
-                }
+                log.write(&line, i)?;
             }
         }
     }
@@ -911,16 +902,45 @@ fn copy_output(out: OwnedFd, err: OwnedFd, log: &Path, echo: bool, max: (Option<
     Ok(())
 }
 
-fn write_log_line(file: &mut fs::File, line: &[u8], stream: usize) -> io::Result<u64> {
-    let entry = serde_json::json!({
-        "log": String::from_utf8_lossy(line),
-        "stream": if stream == 0 { "stdout" } else { "stderr" },
-        "time": Timestamp::now().to_rfc3339(),
-    });
-    let mut text = entry.to_string();
-    text.push('\n');
-    file.write_all(text.as_bytes())?;
-    Ok(text.len() as u64)
+/// The json-file log: one JSON object per line of output; with `max-size`, the file is rotated
+/// before the entry that would go past it (Docker's `--log-opt max-size/max-file`).
+/// `--log-opt max-size` (bytes) and `max-file`.
+pub(crate) type LogLimits = (Option<u64>, Option<u32>);
+
+pub(crate) struct JsonLog<'a> {
+    path: &'a Path,
+    file: fs::File,
+    written: u64,
+    max_size: Option<u64>,
+    max_file: u32,
+}
+
+impl<'a> JsonLog<'a> {
+    pub(crate) fn open(path: &'a Path, (max_size, max_file): LogLimits) -> io::Result<Self> {
+        let file = fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(JsonLog { path, file, written, max_size, max_file: max_file.unwrap_or(1) })
+    }
+
+    pub(crate) fn write(&mut self, line: &[u8], stream: usize) -> io::Result<()> {
+        let entry = serde_json::json!({
+            "log": String::from_utf8_lossy(line),
+            "stream": if stream == 0 { "stdout" } else { "stderr" },
+            "time": Timestamp::now().to_rfc3339(),
+        });
+        let mut text = entry.to_string();
+        text.push('\n');
+        if let Some(max_size) = self.max_size {
+            if self.written > 0 && self.written + text.len() as u64 > max_size {
+                rotate(self.path, self.max_file)?;
+                self.file = fs::OpenOptions::new().create(true).append(true).open(self.path)?;
+                self.written = 0;
+            }
+        }
+        self.file.write_all(text.as_bytes())?;
+        self.written += text.len() as u64;
+        Ok(())
+    }
 }
 
 /// `x.log` → `x.log.1` → ... keeping `max_file` files in all.

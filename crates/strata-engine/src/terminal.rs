@@ -1,13 +1,10 @@
 //! Pseudo-terminals for `run -t` / `exec -t`: relaying between our terminal (raw mode, window
 //! size kept in step on SIGWINCH) and the container's.
 
-use std::fs;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use strata_oci::time::Timestamp;
 
 static WINDOW_CHANGED: AtomicBool = AtomicBool::new(false);
 
@@ -50,7 +47,12 @@ pub fn copy_window_size(master: &OwnedFd) {
 
 /// Relays until the container side closes: master → our stdout (when `echo`) and the log;
 /// our stdin → master (when `forward_stdin`).
-pub fn relay(master: OwnedFd, echo: bool, forward_stdin: bool, log: Option<&Path>) -> io::Result<()> {
+pub fn relay(
+    master: OwnedFd,
+    echo: bool,
+    forward_stdin: bool,
+    log: Option<(&Path, crate::containers::LogLimits)>,
+) -> io::Result<()> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let _raw = (echo && forward_stdin && rustix::termios::isatty(stdin())).then(RawMode::enter);
     if echo {
@@ -59,7 +61,7 @@ pub fn relay(master: OwnedFd, echo: bool, forward_stdin: bool, log: Option<&Path
         copy_window_size(&master);
     }
     let mut log_file = match log {
-        Some(path) => Some(fs::OpenOptions::new().create(true).append(true).open(path)?),
+        Some((path, max)) => Some(crate::containers::JsonLog::open(path, max)?),
         None => None,
     };
     let mut partial: Vec<u8> = Vec::new();
@@ -95,7 +97,7 @@ pub fn relay(master: OwnedFd, echo: bool, forward_stdin: bool, log: Option<&Path
                         partial.extend_from_slice(data);
                         while let Some(newline) = partial.iter().position(|&b| b == b'\n') {
                             let line: Vec<u8> = partial.drain(..=newline).collect();
-                            write_line(file, &line)?;
+                            file.write(&line, 0)?;
                         }
                     }
                 }
@@ -122,16 +124,7 @@ pub fn relay(master: OwnedFd, echo: bool, forward_stdin: bool, log: Option<&Path
         }
     }
     if let (Some(file), false) = (log_file.as_mut(), partial.is_empty()) {
-        write_line(file, &partial)?;
+        file.write(&partial, 0)?;
     }
     Ok(())
-}
-
-fn write_line(file: &mut fs::File, line: &[u8]) -> io::Result<()> {
-    let entry = serde_json::json!({
-        "log": String::from_utf8_lossy(line),
-        "stream": "stdout",
-        "time": Timestamp::now().to_rfc3339(),
-    });
-    writeln!(file, "{entry}")
 }

@@ -20,11 +20,20 @@ fn main() -> ExitCode {
     };
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`strata logs ID | head`): stop quietly, as a CLI killed by
+        // SIGPIPE would.
+        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(is_broken_pipe)) => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             output::print_error(&e);
             ExitCode::from(1)
         }
     }
+}
+
+fn is_broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
 }
 
 /// Layer unpacking keeps a directory descriptor per directory; use the whole hard limit

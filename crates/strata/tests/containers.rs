@@ -583,3 +583,45 @@ fn custom_seccomp_profile_from_a_file() {
     assert_eq!(bad.code(), 125);
     assert!(bad.stderr().contains("unsupported seccomp action \"SCMP_ACT_SOMETIMES\""), "{}", bad.stderr());
 }
+
+#[test]
+fn json_file_logs_rotate_by_size() {
+    require_root!();
+    let root = setup();
+    let script = "for i in $(seq 200); do echo line $i; done";
+    for tty in [false, true] {
+        let mut args = vec!["run", "-d", "--log-opt", "max-size=1k", "--log-opt", "max-file=3"];
+        if tty {
+            args.push("-t");
+        }
+        args.extend(["busybox", "sh", "-c", script]);
+        let id = strata(&root, &args).ok().stdout().trim().to_owned();
+        strata(&root, &["wait", &id]).ok();
+        let dir = root.root().join("containers").join(&id);
+        let mut logs: Vec<(String, u64)> = std::fs::read_dir(&dir)
+            .expect("container dir")
+            .map(|e| e.expect("entry"))
+            .filter(|e| e.file_name().to_string_lossy().contains("-json.log"))
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().expect("metadata").len()))
+            .collect();
+        logs.sort();
+        assert_eq!(logs.len(), 3, "max-file=3 keeps three files (tty {tty}): {logs:?}");
+        assert!(logs.iter().all(|(_, size)| *size <= 1024), "max-size=1k (tty {tty}): {logs:?}");
+        // `logs` reads the rotated files in order: the newest lines, ending with the last.
+        let out = strata(&root, &["logs", &id]).ok().stdout().replace('\r', "");
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines.len() > 20 && lines.len() < 200, "{} lines (tty {tty})", lines.len());
+        assert_eq!(lines.last(), Some(&"line 200"));
+        let first: u32 = lines[0].trim_start_matches("line ").parse().expect("a line number");
+        let expected: Vec<String> = (first..=200).map(|i| format!("line {i}")).collect();
+        assert_eq!(lines, expected, "contiguous, oldest first (tty {tty})");
+        // A reader that goes away early is not an error.
+        let head = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("'{STRATA}' --root '{}' logs {id} | head -1", root.root().display()))
+            .output()
+            .expect("sh");
+        assert!(head.stderr.is_empty(), "{}", String::from_utf8_lossy(&head.stderr));
+        strata(&root, &["rm", &id]).ok();
+    }
+}
