@@ -65,6 +65,38 @@ pub fn print_error(error: &anyhow::Error) {
     eprintln!("Error: {message}");
 }
 
+/// `ps`/`images --format TEMPLATE` over the JSON objects of the rows: one rendered template per
+/// row, or with `table TEMPLATE` aligned columns under headers (`header` names a field, as
+/// Docker's `.ID` → `CONTAINER ID`). `\t` and `\n` in the template are escapes, as in Docker.
+pub fn format_objects(format: &str, objects: &[Value], header: &dyn Fn(&str) -> String) -> anyhow::Result<String> {
+    let unescaped = format.replace("\\t", "\t").replace("\\n", "\n");
+    if let Some(template) = unescaped.strip_prefix("table") {
+        let template = template.trim_start();
+        let mut headers = String::new();
+        let mut rest = template;
+        while let Some(start) = rest.find("{{") {
+            headers.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after.find("}}").ok_or_else(|| anyhow::anyhow!("template: unclosed action in {format:?}"))?;
+            let action = after[..end].trim();
+            headers.push_str(&header(action.strip_prefix("json ").unwrap_or(action).trim_start_matches('.')));
+            rest = &after[end + 2..];
+        }
+        headers.push_str(rest);
+        let mut rows = vec![headers.split('\t').map(str::to_owned).collect::<Vec<_>>()];
+        for object in objects {
+            rows.push(render_template(template, object)?.split('\t').map(str::to_owned).collect());
+        }
+        return Ok(table(&rows));
+    }
+    let mut out = String::new();
+    for object in objects {
+        out.push_str(&render_template(&unescaped, object)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// Renders the few Go-template forms people use with `inspect -f`: `{{.A.B}}`,
 /// `{{json .A}}`, and literal text around them.
 pub fn render_template(template: &str, value: &Value) -> anyhow::Result<String> {
@@ -123,6 +155,22 @@ fn go_format(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_templates_and_tables() {
+        let objects = vec![
+            serde_json::json!({"ID": "abc", "Names": "web", "Status": "Up 2 seconds"}),
+            serde_json::json!({"ID": "def", "Names": "db", "Status": "Exited (0) 1 second ago"}),
+        ];
+        let header = |field: &str| if field == "ID" { "CONTAINER ID".to_owned() } else { field.to_uppercase() };
+        assert_eq!(format_objects("{{.Names}}", &objects, &header).expect("renders"), "web\ndb\n");
+        assert_eq!(format_objects("{{.ID}}\\t{{.Names}}", &objects, &header).expect("renders"), "abc\tweb\ndef\tdb\n");
+        assert_eq!(
+            format_objects("table {{.ID}}\\t{{.Status}}", &objects, &header).expect("renders"),
+            "CONTAINER ID   STATUS\nabc            Up 2 seconds\ndef            Exited (0) 1 second ago\n"
+        );
+        assert!(format_objects("{{.Names", &objects, &header).is_err());
+    }
 
     #[test]
     fn table_matches_docker_spacing() {

@@ -625,3 +625,30 @@ fn json_file_logs_rotate_by_size() {
         strata(&root, &["rm", &id]).ok();
     }
 }
+
+#[test]
+fn concurrent_commands_on_one_root() {
+    require_root!();
+    let root = setup();
+    // Eight CLIs at once create, run, list and remove containers in the same root.
+    std::thread::scope(|scope| {
+        for worker in 0..8 {
+            let root = &root;
+            scope.spawn(move || {
+                let name = format!("worker{worker}");
+                let out = strata(root, &["run", "--rm", "busybox", "echo", &name]).ok().stdout();
+                assert_eq!(out, format!("{name}\n"));
+                strata(root, &["run", "-d", "--name", &name, "busybox", "sleep", "100"]).ok();
+                let ps = strata(root, &["ps", "--format", "{{.Names}}"]).ok().stdout();
+                assert!(ps.lines().any(|l| l == name), "{name} missing from ps: {ps}");
+                strata(root, &["rm", "-f", &name]).ok();
+            });
+        }
+    });
+    assert_eq!(strata(&root, &["ps", "-aq"]).ok().stdout(), "");
+    assert_eq!(mounts_mentioning(&root.root()), 0, "no mount left");
+    let left: Vec<_> = std::fs::read_dir(root.root().join("containers"))
+        .map(|d| d.map(|e| e.expect("entry").file_name()).filter(|n| n != "names.lock").collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "no container directory left: {left:?}");
+}

@@ -336,8 +336,8 @@ pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<u8> {
     };
     let command = |c: &ContainerRecord| if args.no_trunc { command_text(c) } else { ellipsis(&command_text(c), 20) };
     match args.format.as_deref() {
-        Some("json") | Some("{{json .}}") => {
-            let mut out = String::new();
+        Some(format) if format != "table" => {
+            let mut objects = Vec::new();
             for c in &containers {
                 let mut object = BTreeMap::new();
                 object.insert("Command", command(c));
@@ -362,12 +362,16 @@ pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<u8> {
                 object.insert("RunningFor", created(c));
                 object.insert("State", c.state.status.as_str().to_owned());
                 object.insert("Status", status_text(c, now));
-                out.push_str(&serde_json::to_string(&object)?);
-                out.push('\n');
+                objects.push(serde_json::to_value(&object)?);
             }
-            print(&out)?;
+            if format == "json" || format == "{{json .}}" {
+                let lines: Vec<String> = objects.iter().map(|o| o.to_string() + "\n").collect();
+                print(&lines.concat())?;
+            } else {
+                print(&crate::output::format_objects(format, &objects, &ps_header)?)?;
+            }
         }
-        None | Some("table") => {
+        _ => {
             let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
                 .map(String::from)
                 .to_vec()];
@@ -384,7 +388,6 @@ pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<u8> {
             }
             print(&table(&rows))?;
         }
-        Some(other) => bail!("unsupported --format {other:?}: use table or json"),
     }
     Ok(0)
 }
@@ -617,5 +620,15 @@ fn shrink_resident_memory() {
         // SAFETY: our own file-backed mappings with no modified page: dropping their page-table
         // entries only makes the next access fault the same bytes back in from the file.
         unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+}
+
+/// The column header Docker shows for a `ps --format 'table ...'` field.
+fn ps_header(field: &str) -> String {
+    match field {
+        "ID" => "CONTAINER ID".to_owned(),
+        "RunningFor" => "CREATED".to_owned(),
+        "CreatedAt" => "CREATED AT".to_owned(),
+        other => other.to_uppercase(),
     }
 }

@@ -26,8 +26,8 @@ pub fn run(engine: &Engine, args: ImagesArgs) -> anyhow::Result<u8> {
         row.created.map_or_else(|| "N/A".to_owned(), |c| format!("{} ago", human_duration(now.seconds - c.seconds)))
     };
     match args.format.as_deref() {
-        Some("json") | Some("{{json .}}") => {
-            let mut out = String::new();
+        Some(format) if format != "table" => {
+            let mut objects = Vec::new();
             for row in &rows {
                 let mut object = BTreeMap::new();
                 object.insert("Containers", "N/A".to_owned());
@@ -41,12 +41,16 @@ pub fn run(engine: &Engine, args: ImagesArgs) -> anyhow::Result<u8> {
                 object.insert("Tag", row.tag.clone());
                 object.insert("UniqueSize", "N/A".to_owned());
                 object.insert("VirtualSize", human_size(row.size));
-                out.push_str(&serde_json::to_string(&object)?);
-                out.push('\n');
+                objects.push(serde_json::to_value(&object)?);
             }
-            print(&out)?;
+            if format == "json" || format == "{{json .}}" {
+                let lines: Vec<String> = objects.iter().map(|o| o.to_string() + "\n").collect();
+                print(&lines.concat())?;
+            } else {
+                print(&crate::output::format_objects(format, &objects, &images_header)?)?;
+            }
         }
-        None | Some("table") => {
+        _ => {
             let mut header = vec!["REPOSITORY", "TAG"];
             if args.digests {
                 header.push("DIGEST");
@@ -63,7 +67,16 @@ pub fn run(engine: &Engine, args: ImagesArgs) -> anyhow::Result<u8> {
             }
             print(&table(&cells))?;
         }
-        Some(other) => anyhow::bail!("unsupported --format {other:?}: use table or json"),
     }
     Ok(0)
+}
+
+/// The column header Docker shows for an `images --format 'table ...'` field.
+fn images_header(field: &str) -> String {
+    match field {
+        "ID" => "IMAGE ID".to_owned(),
+        "CreatedSince" => "CREATED".to_owned(),
+        "CreatedAt" => "CREATED AT".to_owned(),
+        other => other.to_uppercase(),
+    }
 }
