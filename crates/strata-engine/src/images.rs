@@ -1,6 +1,7 @@
 //! Image views and metadata operations: images, history, inspect, tag, rmi, df, prune.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use serde_json::{json, Map, Value};
 use strata_oci::reference::AnyReference;
@@ -8,6 +9,7 @@ use strata_oci::time::Timestamp;
 use strata_oci::{reference, Digest};
 use strata_store::{Db, ImageRecord, StoreError};
 
+use crate::containers::Status;
 use crate::error::{EngineError, Result};
 use crate::{parse_tag, stored_reference, tag_key, Engine};
 
@@ -48,6 +50,29 @@ pub struct DiskUsage {
     pub active_images: usize,
     pub images_size: u64,
     pub reclaimable: u64,
+    /// Containers: how many, running, their writable layers' size, and that of the stopped ones.
+    pub containers: usize,
+    pub running_containers: usize,
+    pub containers_size: u64,
+    pub containers_reclaimable: u64,
+    /// Volumes: how many, used by a container, size, and the size of the unused ones.
+    pub volumes: usize,
+    pub active_volumes: usize,
+    pub volumes_size: u64,
+    pub volumes_reclaimable: u64,
+}
+
+/// Bytes in the regular files under `dir` (not following symlinks).
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => tree_size(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
 }
 
 #[derive(Debug, Clone, Default)]
@@ -269,12 +294,48 @@ impl Engine {
     pub fn disk_usage(&self) -> Result<DiskUsage> {
         let db = self.store.read_db()?;
         let content = self.store.content();
-        let mut total = 0;
-        for blob in db.referenced_blobs() {
-            total += content.size(&blob)?.unwrap_or(0);
+        let containers = self.list_containers()?;
+        let mut usage = DiskUsage { images: db.images.len(), containers: containers.len(), ..DiskUsage::default() };
+        // An image is active while a container uses it; what only inactive images hold could
+        // be reclaimed.
+        let active: BTreeSet<&Digest> = containers.iter().map(|c| &c.image_id).collect();
+        usage.active_images = db.images.values().filter(|i| active.contains(&i.id)).count();
+        let mut held_by_active = BTreeSet::new();
+        for image in db.images.values().filter(|i| active.contains(&i.id)) {
+            held_by_active.insert(image.manifest.digest.clone());
+            held_by_active.insert(image.id.clone());
+            held_by_active.extend(image.layers.iter().cloned());
         }
-        // No containers exist yet, so no image is active and all of it could be reclaimed.
-        Ok(DiskUsage { images: db.images.len(), active_images: 0, images_size: total, reclaimable: total })
+        for blob in db.referenced_blobs() {
+            let size = content.size(&blob)?.unwrap_or(0);
+            usage.images_size += size;
+            if !held_by_active.contains(&blob) {
+                usage.reclaimable += size;
+            }
+        }
+        let snapshotter = self.snapshotter();
+        let mut used_volumes = BTreeSet::new();
+        for container in &containers {
+            let size = snapshotter.usage(&container.snapshot).map(|u| u.size).unwrap_or(0);
+            usage.containers_size += size;
+            if matches!(container.state.status, Status::Running | Status::Paused | Status::Restarting) {
+                usage.running_containers += 1;
+            } else {
+                usage.containers_reclaimable += size;
+            }
+            used_volumes.extend(container.mounts.iter().filter(|m| m.kind == "volume").map(|m| m.name.clone()));
+        }
+        for volume in self.list_volumes()? {
+            let size = tree_size(Path::new(&volume.mountpoint));
+            usage.volumes += 1;
+            usage.volumes_size += size;
+            if used_volumes.contains(&volume.name) {
+                usage.active_volumes += 1;
+            } else {
+                usage.volumes_reclaimable += size;
+            }
+        }
+        Ok(usage)
     }
 
     /// `strata system prune`: removes dangling images (every unused image with `all`), then

@@ -652,3 +652,30 @@ fn concurrent_commands_on_one_root() {
         .unwrap_or_default();
     assert!(left.is_empty(), "no container directory left: {left:?}");
 }
+
+#[test]
+fn system_df_counts_containers_and_volumes() {
+    require_root!();
+    let root = setup();
+    let script = "head -c 300000 /dev/zero > /data/f; head -c 200000 /dev/zero > /big; sleep 100";
+    strata(&root, &["run", "-d", "--name", "writer", "-v", "data:/data", "busybox", "sh", "-c", script]).ok();
+    strata(&root, &["run", "--name", "done", "busybox", "true"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let df = strata(&root, &["system", "df"]).ok().stdout();
+    let row = |kind: &str| -> Vec<String> {
+        let line = df.lines().find(|l| l.starts_with(kind)).unwrap_or_else(|| panic!("{kind} row: {df}"));
+        line[kind.len()..].split_whitespace().map(str::to_owned).collect()
+    };
+    // TOTAL ACTIVE SIZE RECLAIMABLE (%): `busybox` is in use, `busybox:vol` (another image) not.
+    assert_eq!(row("Images")[..2], ["2", "1"], "{df}");
+    assert_eq!(row("Containers")[..2], ["2", "1"], "{df}");
+    let size = &row("Containers")[2];
+    assert!(size.ends_with("kB") && size.trim_end_matches("kB").parse::<f64>().expect("number") >= 200.0, "{df}");
+    assert_eq!(row("Local Volumes")[..4], ["1", "1", "300kB", "0B"], "{df}");
+    strata(&root, &["rm", "-f", "writer", "done"]).ok();
+    let df = strata(&root, &["system", "df"]).ok().stdout();
+    let volumes: Vec<&str> =
+        df.lines().find(|l| l.starts_with("Local Volumes")).expect("row").split_whitespace().collect();
+    assert_eq!(volumes[2..], ["1", "0", "300kB", "300kB", "(100%)"], "{df}");
+    assert!(df.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()[..3] == ["Containers", "0", "0"]), "{df}");
+}

@@ -19,8 +19,28 @@ pub fn df(engine: &Engine) -> anyhow::Result<u8> {
             human_size(usage.images_size),
             format!("{} ({}%)", human_size(usage.reclaimable), percent(usage.reclaimable, usage.images_size)),
         ],
-        ["Containers", "0", "0", "0B", "0B"].map(String::from).to_vec(),
-        ["Local Volumes", "0", "0", "0B", "0B"].map(String::from).to_vec(),
+        vec![
+            "Containers".into(),
+            usage.containers.to_string(),
+            usage.running_containers.to_string(),
+            human_size(usage.containers_size),
+            format!(
+                "{} ({}%)",
+                human_size(usage.containers_reclaimable),
+                percent(usage.containers_reclaimable, usage.containers_size)
+            ),
+        ],
+        vec![
+            "Local Volumes".into(),
+            usage.volumes.to_string(),
+            usage.active_volumes.to_string(),
+            human_size(usage.volumes_size),
+            format!(
+                "{} ({}%)",
+                human_size(usage.volumes_reclaimable),
+                percent(usage.volumes_reclaimable, usage.volumes_size)
+            ),
+        ],
         ["Build Cache", "0", "0", "0B", "0B"].map(String::from).to_vec(),
     ];
     print(&table(&rows))?;
