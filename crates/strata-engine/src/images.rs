@@ -9,7 +9,7 @@ use strata_oci::time::Timestamp;
 use strata_oci::{reference, Digest};
 use strata_store::{Db, ImageRecord, StoreError};
 
-use crate::containers::Status;
+use crate::containers::{ContainerRecord, Status};
 use crate::error::{EngineError, Result};
 use crate::{parse_tag, stored_reference, tag_key, Engine};
 
@@ -241,8 +241,13 @@ impl Engine {
     /// `strata rmi [-f] NAME`: untags, and deletes the image once no tag is left. Blobs are
     /// freed when no other image uses them.
     pub fn remove_image(&self, name: &str, force: bool) -> Result<Vec<RemoveEvent>> {
+        let containers = self.list_containers()?;
         let events = self.store.update(|db| {
             let image = self.resolve(db, name)?.clone();
+            let users: Vec<&ContainerRecord> = containers.iter().filter(|c| c.image_id == image.id).collect();
+            let running = users.iter().find(|c| {
+                matches!(c.state.status, Status::Running | Status::Paused | Status::Restarting)
+            });
             let tags = db.tags_of(&image.id);
             let by_tag = match reference::parse_any(name) {
                 Ok(AnyReference::Named(named)) if named.digest().is_none() => {
@@ -259,12 +264,36 @@ impl Engine {
             };
             match by_tag {
                 Some(key) => {
+                    if tags.len() == 1 && !force {
+                        if let Some(user) = users.first() {
+                            return Err(EngineError::Conflict(format!(
+                                "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
+                                user.short_id(),
+                                image.id.short()
+                            )));
+                        }
+                    }
                     untag(db, &key, &mut events);
-                    if tags.len() > 1 {
+                    // With containers left, the image stays (dangling) under them, as in Docker.
+                    if tags.len() > 1 || !users.is_empty() {
                         return Ok(events);
                     }
                 }
                 None => {
+                    if let Some(user) = running {
+                        return Err(EngineError::Conflict(format!(
+                            "conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
+                            image.id.short(),
+                            user.short_id()
+                        )));
+                    }
+                    if let (Some(user), false) = (users.first(), force) {
+                        return Err(EngineError::Conflict(format!(
+                            "conflict: unable to delete {} (must be forced) - image is being used by stopped container {}",
+                            image.id.short(),
+                            user.short_id()
+                        )));
+                    }
                     if tags.len() > 1 && !force {
                         return Err(EngineError::Conflict(format!(
                             "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
@@ -273,6 +302,11 @@ impl Engine {
                     }
                     for key in &tags {
                         untag(db, key, &mut events);
+                    }
+                    // Forced past stopped containers: untagged, but their layers stay (Docker
+                    // would delete the record and leave the containers pointing at nothing).
+                    if !users.is_empty() {
+                        return Ok(events);
                     }
                 }
             }
@@ -290,7 +324,7 @@ impl Engine {
         Ok(events)
     }
 
-    /// `strata system df` for images (containers and volumes come with their issues).
+    /// `strata system df`: images, containers and volumes.
     pub fn disk_usage(&self) -> Result<DiskUsage> {
         let db = self.store.read_db()?;
         let content = self.store.content();
@@ -341,10 +375,12 @@ impl Engine {
     /// `strata system prune`: removes dangling images (every unused image with `all`), then
     /// every blob nothing refers to.
     pub fn prune(&self, all: bool) -> Result<PruneReport> {
+        let in_use: BTreeSet<Digest> = self.list_containers()?.into_iter().map(|c| c.image_id).collect();
         let events = self.store.update(|db| {
             let doomed: Vec<Digest> = db
                 .images
                 .values()
+                .filter(|image| !in_use.contains(&image.id))
                 .filter(|image| all || (db.tags_of(&image.id).is_empty() && image.repo_digests.is_empty()))
                 .map(|image: &ImageRecord| image.id.clone())
                 .collect();

@@ -679,3 +679,35 @@ fn system_df_counts_containers_and_volumes() {
     assert_eq!(volumes[2..], ["1", "0", "300kB", "300kB", "(100%)"], "{df}");
     assert!(df.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()[..3] == ["Containers", "0", "0"]), "{df}");
 }
+
+#[test]
+fn images_in_use_by_containers_are_kept() {
+    require_root!();
+    let root = setup();
+    strata(&root, &["tag", "busybox", "only:one"]).ok();
+    strata(&root, &["rmi", "busybox"]).ok(); // another tag remains: just untagged
+    strata(&root, &["run", "--name", "stopped", "only:one", "true"]).ok();
+    let by_tag = strata(&root, &["rmi", "only:one"]);
+    assert_eq!(by_tag.code(), 1);
+    assert!(by_tag.stderr().contains("(must force) - container"), "{}", by_tag.stderr());
+    let id = strata(&root, &["images", "-q", "only:one"]).ok().stdout().trim().to_owned();
+    let by_id = strata(&root, &["rmi", &id]);
+    assert!(by_id.stderr().contains("being used by stopped container"), "{}", by_id.stderr());
+    strata(&root, &["run", "-d", "--name", "running", "only:one", "sleep", "100"]).ok();
+    let forced = strata(&root, &["rmi", "-f", &id]);
+    assert!(
+        forced.stderr().contains("(cannot be forced) - image is being used by running container"),
+        "{}",
+        forced.stderr()
+    );
+    // Pruning everything keeps what containers use; they still start.
+    strata(&root, &["image", "prune", "-a", "-f"]).ok();
+    assert_eq!(strata(&root, &["images", "-q", "only:one"]).ok().stdout().trim(), id);
+    assert_eq!(strata(&root, &["start", "-a", "stopped"]).code(), 0);
+    // Forced by tag: untagged, the image stays for its containers.
+    assert_eq!(strata(&root, &["rmi", "-f", "only:one"]).ok().stdout(), "Untagged: only:one\n");
+    assert!(strata(&root, &["images", "-aq"]).ok().stdout().contains(&id));
+    strata(&root, &["rm", "-f", "stopped", "running"]).ok();
+    strata(&root, &["image", "prune", "-a", "-f"]).ok();
+    assert!(!strata(&root, &["images", "-aq"]).ok().stdout().contains(&id));
+}
