@@ -51,8 +51,10 @@ pub fn df(engine: &Engine) -> anyhow::Result<u8> {
 pub fn prune(engine: &Engine, args: PruneArgs, system: bool) -> anyhow::Result<u8> {
     if !args.force {
         let what = match (system, args.all) {
-            (true, true) => "  - all images without at least one container associated to them\n",
-            (true, false) => "  - all dangling images\n",
+            (true, true) => {
+                "  - all stopped containers\n  - all images without at least one container associated to them\n"
+            }
+            (true, false) => "  - all stopped containers\n  - all dangling images\n",
             (false, true) => "",
             (false, false) => "",
         };
@@ -71,8 +73,20 @@ pub fn prune(engine: &Engine, args: PruneArgs, system: bool) -> anyhow::Result<u
             return Ok(0);
         }
     }
-    let report = engine.prune(args.all)?;
     let mut out = String::new();
+    if system {
+        // Stopped containers first, so the images only they used can go too.
+        let removed = engine.prune_containers()?;
+        if !removed.is_empty() {
+            out.push_str("Deleted Containers:\n");
+            for id in &removed {
+                out.push_str(id);
+                out.push('\n');
+            }
+            out.push('\n');
+        }
+    }
+    let report = engine.prune(args.all)?;
     if !report.events.is_empty() {
         out.push_str("Deleted Images:\n");
         for event in &report.events {
