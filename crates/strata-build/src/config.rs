@@ -128,6 +128,30 @@ pub fn arg_history(args: &[(String, Option<String>)]) -> String {
     format!("ARG {}", parts.join(" "))
 }
 
+/// The argv of a RUN: shell form through the image's SHELL (or `/bin/sh -c`), exec form as is.
+pub fn run_args(config: &ContainerConfig, command: &CommandLine) -> Vec<String> {
+    with_shell(config, command)
+}
+
+/// The history text of a RUN: the stage's build args in use (`|2 A=1 B=2`, each once, the last
+/// value winning), the argv, and BuildKit's `# buildkit` mark for steps that make a layer.
+pub fn run_history(args: &[String], build_args: &[(String, String)]) -> String {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (key, value) in build_args {
+        match pairs.iter_mut().find(|(k, _)| k == key) {
+            Some(pair) => pair.1 = value.clone(),
+            None => pairs.push((key.clone(), value.clone())),
+        }
+    }
+    let mut words: Vec<String> = Vec::new();
+    if !pairs.is_empty() {
+        words.push(format!("|{}", pairs.len()));
+        words.extend(pairs.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    words.extend(args.iter().cloned());
+    format!("RUN {} # buildkit", words.join(" "))
+}
+
 /// Replaces or appends `key=value` (keys compare exactly, as on Linux).
 fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
     let entry = format!("{key}={value}");
@@ -407,5 +431,10 @@ mod tests {
         assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
         assert_eq!(arg_history(&[("A".to_owned(), Some("1".to_owned())), ("B".to_owned(), None)]), "ARG A=1 B");
+        let shell = run_args(&ContainerConfig::default(), &CommandLine::Shell("make all".to_owned()));
+        assert_eq!(run_history(&shell, &[]), "RUN /bin/sh -c make all # buildkit");
+        let args =
+            [("V".to_owned(), "1".to_owned()), ("W".to_owned(), "x".to_owned()), ("V".to_owned(), "2".to_owned())];
+        assert_eq!(run_history(&["true".to_owned()], &args), "RUN |2 V=2 W=x true # buildkit");
     }
 }
