@@ -78,9 +78,23 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     path
 }
 
-/// A temporary store root plus a scratch directory, removed on drop.
+/// A temporary store root plus a scratch directory, removed on drop. Containers a failed
+/// test left running are removed first (`rm -f`), so they do not outlive their root.
 pub struct TestRoot {
     pub dir: tempfile::TempDir,
+    binary: std::sync::Mutex<Option<String>>,
+}
+
+impl Drop for TestRoot {
+    fn drop(&mut self) {
+        let binary = self.binary.lock().map(|b| b.clone()).unwrap_or(None);
+        let (Some(binary), true) = (binary, self.root().join("containers").is_dir()) else { return };
+        let Ok(listed) = self.strata(&binary).args(["ps", "-aq", "--no-trunc"]).output() else { return };
+        let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout).split_whitespace().map(str::to_owned).collect();
+        if !ids.is_empty() {
+            let _ = self.strata(&binary).args(["rm", "-f"]).args(&ids).output();
+        }
+    }
 }
 
 impl Default for TestRoot {
@@ -91,7 +105,7 @@ impl Default for TestRoot {
 
 impl TestRoot {
     pub fn new() -> TestRoot {
-        TestRoot { dir: tempfile::tempdir().expect("tempdir") }
+        TestRoot { dir: tempfile::tempdir().expect("tempdir"), binary: std::sync::Mutex::new(None) }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -104,6 +118,9 @@ impl TestRoot {
 
     /// A `strata` command against this root.
     pub fn strata(&self, binary: &str) -> Command {
+        if let Ok(mut remembered) = self.binary.lock() {
+            remembered.get_or_insert_with(|| binary.to_owned());
+        }
         let mut command = Command::new(binary);
         command.arg("--root").arg(self.root()).env_remove("STRATA_ROOT").stdin(Stdio::null());
         command

@@ -478,7 +478,9 @@ fn interactive_terminal_with_a_real_pty() {
 fn inspect_until(root: &TestRoot, name: &str, format: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let out = strata(root, &["inspect", "-f", format, name]).ok().stdout();
+        // Not there yet counts as not done.
+        let run = strata(root, &["inspect", "-f", format, name]);
+        let out = if run.code() == 0 { run.stdout() } else { String::new() };
         if done(out.trim()) || std::time::Instant::now() > deadline {
             return out.trim().to_owned();
         }
@@ -713,4 +715,30 @@ fn images_in_use_by_containers_are_kept() {
     assert!(pruned.starts_with("Deleted Containers:\n"), "{pruned}");
     assert_eq!(strata(&root, &["ps", "-aq"]).ok().stdout(), "");
     assert!(!strata(&root, &["images", "-aq"]).ok().stdout().contains(&id));
+}
+
+#[test]
+fn killed_foreground_cli_is_recovered_by_rm() {
+    require_root!();
+    let root = setup();
+    // The foreground `run` is the container's parent; kill -9 it mid-run.
+    let mut cli = root.strata(STRATA);
+    cli.args(["run", "--name", "fg", "busybox", "sleep", "100"]);
+    cli.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = cli.spawn().expect("spawn strata run");
+    let state = inspect_until(&root, "fg", "{{.State.Status}}", |s| s == "running");
+    assert_eq!(state, "running");
+    child.kill().expect("kill -9 the CLI");
+    child.wait().expect("reap");
+    // The container outlives its CLI (as with Docker); ps sees it, rm -f ends it cleanly.
+    let ps = strata(&root, &["ps", "-a", "--format", "{{.Names}} {{.State}}"]).ok().stdout();
+    assert!(ps.lines().any(|l| l.starts_with("fg ")), "{ps}");
+    let id = strata(&root, &["inspect", "-f", "{{.Id}}", "fg"]).ok().stdout().trim().to_owned();
+    strata(&root, &["rm", "-f", "fg"]).ok();
+    assert_eq!(strata(&root, &["ps", "-aq"]).ok().stdout(), "");
+    assert_eq!(mounts_mentioning(&root.root()), 0, "no mount left");
+    assert!(!Path::new(&format!("/sys/fs/cgroup/pids/strata/{id}")).exists(), "no cgroup left");
+    assert!(!Path::new(&format!("/sys/fs/cgroup/strata/{id}")).exists(), "no cgroup left");
+    // And the store still works.
+    assert_eq!(strata(&root, &["run", "--rm", "busybox", "echo", "ok"]).ok().stdout(), "ok\n");
 }
