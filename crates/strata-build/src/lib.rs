@@ -2,6 +2,8 @@
 //! is based on, which stages it reads from, and which can run at the same time.
 
 pub mod config;
+pub mod executor;
 pub mod plan;
 
+pub use executor::{build, BaseImage, BuildError, BuildOptions, CopyStep, Layer, RunStep, Worker};
 pub use plan::{plan, Base, Plan, PlanError, PlannedStage};

@@ -1,0 +1,400 @@
+//! Runs a plan: each needed stage from its base, instruction by instruction. Steps that change
+//! files (RUN, COPY) go to the [`Worker`] (the engine), which returns the new layer; the rest
+//! change the config here. The target stage's config and layers become the image.
+//!
+//! Not yet: the cache, ADD, `COPY --from`, RUN mounts, parallel stages (levels run in order).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use strata_dockerfile::instructions::{CommandLine, Instruction};
+use strata_dockerfile::vars::{BuildContext, GlobalScope, StageScope};
+use strata_dockerfile::{Dockerfile, Location};
+use strata_oci::spec::ContainerConfig;
+
+use crate::config::{self, StageFlags};
+use crate::plan::{plan, Base};
+
+/// One layer as the worker made or found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// The compressed (or not) blob's digest, `sha256:...`.
+    pub blob: String,
+    /// The uncompressed tar's digest (the config's `rootfs.diff_ids`).
+    pub diff_id: String,
+    pub size: u64,
+}
+
+/// A base image: its whole config JSON and its layers, bottom first.
+#[derive(Debug, Clone)]
+pub struct BaseImage {
+    pub config: Value,
+    pub layers: Vec<Layer>,
+}
+
+/// A RUN step: the process to start on top of `layers`.
+#[derive(Debug, Clone)]
+pub struct RunStep {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: String,
+    pub network_host: bool,
+}
+
+/// A COPY step from the build context.
+#[derive(Debug, Clone)]
+pub struct CopyStep {
+    pub context: PathBuf,
+    /// Paths relative to the context, as written.
+    pub sources: Vec<String>,
+    /// Absolute destination inside the image (a trailing `/` means a directory).
+    pub dest: String,
+}
+
+/// What the engine does for the builder.
+pub trait Worker {
+    fn resolve(&self, reference: &str) -> Result<BaseImage, String>;
+    /// Runs the step; `Err((exit code, message))` when it fails.
+    fn run(&self, layers: &[Layer], step: &RunStep) -> Result<Layer, (i32, String)>;
+    fn copy(&self, layers: &[Layer], step: &CopyStep) -> Result<Layer, String>;
+    /// Stores the image; returns its ID.
+    fn write_image(&self, config: &Value, layers: &[Layer], tags: &[String]) -> Result<String, String>;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// How errors name the Dockerfile.
+    pub file: String,
+    pub context_dir: PathBuf,
+    pub context: BuildContext,
+    pub target: Option<String>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// Bad Dockerfile or arguments, with the file and line.
+    #[error("{0}")]
+    Invalid(String),
+    /// A RUN step failed (its exit code).
+    #[error("{message}")]
+    Step { code: i32, message: String },
+}
+
+struct StageResult {
+    config: Value,
+    layers: Vec<Layer>,
+}
+
+/// Builds the target of `dockerfile`; returns the image ID. Progress lines go to `progress`.
+pub fn build(
+    dockerfile: &Dockerfile,
+    options: &BuildOptions,
+    worker: &dyn Worker,
+    progress: &mut dyn Write,
+) -> Result<String, BuildError> {
+    let file = options.file.as_str();
+    let at = |location: Location, message: String| BuildError::Invalid(format!("{file}:{}: {message}", location.start));
+    let plan = plan(dockerfile, file, &options.context, options.target.as_deref())
+        .map_err(|e| BuildError::Invalid(e.to_string()))?;
+    let global = GlobalScope::new(dockerfile, &options.context).map_err(|e| BuildError::Invalid(e.to_string()))?;
+    let steps_total: usize = plan.levels.iter().flatten().map(|&i| dockerfile.stages[i].commands.len() + 1).sum();
+    let mut step = 0usize;
+    let mut results: Vec<Option<StageResult>> = (0..dockerfile.stages.len()).map(|_| None).collect();
+
+    for &index in plan.levels.iter().flatten() {
+        let stage = &dockerfile.stages[index];
+        let planned = &plan.stages[index];
+        step += 1;
+        let _ = writeln!(progress, "#{step}/{steps_total} [{}] {}", planned.display_name(), stage.original.trim());
+        let (mut image, mut layers) = match &planned.base {
+            Base::Scratch => (scratch_config(), Vec::new()),
+            Base::Stage(other) => {
+                let result = results[*other].as_ref().ok_or_else(|| {
+                    at(stage.location, format!("stage {} is not built yet", plan.stages[*other].display_name()))
+                })?;
+                (result.config.clone(), result.layers.clone())
+            }
+            Base::Image(reference) => {
+                let base = worker.resolve(reference).map_err(|e| at(stage.location, e))?;
+                (base.config, base.layers)
+            }
+        };
+        let mut container: ContainerConfig =
+            serde_json::from_value(image.get("config").cloned().unwrap_or(Value::Null)).unwrap_or_default();
+        let mut history: Vec<Value> = image.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut flags = StageFlags::default();
+        let image_env = container.env.clone().unwrap_or_default();
+        let mut scope = StageScope::new(&global, &options.context, &image_env);
+
+        for command in &stage.commands {
+            step += 1;
+            let _ =
+                writeln!(progress, "#{step}/{steps_total} [{}] {}", planned.display_name(), command.original.trim());
+            let instruction =
+                scope.apply(command, &options.context).map_err(|e| at(command.location, e.to_string()))?;
+            let now = strata_oci::time::Timestamp::now().to_rfc3339();
+            match &instruction {
+                Instruction::Run(run) => {
+                    if !run.mounts.is_empty() || !run.heredocs.is_empty() {
+                        return Err(at(command.location, "RUN --mount and heredocs are not supported yet".to_owned()));
+                    }
+                    let args = config::run_args(&container, &run.command);
+                    let step = RunStep {
+                        args: args.clone(),
+                        env: scope.run_env(),
+                        cwd: container.working_dir.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| "/".to_owned()),
+                        user: container.user.clone().unwrap_or_default(),
+                        network_host: matches!(run.network, Some(strata_dockerfile::instructions::NetworkMode::Host)),
+                    };
+                    let layer = worker.run(&layers, &step).map_err(|(code, message)| BuildError::Step {
+                        code,
+                        message: format!(
+                            "{file}:{}: process \"{}\" did not complete successfully: exit code: {code}{}",
+                            command.location.start,
+                            args.join(" "),
+                            if message.is_empty() { String::new() } else { format!(": {message}") }
+                        ),
+                    })?;
+                    layers.push(layer);
+                    let build_args: Vec<(String, String)> = scope
+                        .arg_values()
+                        .iter()
+                        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+                        .filter(|(k, _)| stage_declares_arg(stage, k))
+                        .collect();
+                    history.push(json!({"created": now, "created_by": config::run_history(&args, &build_args), "comment": "buildkit.dockerfile.v0"}));
+                }
+                Instruction::Copy(copy) => {
+                    if copy.from.is_some() || !copy.inline.is_empty() || copy.chown.is_some() || copy.chmod.is_some() {
+                        return Err(at(
+                            command.location,
+                            "COPY --from, --chown, --chmod and heredocs are not supported yet".to_owned(),
+                        ));
+                    }
+                    let workdir = container.working_dir.clone().unwrap_or_default();
+                    let dest = absolute_dest(&workdir, &copy.dest);
+                    let step = CopyStep { context: options.context_dir.clone(), sources: copy.sources.clone(), dest };
+                    let layer = worker.copy(&layers, &step).map_err(|e| at(command.location, e))?;
+                    layers.push(layer);
+                    let created_by = format!("COPY {} {} # buildkit", copy.sources.join(" "), copy.dest);
+                    history
+                        .push(json!({"created": now, "created_by": created_by, "comment": "buildkit.dockerfile.v0"}));
+                }
+                Instruction::Add(_) => {
+                    return Err(at(command.location, "ADD is not supported yet".to_owned()));
+                }
+                Instruction::Arg(definitions) => {
+                    let values: Vec<(String, Option<String>)> = definitions
+                        .iter()
+                        .map(|d| {
+                            let value = scope
+                                .run_env()
+                                .iter()
+                                .find_map(|kv| kv.strip_prefix(&format!("{}=", d.name)).map(str::to_owned));
+                            (d.name.clone(), value)
+                        })
+                        .collect();
+                    history.push(json!({"created": now, "created_by": config::arg_history(&values), "comment": "buildkit.dockerfile.v0", "empty_layer": true}));
+                }
+                other => {
+                    if let Some(text) =
+                        config::apply(&mut container, &mut flags, other).map_err(|e| at(command.location, e))?
+                    {
+                        history.push(json!({"created": now, "created_by": text, "comment": "buildkit.dockerfile.v0", "empty_layer": true}));
+                    }
+                }
+            }
+        }
+        let object = image.as_object_mut().expect("image config is an object");
+        object.insert("config".to_owned(), serde_json::to_value(&container).unwrap_or(Value::Null));
+        object.insert(
+            "rootfs".to_owned(),
+            json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()}),
+        );
+        object.insert("history".to_owned(), Value::Array(history));
+        object.insert("created".to_owned(), json!(strata_oci::time::Timestamp::now().to_rfc3339()));
+        results[index] = Some(StageResult { config: image, layers });
+    }
+    let target = results[plan.target].take().ok_or_else(|| BuildError::Invalid("the target was not built".into()))?;
+    worker.write_image(&target.config, &target.layers, &options.tags).map_err(BuildError::Invalid)
+}
+
+fn stage_declares_arg(stage: &strata_dockerfile::Stage, name: &str) -> bool {
+    stage
+        .commands
+        .iter()
+        .any(|c| matches!(&c.instruction, Instruction::Arg(defs) if defs.iter().any(|d| d.name == name)))
+}
+
+/// The config of `FROM scratch`.
+fn scratch_config() -> Value {
+    json!({
+        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        "os": "linux",
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [],
+    })
+}
+
+/// COPY's destination against the working directory; a trailing `/` (or `.`) keeps meaning
+/// "a directory".
+fn absolute_dest(workdir: &str, dest: &str) -> String {
+    let directory = dest.ends_with('/') || dest == "." || dest.ends_with("/.");
+    let joined = if dest.starts_with('/') { dest.to_owned() } else { format!("/{workdir}/{dest}") };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    let mut out = format!("/{}", parts.join("/"));
+    if directory && out != "/" {
+        out.push('/');
+    }
+    out
+}
+
+/// The shell-form text of a command line, for messages.
+pub fn command_text(command: &CommandLine) -> String {
+    match command {
+        CommandLine::Shell(line) => line.clone(),
+        CommandLine::Exec(args) => args.join(" "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// A worker that records the steps it is asked for.
+    #[derive(Default)]
+    struct Recorder {
+        steps: RefCell<Vec<String>>,
+    }
+
+    impl Worker for Recorder {
+        fn resolve(&self, reference: &str) -> Result<BaseImage, String> {
+            if reference != "busybox" {
+                return Err(format!("pull access denied for {reference}, repository does not exist"));
+            }
+            Ok(BaseImage {
+                config: json!({"os": "linux", "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]}, "history": [{"created_by": "base"}]}),
+                layers: vec![Layer { blob: "sha256:b".into(), diff_id: "sha256:d".into(), size: 1 }],
+            })
+        }
+        fn run(&self, layers: &[Layer], step: &RunStep) -> Result<Layer, (i32, String)> {
+            self.steps.borrow_mut().push(format!(
+                "run {} on {} as {:?} in {}",
+                step.args.join(" "),
+                layers.len(),
+                step.user,
+                step.cwd
+            ));
+            if step.args.last().is_some_and(|a| a == "false") {
+                return Err((1, String::new()));
+            }
+            Ok(Layer {
+                blob: format!("sha256:run{}", layers.len()),
+                diff_id: format!("sha256:rd{}", layers.len()),
+                size: 2,
+            })
+        }
+        fn copy(&self, layers: &[Layer], step: &CopyStep) -> Result<Layer, String> {
+            self.steps.borrow_mut().push(format!("copy {:?} to {} on {}", step.sources, step.dest, layers.len()));
+            Ok(Layer { blob: "sha256:c".into(), diff_id: "sha256:cd".into(), size: 3 })
+        }
+        fn write_image(&self, config: &Value, layers: &[Layer], tags: &[String]) -> Result<String, String> {
+            self.steps.borrow_mut().push(format!("image {} layers {tags:?}", layers.len()));
+            self.steps.borrow_mut().push(config.to_string());
+            Ok("sha256:image".into())
+        }
+    }
+
+    fn build_text(text: &str, target: Option<&str>) -> (Result<String, BuildError>, Vec<String>) {
+        let dockerfile = strata_dockerfile::parse_dockerfile(text, "Dockerfile").expect("parses");
+        let worker = Recorder::default();
+        let options = BuildOptions {
+            file: "Dockerfile".into(),
+            target: target.map(str::to_owned),
+            tags: vec!["app".into()],
+            ..BuildOptions::default()
+        };
+        let result = build(&dockerfile, &options, &worker, &mut Vec::new());
+        let steps = worker.steps.borrow().clone();
+        (result, steps)
+    }
+
+    #[test]
+    fn steps_config_and_history() {
+        let (result, steps) = build_text(
+            "FROM busybox AS base\nARG V=1\nENV X=$V\nWORKDIR /app\nUSER nobody\nRUN echo $X > f\nCOPY a b/ ./\nCMD [\"./run\"]\n",
+            None,
+        );
+        assert_eq!(result, Ok("sha256:image".to_owned()));
+        assert_eq!(steps[0], "run /bin/sh -c echo $X > f on 1 as \"nobody\" in /app");
+        assert_eq!(steps[1], "copy [\"a\", \"b/\"] to /app/ on 2");
+        assert_eq!(steps[2], "image 3 layers [\"app\"]");
+        let config: Value = serde_json::from_str(&steps[3]).expect("json");
+        assert_eq!(config["config"]["Env"], json!(["PATH=/bin", "X=1"]));
+        assert_eq!(config["config"]["Cmd"], json!(["./run"]));
+        assert_eq!(config["config"]["WorkingDir"], "/app");
+        assert_eq!(config["rootfs"]["diff_ids"], json!(["sha256:d", "sha256:rd1", "sha256:cd"]));
+        let history: Vec<&str> = config["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .map(|h| h["created_by"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            history,
+            [
+                "base",
+                "ARG V=1",
+                "ENV X=1",
+                "WORKDIR /app",
+                "USER nobody",
+                "RUN |1 V=1 /bin/sh -c echo $X > f # buildkit",
+                "COPY a b/ ./ # buildkit",
+                "CMD [\"./run\"]",
+            ]
+        );
+        let empty: Vec<bool> =
+            config["history"].as_array().expect("history").iter().map(|h| h["empty_layer"] == true).collect();
+        assert_eq!(empty, [false, true, true, true, true, false, false, true]);
+    }
+
+    #[test]
+    fn stages_and_failures() {
+        let (result, steps) = build_text("FROM busybox AS a\nRUN one\nFROM a\nRUN two\n", None);
+        assert!(result.is_ok());
+        assert_eq!(&steps[..2], ["run /bin/sh -c one on 1 as \"\" in /", "run /bin/sh -c two on 2 as \"\" in /"]);
+        let (result, _) = build_text("FROM busybox\nRUN false\n", None);
+        assert_eq!(
+            result,
+            Err(BuildError::Step {
+                code: 1,
+                message: "Dockerfile:2: process \"/bin/sh -c false\" did not complete successfully: exit code: 1"
+                    .into()
+            })
+        );
+        let (result, _) = build_text("FROM nosuch\n", None);
+        assert_eq!(
+            result,
+            Err(BuildError::Invalid("Dockerfile:1: pull access denied for nosuch, repository does not exist".into()))
+        );
+        let (result, steps) = build_text("FROM scratch\nCOPY x /x\n", None);
+        assert!(result.is_ok());
+        assert_eq!(steps[0], "copy [\"x\"] to /x on 0");
+        assert_eq!(absolute_dest("/app", "../etc/"), "/etc/");
+        assert_eq!(absolute_dest("", "."), "/");
+    }
+}
