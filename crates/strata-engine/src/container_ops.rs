@@ -19,7 +19,7 @@ use crate::import::{record_image, to_json};
 use crate::{parse_tag, Engine};
 
 /// Files strata creates in a container's writable layer only to mount over them.
-const MOUNT_POINTS: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf"];
+pub(crate) const MOUNT_POINTS: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf"];
 
 /// A line of `docker diff`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -364,7 +364,7 @@ impl Engine {
 
 /// `path` inside `root`, every symlink resolved as if `root` were `/` (never out of it).
 /// Returns the descriptor; `/proc/self/fd/N` names it for code that wants a path.
-fn resolve_in(root: &Path, path: &str) -> Result<std::os::fd::OwnedFd> {
+pub(crate) fn resolve_in(root: &Path, path: &str) -> Result<std::os::fd::OwnedFd> {
     let root_fd =
         rustix::fs::open(root, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
             .map_err(|e| EngineError::Io { path: root.to_owned(), source: e.into() })?;
@@ -385,11 +385,11 @@ fn resolve_in(root: &Path, path: &str) -> Result<std::os::fd::OwnedFd> {
     Ok(fd)
 }
 
-fn fd_path(fd: &std::os::fd::OwnedFd) -> PathBuf {
+pub(crate) fn fd_path(fd: &std::os::fd::OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)))
 }
 
-fn apply_into(root: &Path, dest: &str, input: &mut dyn Read) -> Result<()> {
+pub(crate) fn apply_into(root: &Path, dest: &str, input: &mut dyn Read) -> Result<()> {
     let fd = resolve_in(root, dest)?;
     let target = fd_path(&fd);
     if !fs::metadata(&target).at(&target)?.is_dir() {

@@ -820,13 +820,13 @@ pub fn parse_signal(name: &str) -> Result<i32> {
         .ok_or_else(|| EngineError::InvalidArgument(format!("invalid signal: {name}")))
 }
 
-fn dup_stdio(fd: i32) -> Option<OwnedFd> {
+pub(crate) fn dup_stdio(fd: i32) -> Option<OwnedFd> {
     // SAFETY: borrowing one of our standard descriptors only to duplicate it.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     rustix::io::fcntl_dupfd_cloexec(borrowed, 3).ok()
 }
 
-fn resolv_conf() -> String {
+pub(crate) fn resolv_conf() -> String {
     // The host's servers, without loopback ones (they mean nothing in another namespace).
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let mut out = String::new();

@@ -21,6 +21,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
     /// List images
@@ -574,4 +576,31 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The build context: a directory
+    pub context: PathBuf,
+    /// Name and optionally a tag (`name:tag`); may be given several times
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile); `-` reads it from stdin
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<String>,
+    /// Set build-time variables (`KEY=VALUE`, or `KEY` to take it from the environment)
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Suppress the build output and print the image ID on success
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Write the image ID to the file
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Do not use cache when building the image (strata has no build cache yet: every build is uncached)
+    #[arg(long)]
+    pub no_cache: bool,
 }

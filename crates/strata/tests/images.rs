@@ -138,7 +138,10 @@ fn not_a_tarball_is_rejected_and_nothing_changes() {
     let root = TestRoot::new();
     let tar = busybox_rootfs_tar(root.dir.path());
     strata(&root, &["import", tar.to_str().expect("utf-8"), "keep"]).ok();
-    let before = (strata(&root, &["images"]).ok().stdout(), blob_count(&root));
+    let before = (
+        strata(&root, &["images", "--format", "{{.ID}} {{.Repository}}:{{.Tag}} {{.Size}}"]).ok().stdout(),
+        blob_count(&root),
+    );
     let text = root.path("notes.txt");
     std::fs::write(&text, "these are not the bytes of a tar archive at all\n".repeat(20)).expect("write");
     let err = strata(&root, &["import", text.to_str().expect("utf-8"), "bad"]).fails();
@@ -147,7 +150,13 @@ fn not_a_tarball_is_rejected_and_nothing_changes() {
     let full = std::fs::read(&tar).expect("read");
     std::fs::write(&truncated, &full[..full.len() / 2 + 100]).expect("write");
     strata(&root, &["import", truncated.to_str().expect("utf-8"), "bad"]).fails();
-    assert_eq!((strata(&root, &["images"]).ok().stdout(), blob_count(&root)), before);
+    assert_eq!(
+        (
+            strata(&root, &["images", "--format", "{{.ID}} {{.Repository}}:{{.Tag}} {{.Size}}"]).ok().stdout(),
+            blob_count(&root)
+        ),
+        before
+    );
     strata(&root, &["fsck"]).ok();
 }
 

@@ -42,8 +42,8 @@ pub fn run(engine: &Engine, args: HistoryArgs) -> anyhow::Result<u8> {
         }
     };
     match args.format.as_deref() {
-        Some("json") | Some("{{json .}}") => {
-            let mut out = String::new();
+        Some(format) if format != "table" => {
+            let mut objects = Vec::new();
             for row in &rows {
                 let mut object = BTreeMap::new();
                 object.insert("Comment", row.comment.clone());
@@ -52,19 +52,33 @@ pub fn run(engine: &Engine, args: HistoryArgs) -> anyhow::Result<u8> {
                 object.insert("CreatedSince", created(row));
                 object.insert("ID", id(row));
                 object.insert("Size", size(row));
-                out.push_str(&serde_json::to_string(&object)?);
-                out.push('\n');
+                objects.push(serde_json::to_value(&object)?);
             }
-            print(&out)?;
+            if format == "json" || format == "{{json .}}" {
+                let lines: Vec<String> = objects.iter().map(|o| o.to_string() + "\n").collect();
+                print(&lines.concat())?;
+            } else {
+                print(&crate::output::format_objects(format, &objects, &history_header)?)?;
+            }
         }
-        None | Some("table") => {
+        _ => {
             let mut cells = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"].map(String::from).to_vec()];
             for row in &rows {
                 cells.push(vec![id(row), created(row), created_by(row), size(row), row.comment.clone()]);
             }
             print(&table(&cells))?;
         }
-        Some(other) => anyhow::bail!("unsupported --format {other:?}: use table or json"),
     }
     Ok(0)
+}
+
+/// The column header Docker shows for a `history --format 'table ...'` field.
+fn history_header(field: &str) -> String {
+    match field {
+        "ID" => "IMAGE".to_owned(),
+        "CreatedSince" => "CREATED".to_owned(),
+        "CreatedAt" => "CREATED AT".to_owned(),
+        "CreatedBy" => "CREATED BY".to_owned(),
+        other => other.to_uppercase(),
+    }
 }

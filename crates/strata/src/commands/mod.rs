@@ -1,5 +1,6 @@
 //! One module per command; each is a few lines over `strata_engine`.
 
+mod build;
 mod container_ops;
 mod containers;
 mod debug;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     let engine = Engine::open_with(&cli.root, cli.snapshotter.as_deref())?;
     let (root, snapshotter) = (cli.root.as_path(), cli.snapshotter.as_deref());
     match cli.command {
+        Command::Build(args) => build::run(&engine, args),
         Command::Import(args) | Command::Image(ImageCommand::Import(args)) => import::run(&engine, args),
         Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => images::run(&engine, args),
         Command::History(args) | Command::Image(ImageCommand::History(args)) => history::run(&engine, args),

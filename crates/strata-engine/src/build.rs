@@ -1,0 +1,345 @@
+//! The engine's side of `strata build`: the [`Worker`] that resolves base images, runs RUN
+//! steps in a snapshot on top of the parent layers, copies context files in, and stores the
+//! result. Each step's snapshot is committed under its OCI chain ID, so the next step (and a
+//! later container of the image) starts from it without unpacking anything again.
+
+use std::fs;
+use std::io::{Cursor, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use strata_build::{BaseImage, CopyStep, Layer, RunStep, Worker};
+use strata_layer::snapshot::SnapshotError;
+use strata_layer::{Compression, DiffOptions};
+use strata_oci::{media_types, Digest};
+use strata_runtime::spec::{resolve_capabilities, MASKED_PATHS, READONLY_PATHS};
+use strata_runtime::{ContainerMount, Limits, MountKind, Network, Spec, Stdio};
+use strata_store::LayerRecord;
+
+use crate::container_ops::{apply_into, fd_path, resolve_in, MOUNT_POINTS};
+use crate::containers::{dup_stdio, resolv_conf};
+use crate::error::{EngineError, Result};
+use crate::import::record_image;
+use crate::run::random_hex;
+use crate::snapshots::chain_ids;
+use crate::{parse_tag, Engine};
+
+/// The engine as a build worker.
+pub struct EngineWorker<'a> {
+    engine: &'a Engine,
+}
+
+impl Engine {
+    pub fn build_worker(&self) -> EngineWorker<'_> {
+        EngineWorker { engine: self }
+    }
+}
+
+fn digests(layers: &[Layer]) -> Result<(Vec<Digest>, Vec<Digest>)> {
+    let parse = |s: &str| s.parse::<Digest>().map_err(|e| EngineError::Archive(format!("digest {s}: {e}")));
+    let blobs = layers.iter().map(|l| parse(&l.blob)).collect::<Result<Vec<_>>>()?;
+    let diff_ids = layers.iter().map(|l| parse(&l.diff_id)).collect::<Result<Vec<_>>>()?;
+    Ok((blobs, diff_ids))
+}
+
+impl EngineWorker<'_> {
+    /// A fresh writable snapshot on top of `layers` (unpacked first where needed).
+    fn prepare(&self, layers: &[Layer]) -> Result<String> {
+        let (blobs, diff_ids) = digests(layers)?;
+        let parent = self.engine.unpack_layers(&blobs, &diff_ids)?;
+        let key = format!("build-{}", random_hex(16));
+        self.engine.snapshotter().prepare(&key, parent.as_deref())?;
+        Ok(key)
+    }
+
+    /// The snapshot's changes become a layer blob; the snapshot is kept as that layer's chain.
+    fn commit(&self, layers: &[Layer], key: &str) -> Result<Layer> {
+        let snapshotter = self.engine.snapshotter();
+        let parents = snapshotter.parent_dirs(key)?;
+        // The mount points the runtime had to create are not the step's doing.
+        let exclude = MOUNT_POINTS
+            .iter()
+            .filter(|p| !parents.iter().any(|dir| fs::symlink_metadata(dir.join(p)).is_ok()))
+            .map(|p| (*p).to_owned())
+            .collect();
+        let _guard = self.engine.store.ingest_guard()?;
+        let mut writer = self.engine.store.content().writer()?;
+        let options = DiffOptions { compression: Some(Compression::None), exclude, ..DiffOptions::default() };
+        let report = snapshotter.diff(key, &mut writer, &options)?;
+        let blob = writer.commit(Some(&report.diff_id), Some(report.uncompressed_size))?;
+        let (_, mut diff_ids) = digests(layers)?;
+        diff_ids.push(report.diff_id.clone());
+        let chain = chain_ids(&diff_ids).last().map(ToString::to_string).unwrap_or_default();
+        match snapshotter.commit(&chain, key) {
+            Ok(()) => {}
+            // The same step was built before: keep the existing snapshot.
+            Err(SnapshotError::AlreadyExists(_)) => snapshotter.remove(key)?,
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Layer { blob: blob.to_string(), diff_id: report.diff_id.to_string(), size: report.uncompressed_size })
+    }
+
+    fn run_step(&self, layers: &[Layer], step: &RunStep) -> Result<std::result::Result<Layer, i32>> {
+        let key = self.prepare(layers)?;
+        let dir = self.engine.store.root().join("build").join(&key);
+        let result = (|| {
+            fs::create_dir_all(&dir).map_err(|e| EngineError::Io { path: dir.clone(), source: e })?;
+            let hostname = "buildkitsandbox";
+            let files = [
+                ("/etc/hosts", format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")),
+                ("/etc/hostname", format!("{hostname}\n")),
+                ("/etc/resolv.conf", resolv_conf()),
+            ];
+            let mut mounts = Vec::new();
+            for (destination, content) in files {
+                let source = dir.join(destination.trim_start_matches("/etc/"));
+                fs::write(&source, content).map_err(|e| EngineError::Io { path: source.clone(), source: e })?;
+                mounts.push(ContainerMount {
+                    destination: destination.to_owned(),
+                    kind: MountKind::Bind,
+                    source,
+                    read_only: false,
+                    seed: false,
+                    options: Vec::new(),
+                });
+            }
+            let spec = Spec {
+                args: step.args.clone(),
+                env: step.env.clone(),
+                cwd: step.cwd.clone(),
+                user_spec: Some(step.user.clone()).filter(|u| !u.is_empty()),
+                hostname: hostname.to_owned(),
+                rootfs: dir.join("rootfs"),
+                root_mounts: self.engine.snapshotter().mounts(&key)?,
+                mounts,
+                network: if step.network_host { Network::Host } else { Network::None },
+                capabilities: resolve_capabilities(false, &[], &[]).map_err(EngineError::InvalidArgument)?,
+                seccomp: true,
+                masked_paths: MASKED_PATHS.iter().map(|p| (*p).to_owned()).collect(),
+                readonly_paths: READONLY_PATHS.iter().map(|p| (*p).to_owned()).collect(),
+                limits: Limits::default(),
+                ..Spec::default()
+            };
+            // The step's output is build progress: both streams go to our stderr.
+            let stdio = Stdio { stdin: None, stdout: dup_stdio(2), stderr: dup_stdio(2), console: None };
+            let code = match strata_runtime::start(&spec, None, stdio, None) {
+                Ok(started) => strata_runtime::wait(started.pid)
+                    .map_err(|e| EngineError::Io { path: PathBuf::from("waitpid"), source: e })?,
+                Err(e) => return Err(EngineError::Start { code: e.code, message: e.message }),
+            };
+            if code != 0 {
+                return Ok(Err(code));
+            }
+            self.commit(layers, &key).map(Ok)
+        })();
+        let _ = fs::remove_dir_all(&dir);
+        if !matches!(result, Ok(Ok(_))) {
+            let _ = self.engine.snapshotter().remove(&key);
+        }
+        result
+    }
+
+    fn copy_step(&self, layers: &[Layer], step: &CopyStep) -> Result<Layer> {
+        let tar = context_tar(&step.context, &step.sources, &step.dest)?;
+        let key = self.prepare(layers)?;
+        let result = (|| {
+            // Written through an overlay mount of the new snapshot (copy-up and whiteouts are the
+            // kernel's), in a mount namespace of our own so nothing stays mounted if we die.
+            // SAFETY: unshare of this (single-threaded) process's mount namespace.
+            if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+                return Err(EngineError::Io { path: "unshare".into(), source: std::io::Error::last_os_error() });
+            }
+            rustix::mount::mount_change(
+                "/",
+                rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE,
+            )
+            .map_err(|e| EngineError::Io { path: "/".into(), source: e.into() })?;
+            let target = self.engine.store.root().join("mounts").join(&key);
+            fs::create_dir_all(&target).map_err(|e| EngineError::Io { path: target.clone(), source: e })?;
+            strata_layer::mount_all(&self.engine.snapshotter().mounts(&key)?, &target)?;
+            let applied = apply_into(&target, "/", &mut Cursor::new(tar));
+            let _ = strata_layer::unmount(&target);
+            let _ = fs::remove_dir(&target);
+            applied?;
+            self.commit(layers, &key)
+        })();
+        if result.is_err() {
+            let _ = self.engine.snapshotter().remove(&key);
+        }
+        result
+    }
+}
+
+/// A tar of the selected context files, named by where they go in the image. Sources are
+/// resolved inside the context (`..` and symlinks cannot leave it); symlinks below a source
+/// directory are copied as symlinks. Owners become root, modes and mtimes are kept.
+fn context_tar(context: &Path, sources: &[String], dest: &str) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let dest_is_dir = dest.ends_with('/') || sources.len() > 1;
+    for source in sources {
+        if source.contains(['*', '?', '[']) {
+            return Err(EngineError::InvalidArgument(format!("COPY {source}: wildcards are not supported yet")));
+        }
+        let clean = source.trim_start_matches("./");
+        if clean.split('/').any(|part| part == "..") && escapes(clean) {
+            return Err(EngineError::InvalidArgument(format!("forbidden path outside the build context: {source}")));
+        }
+        let fd = resolve_in(context, clean).map_err(|_| {
+            EngineError::InvalidArgument(format!("failed to compute cache key: \"/{clean}\": not found"))
+        })?;
+        let path = fd_path(&fd);
+        let meta = fs::metadata(&path).map_err(|e| EngineError::Io { path: path.clone(), source: e })?;
+        let dest_root = dest.trim_start_matches('/').trim_end_matches('/');
+        if meta.is_dir() {
+            append_tree(&mut builder, &path, dest_root)?;
+        } else {
+            let name = Path::new(clean).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let target = if dest_is_dir || dest_root.is_empty() {
+                format!("{dest_root}/{name}").trim_start_matches('/').to_owned()
+            } else {
+                dest_root.to_owned()
+            };
+            append_file(&mut builder, &path, &meta, &target)?;
+        }
+    }
+    builder.into_inner().map_err(|e| EngineError::Archive(e.to_string()))
+}
+
+/// Whether a relative path climbs above its start.
+fn escapes(path: &str) -> bool {
+    let mut depth = 0i32;
+    for part in path.split('/') {
+        match part {
+            ".." => depth -= 1,
+            "" | "." => {}
+            _ => depth += 1,
+        }
+        if depth < 0 {
+            return true;
+        }
+    }
+    false
+}
+
+fn header_for(meta: &fs::Metadata) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(meta.mode() & 0o7777);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(meta.mtime().max(0) as u64);
+    header
+}
+
+fn append_file(builder: &mut tar::Builder<Vec<u8>>, path: &Path, meta: &fs::Metadata, name: &str) -> Result<()> {
+    let io = |e: std::io::Error| EngineError::Io { path: path.to_owned(), source: e };
+    let mut header = header_for(meta);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(meta.len());
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io)?;
+    builder.append_data(&mut header, name, &data[..]).map_err(io)
+}
+
+fn append_tree(builder: &mut tar::Builder<Vec<u8>>, dir: &Path, prefix: &str) -> Result<()> {
+    let io = |e: std::io::Error| EngineError::Io { path: dir.to_owned(), source: e };
+    let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir).map_err(io)?.collect::<std::io::Result<_>>().map_err(io)?;
+    entries.sort_by_key(fs::DirEntry::file_name);
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        let path = entry.path();
+        let meta = fs::symlink_metadata(&path).map_err(io)?;
+        if meta.is_dir() {
+            let mut header = header_for(&meta);
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            builder.append_data(&mut header, format!("{full}/"), std::io::empty()).map_err(io)?;
+            append_tree(builder, &path, &full)?;
+        } else if meta.file_type().is_symlink() {
+            let target = fs::read_link(&path).map_err(io)?;
+            let mut header = header_for(&meta);
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            builder.append_link(&mut header, &full, &target).map_err(io)?;
+        } else if meta.is_file() {
+            append_file(builder, &path, &meta, &full)?;
+        }
+    }
+    Ok(())
+}
+
+impl Worker for EngineWorker<'_> {
+    fn resolve(&self, reference: &str) -> std::result::Result<BaseImage, String> {
+        let denied =
+            || format!("pull access denied for {reference}, repository does not exist or may require 'docker login'");
+        let db = self.engine.store.read_db().map_err(|e| e.to_string())?;
+        let image = self.engine.resolve(&db, reference).map_err(|_| denied())?.clone();
+        let (bytes, _) = self.engine.config(&image).map_err(|e| e.to_string())?;
+        let config: Value = serde_json::from_slice(&bytes).map_err(|e| format!("config of {reference}: {e}"))?;
+        let layers = image
+            .layers
+            .iter()
+            .map(|blob| {
+                let record = db.layers.get(blob).ok_or_else(|| format!("layer {blob} has no record"))?;
+                Ok(Layer { blob: blob.to_string(), diff_id: record.diff_id.to_string(), size: record.size })
+            })
+            .collect::<std::result::Result<Vec<_>, String>>()?;
+        Ok(BaseImage { config, layers })
+    }
+
+    fn run(&self, layers: &[Layer], step: &RunStep) -> std::result::Result<Layer, (i32, String)> {
+        match self.run_step(layers, step) {
+            Ok(Ok(layer)) => Ok(layer),
+            Ok(Err(code)) => Err((code, String::new())),
+            Err(EngineError::Start { code, message }) => Err((code, message)),
+            Err(e) => Err((1, e.to_string())),
+        }
+    }
+
+    fn copy(&self, layers: &[Layer], step: &CopyStep) -> std::result::Result<Layer, String> {
+        self.copy_step(layers, step).map_err(|e| e.to_string())
+    }
+
+    fn write_image(&self, config: &Value, layers: &[Layer], tags: &[String]) -> std::result::Result<String, String> {
+        let tags = tags.iter().map(|t| parse_tag(t)).collect::<Result<Vec<_>>>().map_err(|e| e.to_string())?;
+        let config_bytes = serde_json::to_vec(config).map_err(|e| e.to_string())?;
+        let records: Vec<(Digest, LayerRecord)> = layers
+            .iter()
+            .map(|layer| {
+                let (blobs, diff_ids) = digests(std::slice::from_ref(layer))?;
+                Ok((
+                    blobs[0].clone(),
+                    LayerRecord {
+                        diff_id: diff_ids[0].clone(),
+                        media_type: media_types::OCI_LAYER.to_owned(),
+                        size: layer.size,
+                        uncompressed_size: layer.size,
+                        snapshot: None,
+                    },
+                ))
+            })
+            .collect::<Result<_>>()
+            .map_err(|e| e.to_string())?;
+        // Layers that came from a base image keep their own records (media type, sizes).
+        let db = self.engine.store.read_db().map_err(|e| e.to_string())?;
+        let records: Vec<(Digest, LayerRecord)> = records
+            .into_iter()
+            .map(|(blob, record)| match db.layers.get(&blob) {
+                Some(existing) => (blob, existing.clone()),
+                None => (blob, record),
+            })
+            .collect();
+        let manifest = self.engine.put_manifest(&config_bytes, &records).map_err(|e| e.to_string())?;
+        let id = Digest::of(&config_bytes);
+        let created = config.get("created").and_then(Value::as_str).map(str::to_owned);
+        self.engine
+            .store
+            .update(|db| {
+                record_image(db, &id, manifest, records, created, &tags);
+                Ok::<_, strata_store::StoreError>(())
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(id.to_string())
+    }
+}

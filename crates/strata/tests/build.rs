@@ -1,0 +1,183 @@
+//! `strata build` through the real binary: instructions, history, the image's filesystem and
+//! config, multi-stage targets, and bad input. Needs root (RUN steps are containers).
+
+use std::path::Path;
+
+use strata_testkit::{busybox_rootfs_tar, Run, TestRoot};
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+macro_rules! require_root {
+    () => {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: RUN steps need root (namespaces, mounts)");
+            return;
+        }
+    };
+}
+
+fn strata(root: &TestRoot, args: &[&str]) -> Run {
+    let mut command = root.strata(STRATA);
+    command.args(args);
+    Run::of(command)
+}
+
+/// A store with busybox and a context directory holding `files` (path, content).
+fn setup(files: &[(&str, &str)]) -> (TestRoot, std::path::PathBuf) {
+    let root = TestRoot::new();
+    let tar = busybox_rootfs_tar(root.dir.path());
+    strata(&root, &["import", tar.to_str().expect("utf-8"), "busybox"]).ok();
+    let context = root.path("context");
+    for (path, content) in files {
+        let full = context.join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&full, content).expect("write");
+    }
+    (root, context)
+}
+
+#[test]
+fn builds_runs_and_records_history() {
+    require_root!();
+    let dockerfile = r#"FROM busybox
+ARG GREETING=hi
+ENV APP=/app
+WORKDIR $APP
+COPY hello.txt dir ./
+RUN echo "$GREETING from $(pwd)" > made.txt
+USER nobody
+CMD ["cat", "/app/made.txt"]
+"#;
+    let (root, context) = setup(&[("Dockerfile", dockerfile), ("hello.txt", "hello\n"), ("dir/sub/deep", "deep\n")]);
+    std::os::unix::fs::symlink("hello.txt", context.join("dir/link")).expect("symlink");
+    std::fs::set_permissions(context.join("dir/sub"), std::os::unix::fs::PermissionsExt::from_mode(0o750))
+        .expect("chmod");
+    let ctx = context.to_str().expect("utf-8");
+    let iid = root.path("iid");
+    let built = strata(
+        &root,
+        &[
+            "build",
+            "-t",
+            "app",
+            "-t",
+            "app:v2",
+            "--build-arg",
+            "GREETING=hey",
+            "--iidfile",
+            iid.to_str().expect("utf-8"),
+            ctx,
+        ],
+    )
+    .ok();
+    assert!(built.stderr().contains("naming to app done"), "{}", built.stderr());
+    let id = std::fs::read_to_string(&iid).expect("iidfile");
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    assert_eq!(strata(&root, &["images", "-q", "app:v2"]).ok().stdout().trim(), &id[7..19]);
+
+    // The image runs as configured, with the copied tree (modes, symlink) and the RUN's file.
+    assert_eq!(strata(&root, &["run", "--rm", "app"]).ok().stdout(), "hey from /app\n");
+    let listing = strata(
+        &root,
+        &[
+            "run",
+            "--rm",
+            "-u",
+            "root",
+            "app",
+            "sh",
+            "-c",
+            "cd /app && stat -c '%n %a %U %F' hello.txt link sub sub/deep made.txt && readlink link && cat sub/deep",
+        ],
+    )
+    .ok()
+    .stdout();
+    assert_eq!(
+        listing,
+        "hello.txt 644 root regular file\nlink 777 root symbolic link\nsub 750 root directory\n\
+         sub/deep 644 root regular file\nmade.txt 644 root regular file\nhello.txt\ndeep\n"
+    );
+    let format = "{{.Config.User}} {{.Config.WorkingDir}} {{json .Config.Cmd}} {{json .Config.Env}}";
+    let config = strata(&root, &["inspect", "-f", format, "app"]).ok().stdout();
+    assert!(config.starts_with("nobody /app [\"cat\",\"/app/made.txt\"] ["), "{config}");
+    assert!(config.trim_end().ends_with(",\"APP=/app\"]") || config.contains("[\"APP=/app\"]"), "{config}");
+    let history = strata(&root, &["history", "--no-trunc", "--format", "{{.CreatedBy}}", "app"]).ok().stdout();
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(
+        lines[..7],
+        [
+            "CMD [\"cat\" \"/app/made.txt\"]",
+            "USER nobody",
+            "RUN |1 GREETING=hey /bin/sh -c echo \"$GREETING from $(pwd)\" > made.txt # buildkit",
+            "COPY hello.txt dir ./ # buildkit",
+            "WORKDIR /app",
+            "ENV APP=/app",
+            "ARG GREETING=hey",
+        ]
+    );
+    // One layer per RUN/COPY on top of the base's.
+    let layers = strata(&root, &["inspect", "-f", "{{json .RootFS.Layers}}", "app"]).ok().stdout();
+    assert_eq!(layers.matches("sha256:").count(), 3, "{layers}");
+}
+
+#[test]
+fn stages_targets_and_stdin_dockerfile() {
+    require_root!();
+    let (root, context) = setup(&[]);
+    std::fs::create_dir_all(&context).expect("context");
+    let ctx = context.to_str().expect("utf-8");
+    let dockerfile = "FROM busybox AS base\nRUN echo base > /base\nFROM base AS test\nRUN false\nFROM base\nRUN cat /base > /final\n";
+    let mut command = root.strata(STRATA);
+    command.args(["build", "-q", "-t", "multi", "-f", "-", ctx]);
+    let out = Run::with_stdin(command, dockerfile.as_bytes()).ok();
+    assert!(out.stdout().starts_with("sha256:"), "{}", out.stdout());
+    // The failing `test` stage is not needed by the last stage, so it never ran.
+    assert_eq!(strata(&root, &["run", "--rm", "multi", "cat", "/final"]).ok().stdout(), "base\n");
+    // --target picks a stage; this one fails: exit 1, its line, nothing tagged.
+    std::fs::write(context.join("Dockerfile"), dockerfile).expect("write");
+    let failed = strata(&root, &["build", "--target", "test", "-t", "broken", ctx]);
+    assert_eq!(failed.code(), 1);
+    assert!(
+        failed
+            .stderr()
+            .contains("Dockerfile:4: process \"/bin/sh -c false\" did not complete successfully: exit code: 1"),
+        "{}",
+        failed.stderr()
+    );
+    assert_eq!(strata(&root, &["images", "-q", "broken"]).ok().stdout(), "");
+    let missing = strata(&root, &["build", "--target", "nope", ctx]);
+    assert!(missing.stderr().contains("failed to reach build target nope in Dockerfile"), "{}", missing.stderr());
+}
+
+#[test]
+fn bad_input_names_the_line_and_stays_in_the_context() {
+    require_root!();
+    let (root, context) = setup(&[("inside.txt", "ok\n")]);
+    let ctx = context.to_str().expect("utf-8");
+    let cases = [
+        (
+            "FROM busybox\nCOPY ../../etc/passwd /x\n",
+            "Dockerfile:2: forbidden path outside the build context: ../../etc/passwd",
+        ),
+        ("FROM busybox\nCOPY nothere /x\n", "Dockerfile:2: failed to compute cache key: \"/nothere\": not found"),
+        ("FROM nosuchimage\n", "Dockerfile:1: pull access denied for nosuchimage"),
+        (
+            "FROM busybox\nRUN --mount=type=cache,target=/c true\n",
+            "Dockerfile:2: RUN --mount and heredocs are not supported yet",
+        ),
+        ("FROM busybox\nFROBNICATE x\n", "Dockerfile:2: unknown instruction: FROBNICATE"),
+    ];
+    for (dockerfile, expected) in cases {
+        std::fs::write(context.join("Dockerfile"), dockerfile).expect("write");
+        let out = strata(&root, &["build", "-t", "x", ctx]);
+        assert_eq!(out.code(), 1, "{dockerfile}");
+        assert!(out.stderr().contains(expected), "{dockerfile}: {}", out.stderr());
+    }
+    // A symlink in the context pointing out of it resolves inside the context instead.
+    std::os::unix::fs::symlink("/etc/hostname", context.join("escape")).expect("symlink");
+    std::fs::write(context.join("Dockerfile"), "FROM busybox\nCOPY escape /x\n").expect("write");
+    let out = strata(&root, &["build", "-t", "x", ctx]);
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    assert_eq!(strata(&root, &["images", "-q", "x"]).ok().stdout(), "");
+    assert!(!Path::new(&context.join("x")).exists());
+}
