@@ -24,6 +24,11 @@ pub struct Layer {
     /// The uncompressed tar's digest (the config's `rootfs.diff_ids`).
     pub diff_id: String,
     pub size: u64,
+    /// When the step that made it first ran (kept on cache hits, so an unchanged rebuild
+    /// gives the same image).
+    pub created: String,
+    /// Found in the build cache: nothing ran.
+    pub cached: bool,
 }
 
 /// A base image: its whole config JSON and its layers, bottom first.
@@ -125,17 +130,24 @@ pub fn build(
         let mut container: ContainerConfig =
             serde_json::from_value(image.get("config").cloned().unwrap_or(Value::Null)).unwrap_or_default();
         let mut history: Vec<Value> = image.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+        // Metadata-only entries take the time of the layer before them (the base's creation
+        // at first), so a rebuild that changes nothing produces the same config and image ID.
+        let mut last_created = image
+            .get("created")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| strata_oci::time::Timestamp::now().to_rfc3339());
         let mut flags = StageFlags::default();
         let image_env = container.env.clone().unwrap_or_default();
         let mut scope = StageScope::new(&global, &options.context, &image_env);
 
         for command in &stage.commands {
             step += 1;
+            let step_number = step;
             let _ =
                 writeln!(progress, "#{step}/{steps_total} [{}] {}", planned.display_name(), command.original.trim());
             let instruction =
                 scope.apply(command, &options.context).map_err(|e| at(command.location, e.to_string()))?;
-            let now = strata_oci::time::Timestamp::now().to_rfc3339();
             match &instruction {
                 Instruction::Run(run) => {
                     if !run.mounts.is_empty() || !run.heredocs.is_empty() {
@@ -158,6 +170,10 @@ pub fn build(
                             if message.is_empty() { String::new() } else { format!(": {message}") }
                         ),
                     })?;
+                    last_created = layer.created.clone();
+                    if layer.cached {
+                        let _ = writeln!(progress, "#{step_number} CACHED");
+                    }
                     layers.push(layer);
                     let build_args: Vec<(String, String)> = scope
                         .arg_values()
@@ -165,7 +181,7 @@ pub fn build(
                         .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
                         .filter(|(k, _)| stage_declares_arg(stage, k))
                         .collect();
-                    history.push(json!({"created": now, "created_by": config::run_history(&args, &build_args), "comment": "buildkit.dockerfile.v0"}));
+                    history.push(json!({"created": last_created, "created_by": config::run_history(&args, &build_args), "comment": "buildkit.dockerfile.v0"}));
                 }
                 Instruction::Copy(copy) => {
                     if copy.from.is_some() || !copy.inline.is_empty() || copy.chown.is_some() || copy.chmod.is_some() {
@@ -178,10 +194,15 @@ pub fn build(
                     let dest = absolute_dest(&workdir, &copy.dest);
                     let step = CopyStep { context: options.context_dir.clone(), sources: copy.sources.clone(), dest };
                     let layer = worker.copy(&layers, &step).map_err(|e| at(command.location, e))?;
+                    last_created = layer.created.clone();
+                    if layer.cached {
+                        let _ = writeln!(progress, "#{step_number} CACHED");
+                    }
                     layers.push(layer);
                     let created_by = format!("COPY {} {} # buildkit", copy.sources.join(" "), copy.dest);
-                    history
-                        .push(json!({"created": now, "created_by": created_by, "comment": "buildkit.dockerfile.v0"}));
+                    history.push(
+                        json!({"created": last_created, "created_by": created_by, "comment": "buildkit.dockerfile.v0"}),
+                    );
                 }
                 Instruction::Add(_) => {
                     return Err(at(command.location, "ADD is not supported yet".to_owned()));
@@ -197,13 +218,13 @@ pub fn build(
                             (d.name.clone(), value)
                         })
                         .collect();
-                    history.push(json!({"created": now, "created_by": config::arg_history(&values), "comment": "buildkit.dockerfile.v0", "empty_layer": true}));
+                    history.push(json!({"created": last_created, "created_by": config::arg_history(&values), "comment": "buildkit.dockerfile.v0", "empty_layer": true}));
                 }
                 other => {
                     if let Some(text) =
                         config::apply(&mut container, &mut flags, other).map_err(|e| at(command.location, e))?
                     {
-                        history.push(json!({"created": now, "created_by": text, "comment": "buildkit.dockerfile.v0", "empty_layer": true}));
+                        history.push(json!({"created": last_created, "created_by": text, "comment": "buildkit.dockerfile.v0", "empty_layer": true}));
                     }
                 }
             }
@@ -215,7 +236,7 @@ pub fn build(
             json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()}),
         );
         object.insert("history".to_owned(), Value::Array(history));
-        object.insert("created".to_owned(), json!(strata_oci::time::Timestamp::now().to_rfc3339()));
+        object.insert("created".to_owned(), json!(last_created));
         results[index] = Some(StageResult { config: image, layers });
     }
     let target = results[plan.target].take().ok_or_else(|| BuildError::Invalid("the target was not built".into()))?;
@@ -287,8 +308,14 @@ mod tests {
                 return Err(format!("pull access denied for {reference}, repository does not exist"));
             }
             Ok(BaseImage {
-                config: json!({"os": "linux", "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]}, "history": [{"created_by": "base"}]}),
-                layers: vec![Layer { blob: "sha256:b".into(), diff_id: "sha256:d".into(), size: 1 }],
+                config: json!({"os": "linux", "created": "t0", "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]}, "history": [{"created_by": "base"}]}),
+                layers: vec![Layer {
+                    blob: "sha256:b".into(),
+                    diff_id: "sha256:d".into(),
+                    size: 1,
+                    created: "t0".into(),
+                    cached: false,
+                }],
             })
         }
         fn run(&self, layers: &[Layer], step: &RunStep) -> Result<Layer, (i32, String)> {
@@ -306,11 +333,19 @@ mod tests {
                 blob: format!("sha256:run{}", layers.len()),
                 diff_id: format!("sha256:rd{}", layers.len()),
                 size: 2,
+                created: format!("t{}", layers.len()),
+                cached: false,
             })
         }
         fn copy(&self, layers: &[Layer], step: &CopyStep) -> Result<Layer, String> {
             self.steps.borrow_mut().push(format!("copy {:?} to {} on {}", step.sources, step.dest, layers.len()));
-            Ok(Layer { blob: "sha256:c".into(), diff_id: "sha256:cd".into(), size: 3 })
+            Ok(Layer {
+                blob: "sha256:c".into(),
+                diff_id: "sha256:cd".into(),
+                size: 3,
+                created: "tc".into(),
+                cached: false,
+            })
         }
         fn write_image(&self, config: &Value, layers: &[Layer], tags: &[String]) -> Result<String, String> {
             self.steps.borrow_mut().push(format!("image {} layers {tags:?}", layers.len()));
@@ -367,6 +402,18 @@ mod tests {
                 "CMD [\"./run\"]",
             ]
         );
+        let created: Vec<&str> = config["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .map(|h| h["created"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            created[1..],
+            ["t0", "t0", "t0", "t0", "t1", "tc", "tc"],
+            "metadata entries take the last layer's time"
+        );
+        assert_eq!(config["created"], "tc");
         let empty: Vec<bool> =
             config["history"].as_array().expect("history").iter().map(|h| h["empty_layer"] == true).collect();
         assert_eq!(empty, [false, true, true, true, true, false, false, true]);

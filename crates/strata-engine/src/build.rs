@@ -28,12 +28,23 @@ use crate::{parse_tag, Engine};
 /// The engine as a build worker.
 pub struct EngineWorker<'a> {
     engine: &'a Engine,
+    use_cache: bool,
 }
 
 impl Engine {
-    pub fn build_worker(&self) -> EngineWorker<'_> {
-        EngineWorker { engine: self }
+    /// A worker for one build; `use_cache: false` is `--no-cache` (results are still recorded).
+    pub fn build_worker(&self, use_cache: bool) -> EngineWorker<'_> {
+        EngineWorker { engine: self, use_cache }
     }
+}
+
+/// What a cache entry remembers: the layer a step made.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheEntry {
+    blob: String,
+    diff_id: String,
+    size: u64,
+    created: String,
 }
 
 fn digests(layers: &[Layer]) -> Result<(Vec<Digest>, Vec<Digest>)> {
@@ -44,6 +55,51 @@ fn digests(layers: &[Layer]) -> Result<(Vec<Digest>, Vec<Digest>)> {
 }
 
 impl EngineWorker<'_> {
+    /// The chain ID of `layers` (`scratch` for none): a step's cache key starts from it.
+    fn parent_identity(layers: &[Layer]) -> Result<String> {
+        let (_, diff_ids) = digests(layers)?;
+        Ok(chain_ids(&diff_ids).last().map_or_else(|| "scratch".to_owned(), ToString::to_string))
+    }
+
+    fn cache_path(&self, key: &Digest) -> PathBuf {
+        self.engine.store.root().join("build-cache").join(key.hex())
+    }
+
+    /// A cached layer for `key`, if its blob is still in the store.
+    fn cached(&self, key: &Digest) -> Option<Layer> {
+        if !self.use_cache {
+            return None;
+        }
+        let entry: CacheEntry = serde_json::from_slice(&fs::read(self.cache_path(key)).ok()?).ok()?;
+        let blob: Digest = entry.blob.parse().ok()?;
+        self.engine.store.content().exists(&blob).then_some(Layer {
+            blob: entry.blob,
+            diff_id: entry.diff_id,
+            size: entry.size,
+            created: entry.created,
+            cached: true,
+        })
+    }
+
+    /// Records a step's layer (written aside and renamed: a reader never sees half an entry).
+    fn remember(&self, key: &Digest, layer: &Layer) {
+        let path = self.cache_path(key);
+        let entry = CacheEntry {
+            blob: layer.blob.clone(),
+            diff_id: layer.diff_id.clone(),
+            size: layer.size,
+            created: layer.created.clone(),
+        };
+        let Ok(data) = serde_json::to_vec(&entry) else { return };
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let written = path.parent().map(fs::create_dir_all).transpose().is_ok()
+            && fs::write(&tmp, data).is_ok()
+            && fs::rename(&tmp, &path).is_ok();
+        if !written {
+            let _ = fs::remove_file(&tmp);
+        }
+    }
+
     /// A fresh writable snapshot on top of `layers` (unpacked first where needed).
     fn prepare(&self, layers: &[Layer]) -> Result<String> {
         let (blobs, diff_ids) = digests(layers)?;
@@ -77,7 +133,13 @@ impl EngineWorker<'_> {
             Err(SnapshotError::AlreadyExists(_)) => snapshotter.remove(key)?,
             Err(e) => return Err(e.into()),
         }
-        Ok(Layer { blob: blob.to_string(), diff_id: report.diff_id.to_string(), size: report.uncompressed_size })
+        Ok(Layer {
+            blob: blob.to_string(),
+            diff_id: report.diff_id.to_string(),
+            size: report.uncompressed_size,
+            created: strata_oci::time::Timestamp::now().to_rfc3339(),
+            cached: false,
+        })
     }
 
     fn run_step(&self, layers: &[Layer], step: &RunStep) -> Result<std::result::Result<Layer, i32>> {
@@ -140,8 +202,7 @@ impl EngineWorker<'_> {
         result
     }
 
-    fn copy_step(&self, layers: &[Layer], step: &CopyStep) -> Result<Layer> {
-        let tar = context_tar(&step.context, &step.sources, &step.dest)?;
+    fn copy_step(&self, layers: &[Layer], tar: Vec<u8>) -> Result<Layer> {
         let key = self.prepare(layers)?;
         let result = (|| {
             // Written through an overlay mount of the new snapshot (copy-up and whiteouts are the
@@ -282,15 +343,42 @@ impl Worker for EngineWorker<'_> {
             .iter()
             .map(|blob| {
                 let record = db.layers.get(blob).ok_or_else(|| format!("layer {blob} has no record"))?;
-                Ok(Layer { blob: blob.to_string(), diff_id: record.diff_id.to_string(), size: record.size })
+                Ok(Layer {
+                    blob: blob.to_string(),
+                    diff_id: record.diff_id.to_string(),
+                    size: record.size,
+                    created: String::new(),
+                    cached: true,
+                })
             })
             .collect::<std::result::Result<Vec<_>, String>>()?;
         Ok(BaseImage { config, layers })
     }
 
     fn run(&self, layers: &[Layer], step: &RunStep) -> std::result::Result<Layer, (i32, String)> {
+        // The step is its parent, the command and everything that shapes its process.
+        let parent = Self::parent_identity(layers).map_err(|e| (1, e.to_string()))?;
+        let key = Digest::of(
+            serde_json::json!({
+                "step": "run",
+                "parent": parent,
+                "args": step.args,
+                "env": step.env,
+                "cwd": step.cwd,
+                "user": step.user,
+                "network_host": step.network_host,
+            })
+            .to_string()
+            .as_bytes(),
+        );
+        if let Some(layer) = self.cached(&key) {
+            return Ok(layer);
+        }
         match self.run_step(layers, step) {
-            Ok(Ok(layer)) => Ok(layer),
+            Ok(Ok(layer)) => {
+                self.remember(&key, &layer);
+                Ok(layer)
+            }
             Ok(Err(code)) => Err((code, String::new())),
             Err(EngineError::Start { code, message }) => Err((code, message)),
             Err(e) => Err((1, e.to_string())),
@@ -298,7 +386,16 @@ impl Worker for EngineWorker<'_> {
     }
 
     fn copy(&self, layers: &[Layer], step: &CopyStep) -> std::result::Result<Layer, String> {
-        self.copy_step(layers, step).map_err(|e| e.to_string())
+        // The files as they would land (names, modes, mtimes, content) decide, not the context.
+        let tar = context_tar(&step.context, &step.sources, &step.dest).map_err(|e| e.to_string())?;
+        let parent = Self::parent_identity(layers).map_err(|e| e.to_string())?;
+        let key = Digest::of(format!("copy\n{parent}\n{}\n{}", step.dest, Digest::of(&tar)).as_bytes());
+        if let Some(layer) = self.cached(&key) {
+            return Ok(layer);
+        }
+        let layer = self.copy_step(layers, tar).map_err(|e| e.to_string())?;
+        self.remember(&key, &layer);
+        Ok(layer)
     }
 
     fn write_image(&self, config: &Value, layers: &[Layer], tags: &[String]) -> std::result::Result<String, String> {

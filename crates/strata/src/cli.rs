@@ -600,7 +600,7 @@ pub struct BuildArgs {
     /// Write the image ID to the file
     #[arg(long)]
     pub iidfile: Option<PathBuf>,
-    /// Do not use cache when building the image (strata has no build cache yet: every build is uncached)
+    /// Do not use cache when building the image
     #[arg(long)]
     pub no_cache: bool,
 }

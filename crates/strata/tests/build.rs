@@ -181,3 +181,38 @@ fn bad_input_names_the_line_and_stays_in_the_context() {
     assert_eq!(strata(&root, &["images", "-q", "x"]).ok().stdout(), "");
     assert!(!Path::new(&context.join("x")).exists());
 }
+
+#[test]
+fn cache_reuses_unchanged_steps_and_reruns_what_depends_on_a_change() {
+    require_root!();
+    let dockerfile =
+        "FROM busybox\nRUN echo first > /first\nCOPY app /app\nRUN cat /app/a > /copied\nCMD [\"cat\", \"/copied\"]\n";
+    let (root, context) = setup(&[("Dockerfile", dockerfile), ("app/a", "one\n"), ("app/b", "b\n")]);
+    let ctx = context.to_str().expect("utf-8");
+    let first = strata(&root, &["build", "-t", "cached", ctx]).ok();
+    assert!(!first.stderr().contains("CACHED"), "{}", first.stderr());
+    let id = strata(&root, &["images", "-q", "--no-trunc", "cached"]).ok().stdout();
+
+    // Nothing changed: every step from the cache, the very same image.
+    let again = strata(&root, &["build", "-t", "cached", ctx]).ok();
+    assert_eq!(again.stderr().matches("CACHED").count(), 3, "{}", again.stderr());
+    assert_eq!(strata(&root, &["images", "-q", "--no-trunc", "cached"]).ok().stdout(), id);
+
+    // One context file changed: the RUN before the COPY stays cached, the rest runs again.
+    std::fs::write(context.join("app/a"), "two\n").expect("write");
+    let changed = strata(&root, &["build", "-t", "cached", ctx]).ok();
+    assert_eq!(changed.stderr().matches("CACHED").count(), 1, "{}", changed.stderr());
+    assert!(changed.stderr().contains("#2 CACHED"), "{}", changed.stderr());
+    assert_ne!(strata(&root, &["images", "-q", "--no-trunc", "cached"]).ok().stdout(), id);
+    assert_eq!(strata(&root, &["run", "--rm", "cached"]).ok().stdout(), "two\n");
+
+    // --no-cache runs everything.
+    let uncached = strata(&root, &["build", "--no-cache", "-t", "cached", ctx]).ok();
+    assert!(!uncached.stderr().contains("CACHED"), "{}", uncached.stderr());
+    // A build arg a RUN sees is part of its key.
+    std::fs::write(context.join("Dockerfile"), "FROM busybox\nARG V=1\nRUN echo $V > /v\n").expect("write");
+    strata(&root, &["build", "-t", "arg", ctx]).ok();
+    let other = strata(&root, &["build", "-t", "arg", "--build-arg", "V=2", ctx]).ok();
+    assert!(!other.stderr().contains("CACHED"), "{}", other.stderr());
+    assert_eq!(strata(&root, &["run", "--rm", "arg", "cat", "/v"]).ok().stdout(), "2\n");
+}

@@ -46,7 +46,7 @@ pub fn run(engine: &Engine, args: BuildArgs) -> anyhow::Result<u8> {
     }
     let options =
         BuildOptions { file: shown, context_dir, context, target: args.target.clone(), tags: args.tags.clone() };
-    let worker = engine.build_worker();
+    let worker = engine.build_worker(!args.no_cache);
     let mut progress: Box<dyn std::io::Write> =
         if args.quiet { Box::new(std::io::sink()) } else { Box::new(std::io::stderr()) };
     let started = std::time::Instant::now();
