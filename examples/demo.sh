@@ -1,5 +1,6 @@
 #!/bin/bash
-# strata's main job so far: make a busybox rootfs, import it as an image, and show it.
+# strata's main job: make a busybox rootfs, import it as a base image, build an image on it from a
+# Dockerfile, and run containers from it.
 # Uses a throwaway store unless STRATA_ROOT is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,22 @@ echo "+ strata history busybox"; "$STRATA" history busybox
 echo "+ strata inspect -f '{{json .Config}}' busybox"; "$STRATA" inspect -f '{{json .Config}}' busybox
 echo "+ strata save busybox | strata load   (into a second store)"
 "$STRATA" save busybox | STRATA_ROOT="$STRATA_ROOT/copy" "$STRATA" load
+mkdir -p "$work/app"
+printf 'hello from a strata-built image\n' > "$work/app/greeting.txt"
+cat > "$work/app/Dockerfile" <<'DOCKERFILE'
+FROM busybox
+ARG WHO=world
+ENV GREETING_FILE=/app/greeting.txt
+WORKDIR /app
+COPY greeting.txt ./
+RUN echo "built for $WHO" >> greeting.txt
+CMD ["sh", "-c", "cat $GREETING_FILE"]
+DOCKERFILE
+echo "+ strata build -t hello --build-arg WHO=you app/"; "$STRATA" build -t hello --build-arg WHO=you "$work/app"
+echo "+ strata build -t hello --build-arg WHO=you app/   (again: every step from the cache)"
+"$STRATA" build -t hello --build-arg WHO=you "$work/app"
+echo "+ strata history hello"; "$STRATA" history hello
+echo "+ strata run --rm hello"; "$STRATA" run --rm hello
 echo "+ strata run --rm busybox sh -c 'hostname; id; ls /'"; "$STRATA" run --rm busybox sh -c 'hostname; id; ls /'
 echo "+ strata run -d --name demo busybox sh -c 'echo hello from the container; sleep 60'"
 "$STRATA" run -d --name demo busybox sh -c 'echo hello from the container; sleep 60'
