@@ -81,20 +81,33 @@ impl EngineWorker<'_> {
         })
     }
 
-    /// Records a step's layer (written aside and renamed: a reader never sees half an entry).
+    /// Records a step's layer.
     fn remember(&self, key: &Digest, layer: &Layer) {
-        let path = self.cache_path(key);
         let entry = CacheEntry {
             blob: layer.blob.clone(),
             diff_id: layer.diff_id.clone(),
             size: layer.size,
             created: layer.created.clone(),
         };
-        let Ok(data) = serde_json::to_vec(&entry) else { return };
+        if let Ok(data) = serde_json::to_vec(&entry) {
+            self.write_aside(&self.cache_path(key), &data);
+        }
+    }
+
+    /// The stat cache of one context directory.
+    fn stat_cache_path(&self, context: &Path) -> PathBuf {
+        let canonical = fs::canonicalize(context).unwrap_or_else(|_| context.to_owned());
+        let id = Digest::of(canonical.to_string_lossy().as_bytes());
+        self.engine.store.root().join("build-cache").join(format!("stat-{}.json", &id.hex()[..16]))
+    }
+
+    /// Writes a cache file aside and renames it into place: a reader never sees half of it.
+    /// Losing one is harmless (a miss), so errors are ignored.
+    fn write_aside(&self, path: &Path, data: &[u8]) {
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
         let written = path.parent().map(fs::create_dir_all).transpose().is_ok()
             && fs::write(&tmp, data).is_ok()
-            && fs::rename(&tmp, &path).is_ok();
+            && fs::rename(&tmp, path).is_ok();
         if !written {
             let _ = fs::remove_file(&tmp);
         }
@@ -232,18 +245,35 @@ impl EngineWorker<'_> {
     }
 }
 
-/// A tar of the selected context files, named by where they go in the image. Sources are
-/// resolved inside the context (`..` and symlinks cannot leave it); symlinks below a source
-/// directory are copied as symlinks. Owners become root, modes and mtimes are kept.
-fn context_tar(context: &Path, sources: &[String], dest: &str) -> Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
+/// The context files a COPY selects, in order, named by where they land. The descriptors keep
+/// the resolved sources open so every path below stays the one checked.
+struct Selection {
+    entries: Vec<Entry>,
+    _sources: Vec<std::os::fd::OwnedFd>,
+}
+
+struct Entry {
+    /// Path inside the image, relative to `/` (directories end without `/`).
+    name: String,
+    /// Path relative to the context (for the stat cache).
+    relative: String,
+    /// Where to read it now (through the source's descriptor).
+    path: PathBuf,
+    meta: fs::Metadata,
+}
+
+/// Resolves the sources inside the context (`..` and symlinks cannot leave it); below a source
+/// directory, symlinks are entries of their own (copied, not followed).
+fn select(context: &Path, sources: &[String], dest: &str) -> Result<Selection> {
+    let mut selection = Selection { entries: Vec::new(), _sources: Vec::new() };
     let dest_is_dir = dest.ends_with('/') || sources.len() > 1;
+    let dest_root = dest.trim_start_matches('/').trim_end_matches('/');
     for source in sources {
         if source.contains(['*', '?', '[']) {
             return Err(EngineError::InvalidArgument(format!("COPY {source}: wildcards are not supported yet")));
         }
         let clean = source.trim_start_matches("./");
-        if clean.split('/').any(|part| part == "..") && escapes(clean) {
+        if escapes(clean) {
             return Err(EngineError::InvalidArgument(format!("forbidden path outside the build context: {source}")));
         }
         let fd = resolve_in(context, clean).map_err(|_| {
@@ -251,9 +281,9 @@ fn context_tar(context: &Path, sources: &[String], dest: &str) -> Result<Vec<u8>
         })?;
         let path = fd_path(&fd);
         let meta = fs::metadata(&path).map_err(|e| EngineError::Io { path: path.clone(), source: e })?;
-        let dest_root = dest.trim_start_matches('/').trim_end_matches('/');
+        let relative = clean.trim_end_matches('/').to_owned();
         if meta.is_dir() {
-            append_tree(&mut builder, &path, dest_root)?;
+            walk(&path, dest_root, &relative, &mut selection.entries)?;
         } else {
             let name = Path::new(clean).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let target = if dest_is_dir || dest_root.is_empty() {
@@ -261,10 +291,107 @@ fn context_tar(context: &Path, sources: &[String], dest: &str) -> Result<Vec<u8>
             } else {
                 dest_root.to_owned()
             };
-            append_file(&mut builder, &path, &meta, &target)?;
+            selection.entries.push(Entry { name: target, relative, path, meta });
+        }
+        selection._sources.push(fd);
+    }
+    Ok(selection)
+}
+
+fn walk(dir: &Path, prefix: &str, relative: &str, out: &mut Vec<Entry>) -> Result<()> {
+    let io = |e: std::io::Error| EngineError::Io { path: dir.to_owned(), source: e };
+    let mut children: Vec<fs::DirEntry> = fs::read_dir(dir).map_err(io)?.collect::<std::io::Result<_>>().map_err(io)?;
+    children.sort_by_key(fs::DirEntry::file_name);
+    for child in children {
+        let name = child.file_name().to_string_lossy().into_owned();
+        let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        let rel = if relative.is_empty() { name.clone() } else { format!("{relative}/{name}") };
+        let path = child.path();
+        let meta = fs::symlink_metadata(&path).map_err(io)?;
+        let is_dir = meta.is_dir();
+        if is_dir || meta.file_type().is_symlink() || meta.is_file() {
+            out.push(Entry { name: full.clone(), relative: rel.clone(), path: path.clone(), meta });
+        }
+        if is_dir {
+            walk(&path, &full, &rel, out)?;
         }
     }
-    builder.into_inner().map_err(|e| EngineError::Archive(e.to_string()))
+    Ok(())
+}
+
+/// Content hashes of context files by their stat (inode, size, mtime, ctime), kept between
+/// builds so an unchanged file is not read again. An entry younger than two seconds is not
+/// trusted (a write within the timestamp's granularity could go unseen, as git's racy check).
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct StatCache {
+    files: std::collections::BTreeMap<String, (u64, u64, i64, i64, String)>,
+}
+
+impl Selection {
+    /// The COPY's cache key material: every entry's name, type, mode, mtime, link target and
+    /// content hash — what decides the files as they land, nothing else.
+    fn fingerprint(&self, stat_cache: &mut StatCache) -> Result<Digest> {
+        use std::fmt::Write as _;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let mut text = String::new();
+        for entry in &self.entries {
+            let meta = &entry.meta;
+            let kind = if meta.is_dir() {
+                "d".to_owned()
+            } else if meta.file_type().is_symlink() {
+                let target =
+                    fs::read_link(&entry.path).map_err(|e| EngineError::Io { path: entry.path.clone(), source: e })?;
+                format!("l{}", target.display())
+            } else {
+                let stat = (
+                    meta.ino(),
+                    meta.size(),
+                    meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+                    meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+                );
+                let known = stat_cache
+                    .files
+                    .get(&entry.relative)
+                    .filter(|c| (c.0, c.1, c.2, c.3) == stat && now - meta.mtime() > 2);
+                let hash = match known {
+                    Some(cached) => cached.4.clone(),
+                    None => {
+                        let data = fs::read(&entry.path)
+                            .map_err(|e| EngineError::Io { path: entry.path.clone(), source: e })?;
+                        let hash = Digest::of(&data).to_string();
+                        stat_cache.files.insert(entry.relative.clone(), (stat.0, stat.1, stat.2, stat.3, hash.clone()));
+                        hash
+                    }
+                };
+                format!("f{hash}")
+            };
+            let _ = writeln!(text, "{}\t{}\t{:o}\t{}", entry.name, kind, meta.mode() & 0o7777, meta.mtime());
+        }
+        Ok(Digest::of(text.as_bytes()))
+    }
+
+    /// The selected files as a tar, named by where they land; owners become root, modes and
+    /// mtimes are kept.
+    fn tar(&self) -> Result<Vec<u8>> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for entry in &self.entries {
+            let io = |e: std::io::Error| EngineError::Io { path: entry.path.clone(), source: e };
+            let meta = &entry.meta;
+            let mut header = header_for(meta);
+            header.set_size(0);
+            if meta.is_dir() {
+                header.set_entry_type(tar::EntryType::Directory);
+                builder.append_data(&mut header, format!("{}/", entry.name), std::io::empty()).map_err(io)?;
+            } else if meta.file_type().is_symlink() {
+                let target = fs::read_link(&entry.path).map_err(io)?;
+                header.set_entry_type(tar::EntryType::Symlink);
+                builder.append_link(&mut header, &entry.name, &target).map_err(io)?;
+            } else {
+                append_file(&mut builder, &entry.path, meta, &entry.name)?;
+            }
+        }
+        builder.into_inner().map_err(|e| EngineError::Archive(e.to_string()))
+    }
 }
 
 /// Whether a relative path climbs above its start.
@@ -300,34 +427,6 @@ fn append_file(builder: &mut tar::Builder<Vec<u8>>, path: &Path, meta: &fs::Meta
     let mut data = Vec::with_capacity(meta.len() as usize);
     fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io)?;
     builder.append_data(&mut header, name, &data[..]).map_err(io)
-}
-
-fn append_tree(builder: &mut tar::Builder<Vec<u8>>, dir: &Path, prefix: &str) -> Result<()> {
-    let io = |e: std::io::Error| EngineError::Io { path: dir.to_owned(), source: e };
-    let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir).map_err(io)?.collect::<std::io::Result<_>>().map_err(io)?;
-    entries.sort_by_key(fs::DirEntry::file_name);
-    for entry in entries {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
-        let path = entry.path();
-        let meta = fs::symlink_metadata(&path).map_err(io)?;
-        if meta.is_dir() {
-            let mut header = header_for(&meta);
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_size(0);
-            builder.append_data(&mut header, format!("{full}/"), std::io::empty()).map_err(io)?;
-            append_tree(builder, &path, &full)?;
-        } else if meta.file_type().is_symlink() {
-            let target = fs::read_link(&path).map_err(io)?;
-            let mut header = header_for(&meta);
-            header.set_entry_type(tar::EntryType::Symlink);
-            header.set_size(0);
-            builder.append_link(&mut header, &full, &target).map_err(io)?;
-        } else if meta.is_file() {
-            append_file(builder, &path, &meta, &full)?;
-        }
-    }
-    Ok(())
 }
 
 impl Worker for EngineWorker<'_> {
@@ -386,13 +485,20 @@ impl Worker for EngineWorker<'_> {
     }
 
     fn copy(&self, layers: &[Layer], step: &CopyStep) -> std::result::Result<Layer, String> {
-        // The files as they would land (names, modes, mtimes, content) decide, not the context.
-        let tar = context_tar(&step.context, &step.sources, &step.dest).map_err(|e| e.to_string())?;
+        // The files as they would land (names, modes, mtimes, content) decide, not the context;
+        // unchanged files are known by their stat and not read.
+        let selection = select(&step.context, &step.sources, &step.dest).map_err(|e| e.to_string())?;
+        let stat_path = self.stat_cache_path(&step.context);
+        let mut stat_cache: StatCache =
+            fs::read(&stat_path).ok().and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default();
+        let fingerprint = selection.fingerprint(&mut stat_cache).map_err(|e| e.to_string())?;
+        self.write_aside(&stat_path, &serde_json::to_vec(&stat_cache).unwrap_or_default());
         let parent = Self::parent_identity(layers).map_err(|e| e.to_string())?;
-        let key = Digest::of(format!("copy\n{parent}\n{}\n{}", step.dest, Digest::of(&tar)).as_bytes());
+        let key = Digest::of(format!("copy\n{parent}\n{}\n{fingerprint}", step.dest).as_bytes());
         if let Some(layer) = self.cached(&key) {
             return Ok(layer);
         }
+        let tar = selection.tar().map_err(|e| e.to_string())?;
         let layer = self.copy_step(layers, tar).map_err(|e| e.to_string())?;
         self.remember(&key, &layer);
         Ok(layer)
