@@ -48,10 +48,12 @@ pub struct RunStep {
     pub network_host: bool,
 }
 
-/// A COPY step from the build context.
+/// A COPY step from the build context, or (`from`) from another stage's or image's files.
 #[derive(Debug, Clone)]
 pub struct CopyStep {
     pub context: PathBuf,
+    /// `--from`: the source filesystem's layers instead of the context.
+    pub from: Option<Vec<Layer>>,
     /// Paths relative to the context, as written.
     pub sources: Vec<String>,
     /// Absolute destination inside the image (a trailing `/` means a directory).
@@ -184,22 +186,34 @@ pub fn build(
                     history.push(json!({"created": last_created, "created_by": config::run_history(&args, &build_args), "comment": "buildkit.dockerfile.v0"}));
                 }
                 Instruction::Copy(copy) => {
-                    if copy.from.is_some() || !copy.inline.is_empty() || copy.chown.is_some() || copy.chmod.is_some() {
+                    if !copy.inline.is_empty() || copy.chown.is_some() || copy.chmod.is_some() {
                         return Err(at(
                             command.location,
-                            "COPY --from, --chown, --chmod and heredocs are not supported yet".to_owned(),
+                            "COPY --chown, --chmod and heredocs are not supported yet".to_owned(),
                         ));
                     }
+                    let from = match &copy.from {
+                        None => None,
+                        Some(value) => Some(match stage_index(dockerfile, value) {
+                            Some(other) => results[other]
+                                .as_ref()
+                                .map(|r| r.layers.clone())
+                                .ok_or_else(|| at(command.location, format!("stage {value} is not built yet")))?,
+                            None => worker.resolve(value).map_err(|e| at(command.location, e))?.layers,
+                        }),
+                    };
                     let workdir = container.working_dir.clone().unwrap_or_default();
                     let dest = absolute_dest(&workdir, &copy.dest);
-                    let step = CopyStep { context: options.context_dir.clone(), sources: copy.sources.clone(), dest };
+                    let step =
+                        CopyStep { context: options.context_dir.clone(), from, sources: copy.sources.clone(), dest };
                     let layer = worker.copy(&layers, &step).map_err(|e| at(command.location, e))?;
                     last_created = layer.created.clone();
                     if layer.cached {
                         let _ = writeln!(progress, "#{step_number} CACHED");
                     }
                     layers.push(layer);
-                    let created_by = format!("COPY {} {} # buildkit", copy.sources.join(" "), copy.dest);
+                    let from_flag = copy.from.as_ref().map(|f| format!("--from={f} ")).unwrap_or_default();
+                    let created_by = format!("COPY {from_flag}{} {} # buildkit", copy.sources.join(" "), copy.dest);
                     history.push(
                         json!({"created": last_created, "created_by": created_by, "comment": "buildkit.dockerfile.v0"}),
                     );
@@ -241,6 +255,15 @@ pub fn build(
     }
     let target = results[plan.target].take().ok_or_else(|| BuildError::Invalid("the target was not built".into()))?;
     worker.write_image(&target.config, &target.layers, &options.tags).map_err(BuildError::Invalid)
+}
+
+/// `--from=VALUE` names a stage (by name or index) or else an image.
+fn stage_index(dockerfile: &Dockerfile, value: &str) -> Option<usize> {
+    dockerfile
+        .stages
+        .iter()
+        .position(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(value)))
+        .or_else(|| value.parse::<usize>().ok().filter(|i| *i < dockerfile.stages.len()))
 }
 
 fn stage_declares_arg(stage: &strata_dockerfile::Stage, name: &str) -> bool {

@@ -215,20 +215,51 @@ impl EngineWorker<'_> {
         result
     }
 
+    /// `COPY --from`: the source is another stage's (or image's) filesystem, content-addressed
+    /// by its chain ID, so the key needs no file reading; owners are kept.
+    fn copy_from(&self, layers: &[Layer], source: &[Layer], step: &CopyStep) -> Result<Layer> {
+        let (blobs, diff_ids) = digests(source)?;
+        let chain = self.engine.unpack_layers(&blobs, &diff_ids)?;
+        let parent = Self::parent_identity(layers)?;
+        let key = Digest::of(
+            format!(
+                "copy-from\n{parent}\n{}\n{}\n{}",
+                chain.as_deref().unwrap_or("scratch"),
+                step.sources.join("\n"),
+                step.dest
+            )
+            .as_bytes(),
+        );
+        if let Some(layer) = self.cached(&key) {
+            return Ok(layer);
+        }
+        let Some(chain) = chain else {
+            return Err(EngineError::InvalidArgument(format!(
+                "failed to compute cache key: \"/{}\": not found",
+                step.sources.first().map(|s| s.trim_start_matches('/')).unwrap_or_default()
+            )));
+        };
+        private_mount_namespace()?;
+        let target = self.engine.store.root().join("mounts").join(format!("build-from-{}", random_hex(8)));
+        fs::create_dir_all(&target).map_err(|e| EngineError::Io { path: target.clone(), source: e })?;
+        strata_layer::mount_all(&self.engine.snapshotter().read_only_mounts(&chain)?, &target)?;
+        let tar = select(&target, &step.sources, &step.dest).and_then(|mut selection| {
+            selection.keep_owners = true;
+            selection.tar()
+        });
+        let _ = strata_layer::unmount(&target);
+        let _ = fs::remove_dir(&target);
+        let layer = self.copy_step(layers, tar?)?;
+        self.remember(&key, &layer);
+        Ok(layer)
+    }
+
     fn copy_step(&self, layers: &[Layer], tar: Vec<u8>) -> Result<Layer> {
         let key = self.prepare(layers)?;
         let result = (|| {
             // Written through an overlay mount of the new snapshot (copy-up and whiteouts are the
             // kernel's), in a mount namespace of our own so nothing stays mounted if we die.
-            // SAFETY: unshare of this (single-threaded) process's mount namespace.
-            if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-                return Err(EngineError::Io { path: "unshare".into(), source: std::io::Error::last_os_error() });
-            }
-            rustix::mount::mount_change(
-                "/",
-                rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE,
-            )
-            .map_err(|e| EngineError::Io { path: "/".into(), source: e.into() })?;
+            private_mount_namespace()?;
             let target = self.engine.store.root().join("mounts").join(&key);
             fs::create_dir_all(&target).map_err(|e| EngineError::Io { path: target.clone(), source: e })?;
             strata_layer::mount_all(&self.engine.snapshotter().mounts(&key)?, &target)?;
@@ -245,11 +276,27 @@ impl EngineWorker<'_> {
     }
 }
 
+/// Moves this (single-threaded) process into a mount namespace of its own, so what it mounts
+/// is gone with it whatever happens.
+fn private_mount_namespace() -> Result<()> {
+    // SAFETY: unshare of this (single-threaded) process's mount namespace.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(EngineError::Io { path: "unshare".into(), source: std::io::Error::last_os_error() });
+    }
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE,
+    )
+    .map_err(|e| EngineError::Io { path: "/".into(), source: e.into() })
+}
+
 /// The context files a COPY selects, in order, named by where they land. The descriptors keep
 /// the resolved sources open so every path below stays the one checked.
 struct Selection {
     entries: Vec<Entry>,
     _sources: Vec<std::os::fd::OwnedFd>,
+    /// Keep the files' owners (a copy from another stage); context files become root's.
+    keep_owners: bool,
 }
 
 struct Entry {
@@ -265,7 +312,7 @@ struct Entry {
 /// Resolves the sources inside the context (`..` and symlinks cannot leave it); below a source
 /// directory, symlinks are entries of their own (copied, not followed).
 fn select(context: &Path, sources: &[String], dest: &str) -> Result<Selection> {
-    let mut selection = Selection { entries: Vec::new(), _sources: Vec::new() };
+    let mut selection = Selection { entries: Vec::new(), _sources: Vec::new(), keep_owners: false };
     let dest_is_dir = dest.ends_with('/') || sources.len() > 1;
     let dest_root = dest.trim_start_matches('/').trim_end_matches('/');
     for source in sources {
@@ -277,7 +324,10 @@ fn select(context: &Path, sources: &[String], dest: &str) -> Result<Selection> {
             return Err(EngineError::InvalidArgument(format!("forbidden path outside the build context: {source}")));
         }
         let fd = resolve_in(context, clean).map_err(|_| {
-            EngineError::InvalidArgument(format!("failed to compute cache key: \"/{clean}\": not found"))
+            EngineError::InvalidArgument(format!(
+                "failed to compute cache key: \"/{}\": not found",
+                clean.trim_start_matches('/')
+            ))
         })?;
         let path = fd_path(&fd);
         let meta = fs::metadata(&path).map_err(|e| EngineError::Io { path: path.clone(), source: e })?;
@@ -379,6 +429,10 @@ impl Selection {
             let meta = &entry.meta;
             let mut header = header_for(meta);
             header.set_size(0);
+            if self.keep_owners {
+                header.set_uid(u64::from(meta.uid()));
+                header.set_gid(u64::from(meta.gid()));
+            }
             if meta.is_dir() {
                 header.set_entry_type(tar::EntryType::Directory);
                 builder.append_data(&mut header, format!("{}/", entry.name), std::io::empty()).map_err(io)?;
@@ -387,7 +441,7 @@ impl Selection {
                 header.set_entry_type(tar::EntryType::Symlink);
                 builder.append_link(&mut header, &entry.name, &target).map_err(io)?;
             } else {
-                append_file(&mut builder, &entry.path, meta, &entry.name)?;
+                append_file(&mut builder, &entry.path, meta, &entry.name, self.keep_owners)?;
             }
         }
         builder.into_inner().map_err(|e| EngineError::Archive(e.to_string()))
@@ -419,9 +473,19 @@ fn header_for(meta: &fs::Metadata) -> tar::Header {
     header
 }
 
-fn append_file(builder: &mut tar::Builder<Vec<u8>>, path: &Path, meta: &fs::Metadata, name: &str) -> Result<()> {
+fn append_file(
+    builder: &mut tar::Builder<Vec<u8>>,
+    path: &Path,
+    meta: &fs::Metadata,
+    name: &str,
+    keep_owners: bool,
+) -> Result<()> {
     let io = |e: std::io::Error| EngineError::Io { path: path.to_owned(), source: e };
     let mut header = header_for(meta);
+    if keep_owners {
+        header.set_uid(u64::from(meta.uid()));
+        header.set_gid(u64::from(meta.gid()));
+    }
     header.set_entry_type(tar::EntryType::Regular);
     header.set_size(meta.len());
     let mut data = Vec::with_capacity(meta.len() as usize);
@@ -485,6 +549,9 @@ impl Worker for EngineWorker<'_> {
     }
 
     fn copy(&self, layers: &[Layer], step: &CopyStep) -> std::result::Result<Layer, String> {
+        if let Some(source) = &step.from {
+            return self.copy_from(layers, source, step).map_err(|e| e.to_string());
+        }
         // The files as they would land (names, modes, mtimes, content) decide, not the context;
         // unchanged files are known by their stat and not read.
         let selection = select(&step.context, &step.sources, &step.dest).map_err(|e| e.to_string())?;

@@ -216,3 +216,34 @@ fn cache_reuses_unchanged_steps_and_reruns_what_depends_on_a_change() {
     assert!(!other.stderr().contains("CACHED"), "{}", other.stderr());
     assert_eq!(strata(&root, &["run", "--rm", "arg", "cat", "/v"]).ok().stdout(), "2\n");
 }
+
+#[test]
+fn copy_from_a_stage_keeps_owners_and_is_cached() {
+    require_root!();
+    let dockerfile = "FROM busybox AS builder\n\
+        RUN mkdir -p /out && echo built > /out/artifact && chown 1000:1000 /out/artifact\n\
+        FROM scratch\n\
+        COPY --from=builder /out/artifact /bin/busybox /\n\
+        COPY --from=0 /etc/passwd /etc/\n\
+        CMD [\"/busybox\", \"cat\", \"/artifact\"]\n";
+    let (root, context) = setup(&[("Dockerfile", dockerfile)]);
+    let ctx = context.to_str().expect("utf-8");
+    strata(&root, &["build", "-t", "slim", ctx]).ok();
+    assert_eq!(strata(&root, &["run", "--rm", "slim"]).ok().stdout(), "built\n");
+    let owner =
+        strata(&root, &["run", "--rm", "slim", "/busybox", "stat", "-c", "%u:%g %a", "/artifact"]).ok().stdout();
+    assert_eq!(owner, "1000:1000 644\n", "a copy from a stage keeps owners");
+    let history = strata(&root, &["history", "--no-trunc", "--format", "{{.CreatedBy}}", "slim"]).ok().stdout();
+    assert!(history.contains("COPY --from=builder /out/artifact /bin/busybox / # buildkit"), "{history}");
+    let again = strata(&root, &["build", "-t", "slim", ctx]).ok();
+    assert_eq!(again.stderr().matches("CACHED").count(), 3, "{}", again.stderr());
+    std::fs::write(context.join("Dockerfile"), "FROM busybox AS a\nFROM scratch\nCOPY --from=a /nothere /x\n")
+        .expect("write");
+    let missing = strata(&root, &["build", ctx]);
+    assert_eq!(missing.code(), 1);
+    assert!(
+        missing.stderr().contains("Dockerfile:3: failed to compute cache key: \"/nothere\": not found"),
+        "{}",
+        missing.stderr()
+    );
+}
