@@ -58,6 +58,10 @@ pub struct CopyStep {
     pub sources: Vec<String>,
     /// Absolute destination inside the image (a trailing `/` means a directory).
     pub dest: String,
+    /// `--chown=user[:group]` (names looked up in the destination's /etc/passwd and /etc/group).
+    pub chown: Option<String>,
+    /// `--chmod=OCTAL`.
+    pub chmod: Option<u32>,
 }
 
 /// What the engine does for the builder.
@@ -186,12 +190,20 @@ pub fn build(
                     history.push(json!({"created": last_created, "created_by": config::run_history(&args, &build_args), "comment": "buildkit.dockerfile.v0"}));
                 }
                 Instruction::Copy(copy) => {
-                    if !copy.inline.is_empty() || copy.chown.is_some() || copy.chmod.is_some() {
-                        return Err(at(
-                            command.location,
-                            "COPY --chown, --chmod and heredocs are not supported yet".to_owned(),
-                        ));
+                    if !copy.inline.is_empty() {
+                        return Err(at(command.location, "COPY heredocs are not supported yet".to_owned()));
                     }
+                    let chmod = match &copy.chmod {
+                        None => None,
+                        Some(text) => {
+                            Some(u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
+                                at(
+                                    command.location,
+                                    format!("invalid chmod parameter: {text:?}: use an octal mode such as 755"),
+                                )
+                            })?)
+                        }
+                    };
                     let from = match &copy.from {
                         None => None,
                         Some(value) => Some(match stage_index(dockerfile, value) {
@@ -204,16 +216,31 @@ pub fn build(
                     };
                     let workdir = container.working_dir.clone().unwrap_or_default();
                     let dest = absolute_dest(&workdir, &copy.dest);
-                    let step =
-                        CopyStep { context: options.context_dir.clone(), from, sources: copy.sources.clone(), dest };
+                    let step = CopyStep {
+                        context: options.context_dir.clone(),
+                        from,
+                        sources: copy.sources.clone(),
+                        dest,
+                        chown: copy.chown.clone(),
+                        chmod,
+                    };
                     let layer = worker.copy(&layers, &step).map_err(|e| at(command.location, e))?;
                     last_created = layer.created.clone();
                     if layer.cached {
                         let _ = writeln!(progress, "#{step_number} CACHED");
                     }
                     layers.push(layer);
-                    let from_flag = copy.from.as_ref().map(|f| format!("--from={f} ")).unwrap_or_default();
-                    let created_by = format!("COPY {from_flag}{} {} # buildkit", copy.sources.join(" "), copy.dest);
+                    // BuildKit's text: `--chown`/`--chmod` (not `--from`) before the sources.
+                    let mut flags_text = String::new();
+                    if copy.parents {
+                        flags_text.push_str("--parents ");
+                    }
+                    for (flag, value) in [("chown", &copy.chown), ("chmod", &copy.chmod)] {
+                        if let Some(value) = value {
+                            flags_text.push_str(&format!("--{flag}={value} "));
+                        }
+                    }
+                    let created_by = format!("COPY {flags_text}{} {} # buildkit", copy.sources.join(" "), copy.dest);
                     history.push(
                         json!({"created": last_created, "created_by": created_by, "comment": "buildkit.dockerfile.v0"}),
                     );

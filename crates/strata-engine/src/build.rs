@@ -223,10 +223,12 @@ impl EngineWorker<'_> {
         let parent = Self::parent_identity(layers)?;
         let key = Digest::of(
             format!(
-                "copy-from\n{parent}\n{}\n{}\n{}",
+                "copy-from\n{parent}\n{}\n{}\n{}\n{:?}\n{:?}",
                 chain.as_deref().unwrap_or("scratch"),
                 step.sources.join("\n"),
-                step.dest
+                step.dest,
+                step.chown,
+                step.chmod
             )
             .as_bytes(),
         );
@@ -249,12 +251,12 @@ impl EngineWorker<'_> {
         });
         let _ = strata_layer::unmount(&target);
         let _ = fs::remove_dir(&target);
-        let layer = self.copy_step(layers, tar?)?;
+        let layer = self.copy_step(layers, tar?, step)?;
         self.remember(&key, &layer);
         Ok(layer)
     }
 
-    fn copy_step(&self, layers: &[Layer], tar: Vec<u8>) -> Result<Layer> {
+    fn copy_step(&self, layers: &[Layer], tar: Vec<u8>, step: &CopyStep) -> Result<Layer> {
         let key = self.prepare(layers)?;
         let result = (|| {
             // Written through an overlay mount of the new snapshot (copy-up and whiteouts are the
@@ -263,7 +265,15 @@ impl EngineWorker<'_> {
             let target = self.engine.store.root().join("mounts").join(&key);
             fs::create_dir_all(&target).map_err(|e| EngineError::Io { path: target.clone(), source: e })?;
             strata_layer::mount_all(&self.engine.snapshotter().mounts(&key)?, &target)?;
-            let applied = apply_into(&target, "/", &mut Cursor::new(tar));
+            let tar = match (&step.chown, step.chmod) {
+                (None, None) => Ok(tar),
+                (chown, chmod) => chown
+                    .as_deref()
+                    .map(|spec| chown_ids(&target, spec))
+                    .transpose()
+                    .and_then(|ids| rewrite_tar(&tar, ids, chmod)),
+            };
+            let applied = tar.and_then(|tar| apply_into(&target, "/", &mut Cursor::new(tar)));
             let _ = strata_layer::unmount(&target);
             let _ = fs::remove_dir(&target);
             applied?;
@@ -274,6 +284,68 @@ impl EngineWorker<'_> {
         }
         result
     }
+}
+
+/// `--chown=user[:group]` against the destination's /etc/passwd and /etc/group (read inside
+/// `root`); a user without a group uses the same number for both, as Docker does.
+fn chown_ids(root: &Path, spec: &str) -> Result<(u32, u32)> {
+    let read = |path: &str| {
+        resolve_in(root, path).ok().and_then(|fd| fs::read_to_string(fd_path(&fd)).ok()).unwrap_or_default()
+    };
+    let (passwd, group) = (read("etc/passwd"), read("etc/group"));
+    let (user, group_name) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let lookup = |table: &str, name: &str, what: &str| -> Result<u32> {
+        if let Ok(id) = name.parse::<u32>() {
+            return Ok(id);
+        }
+        table
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() >= 3 && f[0] == name)
+            .and_then(|f| f[2].parse().ok())
+            .ok_or_else(|| {
+                EngineError::InvalidArgument(format!(
+                    "unable to convert uid/gid chown string to host mapping: can't find {what} for {name}: no such {what}: {name}"
+                ))
+            })
+    };
+    let uid = lookup(&passwd, user, "uid")?;
+    let gid = match group_name {
+        Some(name) => lookup(&group, name, "gid")?,
+        None => uid,
+    };
+    Ok((uid, gid))
+}
+
+/// The same tar with owners and/or modes replaced (symlinks keep their mode).
+fn rewrite_tar(tar: &[u8], ids: Option<(u32, u32)>, mode: Option<u32>) -> Result<Vec<u8>> {
+    let archive_error = |e: std::io::Error| EngineError::Archive(e.to_string());
+    let mut archive = tar::Archive::new(tar);
+    let mut builder = tar::Builder::new(Vec::with_capacity(tar.len()));
+    for entry in archive.entries().map_err(archive_error)? {
+        let mut entry = entry.map_err(archive_error)?;
+        let mut header = entry.header().clone();
+        if let Some((uid, gid)) = ids {
+            header.set_uid(u64::from(uid));
+            header.set_gid(u64::from(gid));
+        }
+        if let (Some(mode), false) = (mode, header.entry_type().is_symlink()) {
+            header.set_mode(mode);
+        }
+        let path = entry.path().map_err(archive_error)?.into_owned();
+        if header.entry_type().is_symlink() {
+            let target = entry.link_name().map_err(archive_error)?.map(|t| t.into_owned()).unwrap_or_default();
+            builder.append_link(&mut header, &path, &target).map_err(archive_error)?;
+        } else {
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).map_err(archive_error)?;
+            builder.append_data(&mut header, &path, &data[..]).map_err(archive_error)?;
+        }
+    }
+    builder.into_inner().map_err(archive_error)
 }
 
 /// Moves this (single-threaded) process into a mount namespace of its own, so what it mounts
@@ -561,12 +633,14 @@ impl Worker for EngineWorker<'_> {
         let fingerprint = selection.fingerprint(&mut stat_cache).map_err(|e| e.to_string())?;
         self.write_aside(&stat_path, &serde_json::to_vec(&stat_cache).unwrap_or_default());
         let parent = Self::parent_identity(layers).map_err(|e| e.to_string())?;
-        let key = Digest::of(format!("copy\n{parent}\n{}\n{fingerprint}", step.dest).as_bytes());
+        let key = Digest::of(
+            format!("copy\n{parent}\n{}\n{fingerprint}\n{:?}\n{:?}", step.dest, step.chown, step.chmod).as_bytes(),
+        );
         if let Some(layer) = self.cached(&key) {
             return Ok(layer);
         }
         let tar = selection.tar().map_err(|e| e.to_string())?;
-        let layer = self.copy_step(layers, tar).map_err(|e| e.to_string())?;
+        let layer = self.copy_step(layers, tar, step).map_err(|e| e.to_string())?;
         self.remember(&key, &layer);
         Ok(layer)
     }
