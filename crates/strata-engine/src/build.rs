@@ -382,30 +382,42 @@ struct Entry {
 }
 
 /// Resolves the sources inside the context (`..` and symlinks cannot leave it); below a source
-/// directory, symlinks are entries of their own (copied, not followed).
+/// directory, symlinks are entries of their own (copied, not followed). Wildcards follow Go's
+/// `filepath.Match`; what `.dockerignore` excludes is not there (as if never sent).
 fn select(context: &Path, sources: &[String], dest: &str) -> Result<Selection> {
+    let ignore = Ignore::load(context);
     let mut selection = Selection { entries: Vec::new(), _sources: Vec::new(), keep_owners: false };
-    let dest_is_dir = dest.ends_with('/') || sources.len() > 1;
-    let dest_root = dest.trim_start_matches('/').trim_end_matches('/');
+    let mut expanded = Vec::new();
     for source in sources {
-        if source.contains(['*', '?', '[']) {
-            return Err(EngineError::InvalidArgument(format!("COPY {source}: wildcards are not supported yet")));
-        }
         let clean = source.trim_start_matches("./");
         if escapes(clean) {
             return Err(EngineError::InvalidArgument(format!("forbidden path outside the build context: {source}")));
         }
-        let fd = resolve_in(context, clean).map_err(|_| {
+        if clean.contains(['*', '?', '[']) {
+            // No match is not an error (BuildKit allows an empty wildcard).
+            expanded.extend(expand_wildcards(context, clean)?.into_iter().filter(|p| !ignore.ignores(p)));
+        } else {
+            expanded.push(clean.to_owned());
+        }
+    }
+    let dest_is_dir = dest.ends_with('/') || expanded.len() > 1;
+    let dest_root = dest.trim_start_matches('/').trim_end_matches('/');
+    for clean in &expanded {
+        let not_found = || {
             EngineError::InvalidArgument(format!(
                 "failed to compute cache key: \"/{}\": not found",
                 clean.trim_start_matches('/')
             ))
-        })?;
+        };
+        let relative = clean.trim_start_matches('/').trim_end_matches('/').to_owned();
+        if !relative.is_empty() && ignore.ignores(&relative) {
+            return Err(not_found());
+        }
+        let fd = resolve_in(context, clean).map_err(|_| not_found())?;
         let path = fd_path(&fd);
         let meta = fs::metadata(&path).map_err(|e| EngineError::Io { path: path.clone(), source: e })?;
-        let relative = clean.trim_end_matches('/').to_owned();
         if meta.is_dir() {
-            walk(&path, dest_root, &relative, &mut selection.entries)?;
+            walk(&path, dest_root, &relative, &ignore, &mut selection.entries)?;
         } else {
             let name = Path::new(clean).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let target = if dest_is_dir || dest_root.is_empty() {
@@ -420,7 +432,138 @@ fn select(context: &Path, sources: &[String], dest: &str) -> Result<Selection> {
     Ok(selection)
 }
 
-fn walk(dir: &Path, prefix: &str, relative: &str, out: &mut Vec<Entry>) -> Result<()> {
+/// The context paths a wildcard source matches, component by component, sorted.
+fn expand_wildcards(context: &Path, pattern: &str) -> Result<Vec<String>> {
+    let mut found = vec![String::new()];
+    for component in pattern.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        let mut next = Vec::new();
+        for prefix in &found {
+            if !component.contains(['*', '?', '[']) {
+                next.push(if prefix.is_empty() { component.to_owned() } else { format!("{prefix}/{component}") });
+                continue;
+            }
+            let Ok(fd) = resolve_in(context, prefix) else { continue };
+            let Ok(entries) = fs::read_dir(fd_path(&fd)) else { continue };
+            let mut names: Vec<String> =
+                entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            names.sort();
+            for name in names.into_iter().filter(|n| go_match(component, n)) {
+                next.push(if prefix.is_empty() { name } else { format!("{prefix}/{name}") });
+            }
+        }
+        found = next;
+    }
+    Ok(found.into_iter().filter(|p| !p.is_empty() && resolve_in(context, p).is_ok()).collect())
+}
+
+/// Go's `filepath.Match` for one path component: `*`, `?`, `[a-z]`, `[^...]`, `\\` escapes.
+fn go_match(pattern: &str, name: &str) -> bool {
+    fn class(pattern: &[char], c: char) -> Option<(bool, usize)> {
+        // Returns (matched, length of the class in the pattern including brackets).
+        let mut i = 1;
+        let negate = matches!(pattern.get(i), Some('^') | Some('!'));
+        if negate {
+            i += 1;
+        }
+        let mut matched = false;
+        let mut first = true;
+        while i < pattern.len() && (pattern[i] != ']' || first) {
+            first = false;
+            let mut low = pattern[i];
+            if low == '\\' {
+                i += 1;
+                low = *pattern.get(i)?;
+            }
+            let mut high = low;
+            if pattern.get(i + 1) == Some(&'-') && pattern.get(i + 2).is_some_and(|c| *c != ']') {
+                high = pattern[i + 2];
+                i += 2;
+            }
+            if low <= c && c <= high {
+                matched = true;
+            }
+            i += 1;
+        }
+        (i < pattern.len()).then_some((matched != negate, i + 1))
+    }
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).any(|k| go(&p[1..], &n[k..])),
+            Some('?') => !n.is_empty() && go(&p[1..], &n[1..]),
+            Some('[') => match (n.first(), class(p, *n.first().unwrap_or(&'\0'))) {
+                (Some(_), Some((true, len))) => go(&p[len..], &n[1..]),
+                _ => false,
+            },
+            Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && go(&p[2..], &n[1..]),
+            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+/// `.dockerignore`: patterns in order, `!` for exceptions, `**` for any number of directories;
+/// the last pattern that matches a path (or one of its parents) decides.
+#[derive(Default)]
+struct Ignore {
+    patterns: Vec<(bool, Vec<String>)>,
+}
+
+impl Ignore {
+    fn load(context: &Path) -> Ignore {
+        let text = resolve_in(context, ".dockerignore")
+            .ok()
+            .and_then(|fd| fs::read_to_string(fd_path(&fd)).ok())
+            .unwrap_or_default();
+        let mut ignore = Ignore::default();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (exception, pattern) = match line.strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, line),
+            };
+            let components: Vec<String> =
+                pattern.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_owned).collect();
+            if !components.is_empty() {
+                ignore.patterns.push((exception, components));
+            }
+        }
+        ignore
+    }
+
+    fn has_exceptions(&self) -> bool {
+        self.patterns.iter().any(|(exception, _)| *exception)
+    }
+
+    fn ignores(&self, relative: &str) -> bool {
+        let parts: Vec<&str> = relative.split('/').filter(|c| !c.is_empty()).collect();
+        let mut ignored = false;
+        for (exception, pattern) in &self.patterns {
+            // The path itself or any of its parents.
+            if (1..=parts.len()).any(|n| matches_components(pattern, &parts[..n])) {
+                ignored = !exception;
+            }
+        }
+        ignored
+    }
+}
+
+fn matches_components(pattern: &[String], path: &[&str]) -> bool {
+    match pattern.first() {
+        None => path.is_empty(),
+        Some(p) if p == "**" => (0..=path.len()).any(|k| matches_components(&pattern[1..], &path[k..])),
+        Some(p) => {
+            path.first().is_some_and(|first| go_match(p, first)) && matches_components(&pattern[1..], &path[1..])
+        }
+    }
+}
+
+fn walk(dir: &Path, prefix: &str, relative: &str, ignore: &Ignore, out: &mut Vec<Entry>) -> Result<()> {
     let io = |e: std::io::Error| EngineError::Io { path: dir.to_owned(), source: e };
     let mut children: Vec<fs::DirEntry> = fs::read_dir(dir).map_err(io)?.collect::<std::io::Result<_>>().map_err(io)?;
     children.sort_by_key(fs::DirEntry::file_name);
@@ -428,14 +571,20 @@ fn walk(dir: &Path, prefix: &str, relative: &str, out: &mut Vec<Entry>) -> Resul
         let name = child.file_name().to_string_lossy().into_owned();
         let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
         let rel = if relative.is_empty() { name.clone() } else { format!("{relative}/{name}") };
+        let ignored = ignore.ignores(&rel);
         let path = child.path();
         let meta = fs::symlink_metadata(&path).map_err(io)?;
         let is_dir = meta.is_dir();
-        if is_dir || meta.file_type().is_symlink() || meta.is_file() {
+        // An ignored directory is still searched when an exception (`!`) may re-include
+        // something below it.
+        if ignored && !(is_dir && ignore.has_exceptions()) {
+            continue;
+        }
+        if !ignored && (is_dir || meta.file_type().is_symlink() || meta.is_file()) {
             out.push(Entry { name: full.clone(), relative: rel.clone(), path: path.clone(), meta });
         }
         if is_dir {
-            walk(&path, &full, &rel, out)?;
+            walk(&path, &full, &rel, ignore, out)?;
         }
     }
     Ok(())
@@ -685,5 +834,44 @@ impl Worker for EngineWorker<'_> {
             })
             .map_err(|e| e.to_string())?;
         Ok(id.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_filepath_match() {
+        for (pattern, name, expected) in [
+            ("*.txt", "a.txt", true),
+            ("*.txt", "a.txt.bak", false),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("[a-c]x", "bx", true),
+            ("[^a-c]x", "bx", false),
+            ("[!a-c]x", "dx", true),
+            ("\\*", "*", true),
+            ("\\*", "a", false),
+            ("*", "", true),
+            ("file_00[0-4]?.dat", "file_0031.dat", true),
+        ] {
+            assert_eq!(go_match(pattern, name), expected, "{pattern} vs {name}");
+        }
+    }
+
+    #[test]
+    fn dockerignore_rules() {
+        let mut ignore = Ignore::default();
+        for (exception, pattern) in [(false, "*.log"), (false, "build"), (true, "build/keep.txt"), (false, "**/secret")]
+        {
+            ignore.patterns.push((exception, pattern.split('/').map(str::to_owned).collect()));
+        }
+        assert!(ignore.ignores("debug.log"));
+        assert!(!ignore.ignores("src/debug.log"), "a pattern without ** is anchored at the root");
+        assert!(ignore.ignores("build/out.o"), "a directory takes its contents along");
+        assert!(!ignore.ignores("build/keep.txt"), "the last matching pattern wins");
+        assert!(ignore.ignores("a/b/secret") && ignore.ignores("secret"));
+        assert!(!ignore.ignores("src/main.rs"));
     }
 }

@@ -273,3 +273,34 @@ fn copy_chown_and_chmod() {
     assert_eq!(bad.code(), 1);
     assert!(bad.stderr().contains("Dockerfile:2:") && bad.stderr().contains("no such uid: ghost"), "{}", bad.stderr());
 }
+
+#[test]
+fn wildcards_and_dockerignore() {
+    require_root!();
+    let dockerfile = "FROM busybox\nCOPY *.txt src/ /app/\nCOPY conf/*.ini /etc/app/\nCOPY *.none /nothing/\n";
+    let files = [
+        ("Dockerfile", dockerfile),
+        (".dockerignore", "# build leftovers\n*.log\nsrc/target\n**/secret.txt\n!src/target/keep.txt\n"),
+        ("a.txt", "a\n"),
+        ("b.txt", "b\n"),
+        ("secret.txt", "s\n"),
+        ("debug.log", "log\n"),
+        ("src/main.rs", "fn main() {}\n"),
+        ("src/target/out.o", "o\n"),
+        ("src/target/keep.txt", "k\n"),
+        ("conf/x.ini", "x\n"),
+        ("conf/y.cfg", "y\n"),
+    ];
+    let (root, context) = setup(&files);
+    let ctx = context.to_str().expect("utf-8");
+    strata(&root, &["build", "-t", "globbed", ctx]).ok();
+    let listing = strata(&root, &["run", "--rm", "globbed", "find", "/app", "/etc/app", "-type", "f"]).ok().stdout();
+    let mut files: Vec<&str> = listing.lines().collect();
+    files.sort_unstable();
+    assert_eq!(files, ["/app/a.txt", "/app/b.txt", "/app/main.rs", "/app/target/keep.txt", "/etc/app/x.ini"]);
+    // An ignored file cannot be named either.
+    std::fs::write(context.join("Dockerfile"), "FROM busybox\nCOPY debug.log /\n").expect("write");
+    let ignored = strata(&root, &["build", ctx]);
+    assert_eq!(ignored.code(), 1);
+    assert!(ignored.stderr().contains("\"/debug.log\": not found"), "{}", ignored.stderr());
+}
