@@ -27,7 +27,9 @@ fn store_with_busybox() -> (TestRoot, String) {
 }
 
 fn snapshot(root: &TestRoot) -> (String, Vec<String>) {
-    let images = strata(root, &["images", "--no-trunc"]).ok().stdout();
+    // Without the CREATED column: its relative time moves on by itself.
+    let format = "{{.ID}} {{.Repository}}:{{.Tag}} {{.Size}}";
+    let images = strata(root, &["images", "--no-trunc", "--format", format]).ok().stdout();
     let mut blobs: Vec<String> = std::fs::read_dir(root.root().join("blobs/sha256"))
         .map(|d| d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
