@@ -46,6 +46,8 @@ pub struct RunStep {
     pub cwd: String,
     pub user: String,
     pub network_host: bool,
+    /// `-q`: the step's output is not shown.
+    pub quiet: bool,
 }
 
 /// A COPY step from the build context, or (`from`) from another stage's or image's files.
@@ -82,6 +84,8 @@ pub struct BuildOptions {
     pub context: BuildContext,
     pub target: Option<String>,
     pub tags: Vec<String>,
+    /// `-q`: RUN output is not shown.
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,6 +170,7 @@ pub fn build(
                         cwd: container.working_dir.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| "/".to_owned()),
                         user: container.user.clone().unwrap_or_default(),
                         network_host: matches!(run.network, Some(strata_dockerfile::instructions::NetworkMode::Host)),
+                        quiet: options.quiet,
                     };
                     let layer = worker.run(&layers, &step).map_err(|(code, message)| BuildError::Step {
                         code,

@@ -196,8 +196,12 @@ impl EngineWorker<'_> {
                 limits: Limits::default(),
                 ..Spec::default()
             };
-            // The step's output is build progress: both streams go to our stderr.
-            let stdio = Stdio { stdin: None, stdout: dup_stdio(2), stderr: dup_stdio(2), console: None };
+            // The step's output is build progress: both streams go to our stderr (nowhere with -q).
+            let stdio = if step.quiet {
+                Stdio::default()
+            } else {
+                Stdio { stdin: None, stdout: dup_stdio(2), stderr: dup_stdio(2), console: None }
+            };
             let code = match strata_runtime::start(&spec, None, stdio, None) {
                 Ok(started) => strata_runtime::wait(started.pid)
                     .map_err(|e| EngineError::Io { path: PathBuf::from("waitpid"), source: e })?,

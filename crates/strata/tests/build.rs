@@ -126,21 +126,24 @@ fn stages_targets_and_stdin_dockerfile() {
     let (root, context) = setup(&[]);
     std::fs::create_dir_all(&context).expect("context");
     let ctx = context.to_str().expect("utf-8");
-    let dockerfile = "FROM busybox AS base\nRUN echo base > /base\nFROM base AS test\nRUN false\nFROM base\nRUN cat /base > /final\n";
+    let dockerfile =
+        "FROM busybox AS base\nRUN echo noisy && echo base > /base\nFROM base AS test\nRUN echo loud; false\nFROM base\nRUN cat /base > /final\n";
     let mut command = root.strata(STRATA);
     command.args(["build", "-q", "-t", "multi", "-f", "-", ctx]);
     let out = Run::with_stdin(command, dockerfile.as_bytes()).ok();
     assert!(out.stdout().starts_with("sha256:"), "{}", out.stdout());
+    assert!(!out.stderr().lines().any(|l| l == "noisy"), "-q hides RUN output: {}", out.stderr());
     // The failing `test` stage is not needed by the last stage, so it never ran.
     assert_eq!(strata(&root, &["run", "--rm", "multi", "cat", "/final"]).ok().stdout(), "base\n");
     // --target picks a stage; this one fails: exit 1, its line, nothing tagged.
     std::fs::write(context.join("Dockerfile"), dockerfile).expect("write");
     let failed = strata(&root, &["build", "--target", "test", "-t", "broken", ctx]);
     assert_eq!(failed.code(), 1);
+    assert!(failed.stderr().lines().any(|l| l == "loud"), "RUN output is shown without -q: {}", failed.stderr());
     assert!(
-        failed
-            .stderr()
-            .contains("Dockerfile:4: process \"/bin/sh -c false\" did not complete successfully: exit code: 1"),
+        failed.stderr().contains(
+            "Dockerfile:4: process \"/bin/sh -c echo loud; false\" did not complete successfully: exit code: 1"
+        ),
         "{}",
         failed.stderr()
     );

@@ -44,8 +44,14 @@ pub fn run(engine: &Engine, args: BuildArgs) -> anyhow::Result<u8> {
         };
         context.build_args.insert(key, value);
     }
-    let options =
-        BuildOptions { file: shown, context_dir, context, target: args.target.clone(), tags: args.tags.clone() };
+    let options = BuildOptions {
+        file: shown,
+        context_dir,
+        context,
+        target: args.target.clone(),
+        tags: args.tags.clone(),
+        quiet: args.quiet,
+    };
     let worker = engine.build_worker(!args.no_cache);
     let mut progress: Box<dyn std::io::Write> =
         if args.quiet { Box::new(std::io::sink()) } else { Box::new(std::io::stderr()) };
