@@ -64,6 +64,8 @@ pub struct CopyStep {
     pub chown: Option<String>,
     /// `--chmod=OCTAL`.
     pub chmod: Option<u32>,
+    /// ADD: a local tar archive (plain, gzip, zstd) is unpacked at the destination.
+    pub extract_archives: bool,
 }
 
 /// What the engine does for the builder.
@@ -194,9 +196,34 @@ pub fn build(
                         .collect();
                     history.push(json!({"created": last_created, "created_by": config::run_history(&args, &build_args), "comment": "buildkit.dockerfile.v0"}));
                 }
-                Instruction::Copy(copy) => {
+                Instruction::Copy(_) | Instruction::Add(_) => {
+                    // ADD is COPY plus local archives unpacked at the destination.
+                    let (keyword, copy, extract) = match &instruction {
+                        Instruction::Copy(copy) => ("COPY", copy.clone(), false),
+                        Instruction::Add(add) => {
+                            if add.sources.iter().any(|s| s.contains("://") || s.starts_with("git@")) {
+                                return Err(at(
+                                    command.location,
+                                    "ADD of a URL or git source is not supported yet".to_owned(),
+                                ));
+                            }
+                            let copy = strata_dockerfile::instructions::Copy {
+                                sources: add.sources.clone(),
+                                inline: add.inline.clone(),
+                                dest: add.dest.clone(),
+                                from: None,
+                                chown: add.chown.clone(),
+                                chmod: add.chmod.clone(),
+                                link: add.link,
+                                exclude: add.exclude.clone(),
+                                parents: false,
+                            };
+                            ("ADD", copy, add.unpack != Some(false))
+                        }
+                        _ => unreachable!("matched above"),
+                    };
                     if !copy.inline.is_empty() {
-                        return Err(at(command.location, "COPY heredocs are not supported yet".to_owned()));
+                        return Err(at(command.location, format!("{keyword} heredocs are not supported yet")));
                     }
                     let chmod = match &copy.chmod {
                         None => None,
@@ -228,6 +255,7 @@ pub fn build(
                         dest,
                         chown: copy.chown.clone(),
                         chmod,
+                        extract_archives: extract,
                     };
                     let layer = worker.copy(&layers, &step).map_err(|e| at(command.location, e))?;
                     last_created = layer.created.clone();
@@ -245,13 +273,11 @@ pub fn build(
                             flags_text.push_str(&format!("--{flag}={value} "));
                         }
                     }
-                    let created_by = format!("COPY {flags_text}{} {} # buildkit", copy.sources.join(" "), copy.dest);
+                    let created_by =
+                        format!("{keyword} {flags_text}{} {} # buildkit", copy.sources.join(" "), copy.dest);
                     history.push(
                         json!({"created": last_created, "created_by": created_by, "comment": "buildkit.dockerfile.v0"}),
                     );
-                }
-                Instruction::Add(_) => {
-                    return Err(at(command.location, "ADD is not supported yet".to_owned()));
                 }
                 Instruction::Arg(definitions) => {
                     let values: Vec<(String, Option<String>)> = definitions

@@ -290,6 +290,57 @@ impl EngineWorker<'_> {
     }
 }
 
+/// ADD of a local archive: when `path` is a tar (plain, gzip or zstd), its entries are added
+/// under `into` (owners and modes from the archive); returns false when it is not an archive.
+/// Entries climbing out with `..` or absolute links are refused, as the layer applier would.
+fn append_archive(builder: &mut tar::Builder<Vec<u8>>, path: &Path, into: &str) -> Result<bool> {
+    let io = |e: std::io::Error| EngineError::Io { path: path.to_owned(), source: e };
+    let file = std::io::BufReader::new(fs::File::open(path).map_err(io)?);
+    let (_, mut reader) = strata_layer::compression::decompress(file).map_err(io)?;
+    let mut head = vec![0u8; 512];
+    let mut filled = 0;
+    while filled < head.len() {
+        match reader.read(&mut head[filled..]).map_err(io)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    if filled < 512 || &head[257..262] != b"ustar" {
+        return Ok(false);
+    }
+    let archive_error = |e: std::io::Error| EngineError::Archive(format!("{}: {e}", path.display()));
+    let mut archive = tar::Archive::new(Cursor::new(head).chain(reader));
+    for entry in archive.entries().map_err(archive_error)? {
+        let mut entry = entry.map_err(archive_error)?;
+        let name = entry.path().map_err(archive_error)?.to_string_lossy().trim_start_matches("./").to_owned();
+        if name.split('/').any(|part| part == "..") || name.is_empty() {
+            if name.is_empty() {
+                continue;
+            }
+            return Err(EngineError::Archive(format!(
+                "{}: entry {name:?} climbs out of the destination",
+                path.display()
+            )));
+        }
+        let full = if into.is_empty() { name.clone() } else { format!("{into}/{name}") };
+        let mut header = entry.header().clone();
+        if header.entry_type().is_symlink() || header.entry_type().is_hard_link() {
+            let target = entry.link_name().map_err(archive_error)?.map(|t| t.into_owned()).unwrap_or_default();
+            let target = if header.entry_type().is_hard_link() {
+                PathBuf::from(format!("{into}/{}", target.to_string_lossy().trim_start_matches("./")))
+            } else {
+                target
+            };
+            builder.append_link(&mut header, &full, &target).map_err(archive_error)?;
+        } else {
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).map_err(archive_error)?;
+            builder.append_data(&mut header, &full, &data[..]).map_err(archive_error)?;
+        }
+    }
+    Ok(true)
+}
+
 /// `--chown=user[:group]` against the destination's /etc/passwd and /etc/group (read inside
 /// `root`); a user without a group uses the same number for both, as Docker does.
 fn chown_ids(root: &Path, spec: &str) -> Result<(u32, u32)> {
@@ -373,9 +424,13 @@ struct Selection {
     _sources: Vec<std::os::fd::OwnedFd>,
     /// Keep the files' owners (a copy from another stage); context files become root's.
     keep_owners: bool,
+    /// ADD: where source files that are tar archives are unpacked instead of copied.
+    extract_into: Option<String>,
 }
 
 struct Entry {
+    /// A source named in the instruction (not a file found inside a source directory).
+    top_level: bool,
     /// Path inside the image, relative to `/` (directories end without `/`).
     name: String,
     /// Path relative to the context (for the stat cache).
@@ -390,7 +445,7 @@ struct Entry {
 /// `filepath.Match`; what `.dockerignore` excludes is not there (as if never sent).
 fn select(context: &Path, sources: &[String], dest: &str) -> Result<Selection> {
     let ignore = Ignore::load(context);
-    let mut selection = Selection { entries: Vec::new(), _sources: Vec::new(), keep_owners: false };
+    let mut selection = Selection { entries: Vec::new(), _sources: Vec::new(), keep_owners: false, extract_into: None };
     let mut expanded = Vec::new();
     for source in sources {
         let clean = source.trim_start_matches("./");
@@ -429,7 +484,7 @@ fn select(context: &Path, sources: &[String], dest: &str) -> Result<Selection> {
             } else {
                 dest_root.to_owned()
             };
-            selection.entries.push(Entry { name: target, relative, path, meta });
+            selection.entries.push(Entry { top_level: true, name: target, relative, path, meta });
         }
         selection._sources.push(fd);
     }
@@ -585,7 +640,7 @@ fn walk(dir: &Path, prefix: &str, relative: &str, ignore: &Ignore, out: &mut Vec
             continue;
         }
         if !ignored && (is_dir || meta.file_type().is_symlink() || meta.is_file()) {
-            out.push(Entry { name: full.clone(), relative: rel.clone(), path: path.clone(), meta });
+            out.push(Entry { top_level: false, name: full.clone(), relative: rel.clone(), path: path.clone(), meta });
         }
         if is_dir {
             walk(&path, &full, &rel, ignore, out)?;
@@ -665,6 +720,11 @@ impl Selection {
                 let target = fs::read_link(&entry.path).map_err(io)?;
                 header.set_entry_type(tar::EntryType::Symlink);
                 builder.append_link(&mut header, &entry.name, &target).map_err(io)?;
+            } else if let (Some(into), true) = (&self.extract_into, entry.top_level) {
+                if !append_archive(&mut builder, &entry.path, into)? {
+                    // Not an archive: ADD copies it like COPY.
+                    append_file(&mut builder, &entry.path, meta, &entry.name, self.keep_owners)?;
+                }
             } else {
                 append_file(&mut builder, &entry.path, meta, &entry.name, self.keep_owners)?;
             }
@@ -779,7 +839,10 @@ impl Worker for EngineWorker<'_> {
         }
         // The files as they would land (names, modes, mtimes, content) decide, not the context;
         // unchanged files are known by their stat and not read.
-        let selection = select(&step.context, &step.sources, &step.dest).map_err(|e| e.to_string())?;
+        let mut selection = select(&step.context, &step.sources, &step.dest).map_err(|e| e.to_string())?;
+        if step.extract_archives {
+            selection.extract_into = Some(step.dest.trim_start_matches('/').trim_end_matches('/').to_owned());
+        }
         let stat_path = self.stat_cache_path(&step.context);
         let mut stat_cache: StatCache =
             fs::read(&stat_path).ok().and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default();
@@ -787,7 +850,11 @@ impl Worker for EngineWorker<'_> {
         self.write_aside(&stat_path, &serde_json::to_vec(&stat_cache).unwrap_or_default());
         let parent = Self::parent_identity(layers).map_err(|e| e.to_string())?;
         let key = Digest::of(
-            format!("copy\n{parent}\n{}\n{fingerprint}\n{:?}\n{:?}", step.dest, step.chown, step.chmod).as_bytes(),
+            format!(
+                "copy\n{parent}\n{}\n{fingerprint}\n{:?}\n{:?}\n{}",
+                step.dest, step.chown, step.chmod, step.extract_archives
+            )
+            .as_bytes(),
         );
         if let Some(layer) = self.cached(&key) {
             return Ok(layer);

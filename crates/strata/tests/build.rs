@@ -307,3 +307,40 @@ fn wildcards_and_dockerignore() {
     assert_eq!(ignored.code(), 1);
     assert!(ignored.stderr().contains("\"/debug.log\": not found"), "{}", ignored.stderr());
 }
+
+#[test]
+fn add_unpacks_local_archives_and_copies_other_files() {
+    require_root!();
+    let (root, context) = setup(&[("plain.txt", "plain\n"), ("payload/dir/x", "x\n")]);
+    std::os::unix::fs::symlink("dir/x", context.join("payload/link")).expect("symlink");
+    let tar = |name: &str, flags: &str| {
+        let status = std::process::Command::new("tar")
+            .args([flags, context.join(name).to_str().expect("utf-8"), "--owner=7", "--group=8", "-C"])
+            .arg(context.join("payload"))
+            .args(["dir", "link"])
+            .status()
+            .expect("tar");
+        assert!(status.success());
+    };
+    tar("app.tar.gz", "-czf");
+    tar("app.tar", "-cf");
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM busybox\nADD app.tar.gz /opt/gz/\nADD app.tar plain.txt /opt/plain/\nADD --chown=1:2 app.tar /opt/owned\n",
+    )
+    .expect("write");
+    let ctx = context.to_str().expect("utf-8");
+    strata(&root, &["build", "-t", "added", ctx]).ok();
+    let script = "cd /opt && find . | sort && stat -c '%n %u:%g' gz/dir/x owned/dir/x && readlink gz/link && cat plain/plain.txt";
+    let out = strata(&root, &["run", "--rm", "added", "sh", "-c", script]).ok().stdout();
+    assert_eq!(
+        out,
+        ".\n./gz\n./gz/dir\n./gz/dir/x\n./gz/link\n./owned\n./owned/dir\n./owned/dir/x\n./owned/link\n./plain\n\
+         ./plain/dir\n./plain/dir/x\n./plain/link\n./plain/plain.txt\ngz/dir/x 7:8\nowned/dir/x 1:2\ndir/x\nplain\n"
+    );
+    let history = strata(&root, &["history", "--no-trunc", "--format", "{{.CreatedBy}}", "added"]).ok().stdout();
+    assert!(history.contains("ADD --chown=1:2 app.tar /opt/owned # buildkit"), "{history}");
+    std::fs::write(context.join("Dockerfile"), "FROM busybox\nADD http://127.0.0.1:1/x /x\n").expect("write");
+    let url = strata(&root, &["build", ctx]);
+    assert!(url.stderr().contains("Dockerfile:2: ADD of a URL or git source is not supported yet"), "{}", url.stderr());
+}
