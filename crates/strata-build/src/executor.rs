@@ -48,6 +48,25 @@ pub struct RunStep {
     pub network_host: bool,
     /// `-q`: the step's output is not shown.
     pub quiet: bool,
+    /// `--mount=type=cache|tmpfs`.
+    pub mounts: Vec<RunMount>,
+}
+
+/// A RUN mount the worker provides for the step only (never part of the layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunMount {
+    /// A directory kept between builds, shared by every step that names the same id.
+    Cache {
+        target: String,
+        id: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Tmpfs {
+        target: String,
+        size: Option<u64>,
+    },
 }
 
 /// A COPY step from the build context, or (`from`) from another stage's or image's files.
@@ -162,8 +181,33 @@ pub fn build(
                 scope.apply(command, &options.context).map_err(|e| at(command.location, e.to_string()))?;
             match &instruction {
                 Instruction::Run(run) => {
-                    if !run.mounts.is_empty() || !run.heredocs.is_empty() {
-                        return Err(at(command.location, "RUN --mount and heredocs are not supported yet".to_owned()));
+                    if !run.heredocs.is_empty() {
+                        return Err(at(command.location, "RUN heredocs are not supported yet".to_owned()));
+                    }
+                    let workdir = container.working_dir.clone().unwrap_or_default();
+                    let mut mounts = Vec::new();
+                    for mount in &run.mounts {
+                        use strata_dockerfile::instructions::MountType;
+                        let target = absolute_dest(&workdir, &mount.target).trim_end_matches('/').to_owned();
+                        match mount.kind {
+                            MountType::Cache => mounts.push(RunMount::Cache {
+                                id: mount.id.clone().unwrap_or_else(|| target.clone()),
+                                target,
+                                mode: mount.mode.unwrap_or(0o755),
+                                uid: mount.uid.unwrap_or(0),
+                                gid: mount.gid.unwrap_or(0),
+                            }),
+                            MountType::Tmpfs => mounts.push(RunMount::Tmpfs { target, size: mount.size }),
+                            other => {
+                                return Err(at(
+                                    command.location,
+                                    format!(
+                                        "RUN --mount=type={} is not supported yet",
+                                        format!("{other:?}").to_lowercase()
+                                    ),
+                                ))
+                            }
+                        }
                     }
                     let args = config::run_args(&container, &run.command);
                     let step = RunStep {
@@ -173,6 +217,7 @@ pub fn build(
                         user: container.user.clone().unwrap_or_default(),
                         network_host: matches!(run.network, Some(strata_dockerfile::instructions::NetworkMode::Host)),
                         quiet: options.quiet,
+                        mounts,
                     };
                     let layer = worker.run(&layers, &step).map_err(|(code, message)| BuildError::Step {
                         code,

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use strata_build::{BaseImage, CopyStep, Layer, RunStep, Worker};
+use strata_build::{BaseImage, CopyStep, Layer, RunMount, RunStep, Worker};
 use strata_layer::snapshot::SnapshotError;
 use strata_layer::{Compression, DiffOptions};
 use strata_oci::{media_types, Digest};
@@ -123,20 +123,28 @@ impl EngineWorker<'_> {
     }
 
     /// The snapshot's changes become a layer blob; the snapshot is kept as that layer's chain.
-    fn commit(&self, layers: &[Layer], key: &str) -> Result<Layer> {
+    fn commit(&self, layers: &[Layer], key: &str, also_exclude: &[String]) -> Result<Layer> {
         let snapshotter = self.engine.snapshotter();
         let parents = snapshotter.parent_dirs(key)?;
         // The mount points the runtime had to create are not the step's doing.
-        let exclude = MOUNT_POINTS
+        let mut exclude: Vec<String> = MOUNT_POINTS
             .iter()
             .filter(|p| !parents.iter().any(|dir| fs::symlink_metadata(dir.join(p)).is_ok()))
             .map(|p| (*p).to_owned())
             .collect();
+        // Directories made only to mount something on for the step are not its doing either.
+        exclude.extend(also_exclude.iter().cloned());
         let _guard = self.engine.store.ingest_guard()?;
         let mut writer = self.engine.store.content().writer()?;
         let options = DiffOptions { compression: Some(Compression::None), exclude, ..DiffOptions::default() };
         let report = snapshotter.diff(key, &mut writer, &options)?;
         let blob = writer.commit(Some(&report.diff_id), Some(report.uncompressed_size))?;
+        // The snapshot becomes this layer's unpacked form: it must hold what the blob holds, so
+        // the excluded mount points go (they are empty: what was mounted on them never was in it).
+        let upper = snapshotter.apply_target(key)?.dir;
+        for path in &options.exclude {
+            remove_created(&upper, path);
+        }
         let (_, mut diff_ids) = digests(layers)?;
         diff_ids.push(report.diff_id.clone());
         let chain = chain_ids(&diff_ids).last().map(ToString::to_string).unwrap_or_default();
@@ -179,6 +187,56 @@ impl EngineWorker<'_> {
                     options: Vec::new(),
                 });
             }
+            let mut created_targets = Vec::new();
+            let parents = self.engine.snapshotter().parent_dirs(&key)?;
+            for mount in &step.mounts {
+                let (target, container_mount) = match mount {
+                    RunMount::Cache { target, id, mode, uid, gid } => {
+                        let dir = self
+                            .engine
+                            .store
+                            .root()
+                            .join("build-cache")
+                            .join("mounts")
+                            .join(Digest::of(id.as_bytes()).hex());
+                        if !dir.exists() {
+                            fs::create_dir_all(&dir).map_err(|e| EngineError::Io { path: dir.clone(), source: e })?;
+                            use std::os::unix::fs::PermissionsExt;
+                            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(*mode));
+                            let _ = std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid));
+                        }
+                        let mount = ContainerMount {
+                            destination: target.clone(),
+                            kind: MountKind::Bind,
+                            source: dir,
+                            read_only: false,
+                            seed: false,
+                            options: Vec::new(),
+                        };
+                        (target, mount)
+                    }
+                    RunMount::Tmpfs { target, size } => {
+                        let mut options = vec!["mode=1777".to_owned()];
+                        if let Some(size) = size {
+                            options.push(format!("size={size}"));
+                        }
+                        let mount = ContainerMount {
+                            destination: target.clone(),
+                            kind: MountKind::Tmpfs,
+                            source: PathBuf::new(),
+                            read_only: false,
+                            seed: false,
+                            options,
+                        };
+                        (target, mount)
+                    }
+                };
+                let relative = target.trim_start_matches('/').to_owned();
+                if !parents.iter().any(|dir| fs::symlink_metadata(dir.join(&relative)).is_ok()) {
+                    created_targets.push(relative);
+                }
+                mounts.push(container_mount);
+            }
             let spec = Spec {
                 args: step.args.clone(),
                 env: step.env.clone(),
@@ -210,7 +268,7 @@ impl EngineWorker<'_> {
             if code != 0 {
                 return Ok(Err(code));
             }
-            self.commit(layers, &key).map(Ok)
+            self.commit(layers, &key, &created_targets).map(Ok)
         })();
         let _ = fs::remove_dir_all(&dir);
         if !matches!(result, Ok(Ok(_))) {
@@ -281,7 +339,7 @@ impl EngineWorker<'_> {
             let _ = strata_layer::unmount(&target);
             let _ = fs::remove_dir(&target);
             applied?;
-            self.commit(layers, &key)
+            self.commit(layers, &key, &[])
         })();
         if result.is_err() {
             let _ = self.engine.snapshotter().remove(&key);
@@ -401,6 +459,31 @@ fn rewrite_tar(tar: &[u8], ids: Option<(u32, u32)>, mode: Option<u32>) -> Result
         }
     }
     builder.into_inner().map_err(archive_error)
+}
+
+/// Removes `relative` (an empty directory or a file) below `root` without following any
+/// symlink on the way (a step could have planted one); anything else is left alone.
+fn remove_created(root: &Path, relative: &str) {
+    use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+    let (parent, name) = match relative.rsplit_once('/') {
+        Some((parent, name)) => (parent, name),
+        None => ("", relative),
+    };
+    let Ok(root_fd) = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else {
+        return;
+    };
+    let Ok(parent_fd) = rustix::fs::openat2(
+        &root_fd,
+        if parent.is_empty() { "." } else { parent },
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
+    ) else {
+        return;
+    };
+    if rustix::fs::unlinkat(&parent_fd, name, AtFlags::REMOVEDIR).is_err() {
+        let _ = rustix::fs::unlinkat(&parent_fd, name, AtFlags::empty());
+    }
 }
 
 /// Moves this (single-threaded) process into a mount namespace of its own, so what it mounts
@@ -815,6 +898,7 @@ impl Worker for EngineWorker<'_> {
                 "cwd": step.cwd,
                 "user": step.user,
                 "network_host": step.network_host,
+                "mounts": format!("{:?}", step.mounts),
             })
             .to_string()
             .as_bytes(),
