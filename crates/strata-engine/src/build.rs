@@ -29,12 +29,15 @@ use crate::{parse_tag, Engine};
 pub struct EngineWorker<'a> {
     engine: &'a Engine,
     use_cache: bool,
+    /// Held for the whole build: step blobs are not referenced by any image until the end, and
+    /// a garbage collection (exclusive) must not delete them meanwhile.
+    _ingest: strata_store::lock::LockGuard,
 }
 
 impl Engine {
     /// A worker for one build; `use_cache: false` is `--no-cache` (results are still recorded).
-    pub fn build_worker(&self, use_cache: bool) -> EngineWorker<'_> {
-        EngineWorker { engine: self, use_cache }
+    pub fn build_worker(&self, use_cache: bool) -> Result<EngineWorker<'_>> {
+        Ok(EngineWorker { engine: self, use_cache, _ingest: self.store.ingest_guard()? })
     }
 }
 

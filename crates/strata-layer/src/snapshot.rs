@@ -611,7 +611,8 @@ pub fn remove_abandoned(snapshotter: &dyn Snapshotter) -> Result<Vec<String>> {
     for info in snapshotter.list()? {
         if let (Kind::Active, Some(pid)) = (info.kind, info.pid) {
             let alive = Path::new(&format!("/proc/{pid}")).exists() && pid != 0;
-            if !alive && info.key.starts_with("extract-") {
+            // Unpacks and build steps whose process died.
+            if !alive && (info.key.starts_with("extract-") || info.key.starts_with("build-")) {
                 snapshotter.remove(&info.key)?;
                 removed.push(info.key);
             }

@@ -367,3 +367,22 @@ fn run_cache_and_tmpfs_mounts_stay_out_of_the_image() {
         secret.stderr()
     );
 }
+
+#[test]
+fn prune_during_a_build_waits_and_loses_nothing() {
+    require_root!();
+    let dockerfile = "FROM busybox\nRUN echo one > /one\nRUN sleep 1 && echo two > /two\n";
+    let (root, context) = setup(&[("Dockerfile", dockerfile)]);
+    let ctx = context.to_str().expect("utf-8").to_owned();
+    let mut build = root.strata(STRATA);
+    build.args(["build", "-q", "-t", "raced", &ctx]);
+    build.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = build.spawn().expect("spawn build");
+    // While the second RUN sleeps, the first step's blob belongs to no image yet.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    strata(&root, &["system", "prune", "-a", "-f"]).ok();
+    let output = child.wait_with_output().expect("build");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    strata(&root, &["fsck"]).ok();
+    assert_eq!(strata(&root, &["run", "--rm", "raced", "cat", "/one", "/two"]).ok().stdout(), "one\ntwo\n");
+}

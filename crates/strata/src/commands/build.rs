@@ -52,7 +52,7 @@ pub fn run(engine: &Engine, args: BuildArgs) -> anyhow::Result<u8> {
         tags: args.tags.clone(),
         quiet: args.quiet,
     };
-    let worker = engine.build_worker(!args.no_cache);
+    let worker = engine.build_worker(!args.no_cache)?;
     let mut progress: Box<dyn std::io::Write> =
         if args.quiet { Box::new(std::io::sink()) } else { Box::new(std::io::stderr()) };
     let started = std::time::Instant::now();
