@@ -386,3 +386,30 @@ fn prune_during_a_build_waits_and_loses_nothing() {
     strata(&root, &["fsck"]).ok();
     assert_eq!(strata(&root, &["run", "--rm", "raced", "cat", "/one", "/two"]).ok().stdout(), "one\ntwo\n");
 }
+
+#[test]
+fn context_or_dockerfile_from_stdin() {
+    require_root!();
+    let (root, context) = setup(&[("Dockerfile", "FROM busybox\nCOPY data.txt /\n"), ("data.txt", "from a tar\n")]);
+    let tarball = root.path("context.tar.gz");
+    let status = std::process::Command::new("tar")
+        .args(["-czf", tarball.to_str().expect("utf-8"), "-C", context.to_str().expect("utf-8"), "."])
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    // `build -` with a (compressed) tar: the context and its Dockerfile.
+    let mut command = root.strata(STRATA);
+    command.args(["build", "-q", "-t", "fromtar", "-"]);
+    Run::with_stdin(command, &std::fs::read(&tarball).expect("read")).ok();
+    assert_eq!(strata(&root, &["run", "--rm", "fromtar", "cat", "/data.txt"]).ok().stdout(), "from a tar\n");
+    // `build -` with a Dockerfile: no context at all.
+    let mut command = root.strata(STRATA);
+    command.args(["build", "-q", "-t", "nocontext", "-"]);
+    Run::with_stdin(command, b"FROM busybox\nRUN echo alone > /alone\n").ok();
+    assert_eq!(strata(&root, &["run", "--rm", "nocontext", "cat", "/alone"]).ok().stdout(), "alone\n");
+    let mut command = root.strata(STRATA);
+    command.args(["build", "-q", "-f", "-", "-"]);
+    let both = Run::with_stdin(command, b"FROM busybox\n");
+    assert_eq!(both.code(), 1);
+    assert!(both.stderr().contains("can't use stdin for both build context and dockerfile"), "{}", both.stderr());
+}

@@ -9,20 +9,74 @@ use strata_engine::Engine;
 use crate::cli::BuildArgs;
 use crate::output::print;
 
-pub fn run(engine: &Engine, args: BuildArgs) -> anyhow::Result<u8> {
+/// A context unpacked from stdin, removed when the build ends.
+struct StdinContext(std::path::PathBuf);
+
+impl Drop for StdinContext {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `strata build -`: stdin is a tar of the context (plain or compressed), or else the
+/// Dockerfile itself with an empty context, as with `docker build -`.
+fn stdin_context() -> anyhow::Result<(StdinContext, Option<String>)> {
+    let mut data = Vec::new();
+    std::io::stdin().read_to_end(&mut data)?;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let dir = StdinContext(std::env::temp_dir().join(format!("strata-context-{}-{nanos}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let is_tar = {
+        let mut head = Vec::new();
+        let (_, reader) = strata_layer::compression::decompress(std::io::BufReader::new(&data[..]))?;
+        let _ = reader.take(512).read_to_end(&mut head);
+        head.len() == 512 && &head[257..262] == b"ustar"
+    };
+    if is_tar {
+        let options = strata_layer::ApplyOptions {
+            whiteouts: strata_layer::WhiteoutMode::Delete,
+            ..strata_layer::ApplyOptions::default()
+        };
+        strata_layer::apply_layer(&data[..], &dir.0, &options)?;
+        return Ok((dir, None));
+    }
+    Ok((
+        dir,
+        Some(String::from_utf8(data).map_err(|_| anyhow::anyhow!("stdin is neither a tar archive nor a Dockerfile"))?),
+    ))
+}
+
+pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
+    let mut _stdin_context = None;
+    let mut stdin_dockerfile = None;
+    if args.context.as_os_str() == "-" {
+        if args.file.as_deref() == Some("-") {
+            eprintln!("ERROR: invalid argument: can't use stdin for both build context and dockerfile");
+            return Ok(1);
+        }
+        let (dir, dockerfile) = stdin_context()?;
+        args.context = dir.0.clone();
+        stdin_dockerfile = dockerfile;
+        _stdin_context = Some(dir);
+    }
     let context_dir = args.context.clone();
     if !context_dir.is_dir() {
         eprintln!("ERROR: unable to prepare context: path {:?} not found", context_dir.display().to_string());
         return Ok(1);
     }
-    let (text, file) = match args.file.as_deref() {
-        Some("-") => {
+    let (text, file) = match (args.file.as_deref(), stdin_dockerfile) {
+        (_, Some(text)) => (text, "Dockerfile".to_owned()),
+        (Some("-"), None) => {
             let mut text = String::new();
             std::io::stdin().read_to_string(&mut text)?;
             (text, "Dockerfile".to_owned())
         }
-        Some(path) => (read_dockerfile(std::path::Path::new(path))?, path.to_owned()),
-        None => (read_dockerfile(&context_dir.join("Dockerfile"))?, "Dockerfile".to_owned()),
+        (Some(path), None) => {
+            // Inside a context from stdin, `-f` names a file of that context.
+            let path = if _stdin_context.is_some() { context_dir.join(path) } else { std::path::PathBuf::from(path) };
+            (read_dockerfile(&path)?, path.display().to_string())
+        }
+        (None, None) => (read_dockerfile(&context_dir.join("Dockerfile"))?, "Dockerfile".to_owned()),
     };
     let shown = std::path::Path::new(&file).file_name().map_or(file.clone(), |n| n.to_string_lossy().into_owned());
     let dockerfile = match strata_dockerfile::parse_dockerfile(&text, &shown) {
