@@ -107,6 +107,8 @@ pub struct BuildOptions {
     pub tags: Vec<String>,
     /// `-q`: RUN output is not shown.
     pub quiet: bool,
+    /// `--label KEY=VALUE`: set on the resulting image (no history entry, as Docker).
+    pub labels: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -356,7 +358,20 @@ pub fn build(
         object.insert("created".to_owned(), json!(last_created));
         results[index] = Some(StageResult { config: image, layers });
     }
-    let target = results[plan.target].take().ok_or_else(|| BuildError::Invalid("the target was not built".into()))?;
+    let mut target =
+        results[plan.target].take().ok_or_else(|| BuildError::Invalid("the target was not built".into()))?;
+    if !options.labels.is_empty() {
+        let config = &mut target.config["config"];
+        if !config.is_object() {
+            *config = json!({});
+        }
+        if !config["Labels"].is_object() {
+            config["Labels"] = json!({});
+        }
+        for (key, value) in &options.labels {
+            config["Labels"][key] = json!(value);
+        }
+    }
     worker.write_image(&target.config, &target.layers, &options.tags).map_err(BuildError::Invalid)
 }
 

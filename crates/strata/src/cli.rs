@@ -600,6 +600,9 @@ pub struct BuildArgs {
     /// Write the image ID to the file
     #[arg(long)]
     pub iidfile: Option<PathBuf>,
+    /// Set metadata for an image (`KEY=VALUE`)
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
     /// Do not use cache when building the image
     #[arg(long)]
     pub no_cache: bool,

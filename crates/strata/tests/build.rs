@@ -404,9 +404,11 @@ fn context_or_dockerfile_from_stdin() {
     assert_eq!(strata(&root, &["run", "--rm", "fromtar", "cat", "/data.txt"]).ok().stdout(), "from a tar\n");
     // `build -` with a Dockerfile: no context at all.
     let mut command = root.strata(STRATA);
-    command.args(["build", "-q", "-t", "nocontext", "-"]);
+    command.args(["build", "-q", "-t", "nocontext", "--label", "org.example.team=core", "-"]);
     Run::with_stdin(command, b"FROM busybox\nRUN echo alone > /alone\n").ok();
     assert_eq!(strata(&root, &["run", "--rm", "nocontext", "cat", "/alone"]).ok().stdout(), "alone\n");
+    let labels = strata(&root, &["inspect", "-f", "{{json .Config.Labels}}", "nocontext"]).ok().stdout();
+    assert_eq!(labels.trim(), r#"{"org.example.team":"core"}"#);
     let mut command = root.strata(STRATA);
     command.args(["build", "-q", "-f", "-", "-"]);
     let both = Run::with_stdin(command, b"FROM busybox\n");

@@ -105,6 +105,11 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
         target: args.target.clone(),
         tags: args.tags.clone(),
         quiet: args.quiet,
+        labels: args
+            .labels
+            .iter()
+            .map(|l| l.split_once('=').map_or((l.clone(), String::new()), |(k, v)| (k.to_owned(), v.to_owned())))
+            .collect(),
     };
     let worker = engine.build_worker(!args.no_cache)?;
     let mut progress: Box<dyn std::io::Write> =
