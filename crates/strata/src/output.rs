@@ -65,6 +65,14 @@ pub fn print_error(error: &anyhow::Error) {
     eprintln!("Error: {message}");
 }
 
+/// `--format json` (one JSON object per line) or any other template, over the rows' objects.
+pub fn render_objects(format: &str, objects: &[Value], header: &dyn Fn(&str) -> String) -> anyhow::Result<String> {
+    if format == "json" || format == "{{json .}}" {
+        return Ok(objects.iter().map(|o| o.to_string() + "\n").collect());
+    }
+    format_objects(format, objects, header)
+}
+
 /// `ps`/`images --format TEMPLATE` over the JSON objects of the rows: one rendered template per
 /// row, or with `table TEMPLATE` aligned columns under headers (`header` names a field, as
 /// Docker's `.ID` → `CONTAINER ID`). `\t` and `\n` in the template are escapes, as in Docker.

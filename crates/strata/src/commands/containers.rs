@@ -364,12 +364,7 @@ pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<u8> {
                 object.insert("Status", status_text(c, now));
                 objects.push(serde_json::to_value(&object)?);
             }
-            if format == "json" || format == "{{json .}}" {
-                let lines: Vec<String> = objects.iter().map(|o| o.to_string() + "\n").collect();
-                print(&lines.concat())?;
-            } else {
-                print(&crate::output::format_objects(format, &objects, &ps_header)?)?;
-            }
+            print(&crate::output::render_objects(format, &objects, &ps_header)?)?;
         }
         _ => {
             let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]

@@ -54,12 +54,7 @@ pub fn run(engine: &Engine, args: HistoryArgs) -> anyhow::Result<u8> {
                 object.insert("Size", size(row));
                 objects.push(serde_json::to_value(&object)?);
             }
-            if format == "json" || format == "{{json .}}" {
-                let lines: Vec<String> = objects.iter().map(|o| o.to_string() + "\n").collect();
-                print(&lines.concat())?;
-            } else {
-                print(&crate::output::format_objects(format, &objects, &history_header)?)?;
-            }
+            print(&crate::output::render_objects(format, &objects, &history_header)?)?;
         }
         _ => {
             let mut cells = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"].map(String::from).to_vec()];

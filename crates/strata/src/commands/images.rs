@@ -43,12 +43,7 @@ pub fn run(engine: &Engine, args: ImagesArgs) -> anyhow::Result<u8> {
                 object.insert("VirtualSize", human_size(row.size));
                 objects.push(serde_json::to_value(&object)?);
             }
-            if format == "json" || format == "{{json .}}" {
-                let lines: Vec<String> = objects.iter().map(|o| o.to_string() + "\n").collect();
-                print(&lines.concat())?;
-            } else {
-                print(&crate::output::format_objects(format, &objects, &images_header)?)?;
-            }
+            print(&crate::output::render_objects(format, &objects, &images_header)?)?;
         }
         _ => {
             let mut header = vec!["REPOSITORY", "TAG"];
