@@ -306,17 +306,13 @@ impl EngineWorker<'_> {
                 step.sources.first().map(|s| s.trim_start_matches('/')).unwrap_or_default()
             )));
         };
-        private_mount_namespace()?;
-        let target = self.engine.store.root().join("mounts").join(format!("build-from-{}", random_hex(8)));
-        fs::create_dir_all(&target).map_err(|e| EngineError::Io { path: target.clone(), source: e })?;
-        strata_layer::mount_all(&self.engine.snapshotter().read_only_mounts(&chain)?, &target)?;
-        let tar = select(&target, &step.sources, &step.dest).and_then(|mut selection| {
+        let mounts = self.engine.snapshotter().read_only_mounts(&chain)?;
+        let tar = self.engine.with_mounted(&mounts, &format!("build-from-{}", random_hex(8)), |root| {
+            let mut selection = select(root, &step.sources, &step.dest)?;
             selection.keep_owners = true;
             selection.tar()
-        });
-        let _ = strata_layer::unmount(&target);
-        let _ = fs::remove_dir(&target);
-        let layer = self.copy_step(layers, tar?, step)?;
+        })?;
+        let layer = self.copy_step(layers, tar, step)?;
         self.remember(&key, &layer);
         Ok(layer)
     }
@@ -326,22 +322,17 @@ impl EngineWorker<'_> {
         let result = (|| {
             // Written through an overlay mount of the new snapshot (copy-up and whiteouts are the
             // kernel's), in a mount namespace of our own so nothing stays mounted if we die.
-            private_mount_namespace()?;
-            let target = self.engine.store.root().join("mounts").join(&key);
-            fs::create_dir_all(&target).map_err(|e| EngineError::Io { path: target.clone(), source: e })?;
-            strata_layer::mount_all(&self.engine.snapshotter().mounts(&key)?, &target)?;
-            let tar = match (&step.chown, step.chmod) {
-                (None, None) => Ok(tar),
-                (chown, chmod) => chown
-                    .as_deref()
-                    .map(|spec| chown_ids(&target, spec))
-                    .transpose()
-                    .and_then(|ids| rewrite_tar(&tar, ids, chmod)),
-            };
-            let applied = tar.and_then(|tar| apply_into(&target, "/", &mut Cursor::new(tar)));
-            let _ = strata_layer::unmount(&target);
-            let _ = fs::remove_dir(&target);
-            applied?;
+            let mounts = self.engine.snapshotter().mounts(&key)?;
+            self.engine.with_mounted(&mounts, &key, |root| {
+                let tar = match (&step.chown, step.chmod) {
+                    (None, None) => tar,
+                    (chown, chmod) => {
+                        let ids = chown.as_deref().map(|spec| chown_ids(root, spec)).transpose()?;
+                        rewrite_tar(&tar, ids, chmod)?
+                    }
+                };
+                apply_into(root, "/", &mut Cursor::new(tar))
+            })?;
             self.commit(layers, &key, &[])
         })();
         if result.is_err() {
@@ -487,20 +478,6 @@ fn remove_created(root: &Path, relative: &str) {
     if rustix::fs::unlinkat(&parent_fd, name, AtFlags::REMOVEDIR).is_err() {
         let _ = rustix::fs::unlinkat(&parent_fd, name, AtFlags::empty());
     }
-}
-
-/// Moves this (single-threaded) process into a mount namespace of its own, so what it mounts
-/// is gone with it whatever happens.
-fn private_mount_namespace() -> Result<()> {
-    // SAFETY: unshare of this (single-threaded) process's mount namespace.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        return Err(EngineError::Io { path: "unshare".into(), source: std::io::Error::last_os_error() });
-    }
-    rustix::mount::mount_change(
-        "/",
-        rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE,
-    )
-    .map_err(|e| EngineError::Io { path: "/".into(), source: e.into() })
 }
 
 /// The context files a COPY selects, in order, named by where they land. The descriptors keep

@@ -16,6 +16,7 @@ use crate::change::apply_change;
 use crate::containers::{process_alive, ContainerRecord, Status};
 use crate::error::{EngineError, IoContext, Result};
 use crate::import::{record_image, to_json};
+use crate::snapshots::private_mount_namespace;
 use crate::{parse_tag, Engine};
 
 /// Files strata creates in a container's writable layer only to mount over them.
@@ -197,31 +198,11 @@ impl Engine {
             let root = PathBuf::from(format!("/proc/{}/root", record.state.pid));
             // Staging for cp happens in a private mount namespace all the same.
             // SAFETY: unshare of this (single-threaded) process's mount namespace.
-            if unsafe { libc::unshare(libc::CLONE_NEWNS) } == 0 {
-                let _ = rustix::mount::mount_change(
-                    "/",
-                    rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE,
-                );
-            }
+            let _ = private_mount_namespace();
             return act(&root);
         }
         let mounts = self.snapshotter().read_only_mounts(&record.snapshot)?;
-        // SAFETY: unshare of this (single-threaded) process's mount namespace.
-        if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-            return Err(EngineError::Io { path: "unshare".into(), source: std::io::Error::last_os_error() });
-        }
-        rustix::mount::mount_change(
-            "/",
-            rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE,
-        )
-        .map_err(|e| EngineError::Io { path: "/".into(), source: e.into() })?;
-        let target = self.store.root().join("mounts").join(format!("export-{}-{}", record.id, std::process::id()));
-        fs::create_dir_all(&target).at(&target)?;
-        strata_layer::mount_all(&mounts, &target)?;
-        let result = act(&target);
-        let _ = strata_layer::unmount(&target);
-        let _ = fs::remove_dir(&target);
-        result
+        self.with_mounted(&mounts, &format!("export-{}-{}", record.id, std::process::id()), act)
     }
 
     /// `docker export`: the container's filesystem as a tar stream.
@@ -283,22 +264,9 @@ impl Engine {
             return apply_into(Path::new(&format!("/proc/{}/root", record.state.pid)), dest, input);
         }
         let mounts = self.snapshotter().mounts(&record.snapshot)?;
-        // SAFETY: unshare of this (single-threaded) process's mount namespace.
-        if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-            return Err(EngineError::Io { path: "unshare".into(), source: std::io::Error::last_os_error() });
-        }
-        rustix::mount::mount_change(
-            "/",
-            rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE,
-        )
-        .map_err(|e| EngineError::Io { path: "/".into(), source: e.into() })?;
-        let target = self.store.root().join("mounts").join(format!("cp-{}-{}", record.id, std::process::id()));
-        fs::create_dir_all(&target).at(&target)?;
-        strata_layer::mount_all(&mounts, &target)?;
-        let result = apply_into(&target, dest, input);
-        let _ = strata_layer::unmount(&target);
-        let _ = fs::remove_dir(&target);
-        result
+        self.with_mounted(&mounts, &format!("cp-{}-{}", record.id, std::process::id()), |target| {
+            apply_into(target, dest, input)
+        })
     }
 
     /// `docker rename`.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use strata_layer::snapshot::{self, Copy, Overlay, SnapshotError};
-use strata_layer::{apply_layer, mount_all, unmount, ApplyOptions, Snapshotter};
+use strata_layer::{apply_layer, mount_all, unmount, ApplyOptions, Mount, Snapshotter};
 use strata_oci::{Digest, Digester};
 use strata_store::ImageRecord;
 
@@ -58,7 +58,39 @@ fn unique_suffix() -> String {
     format!("{}-{nanos}", std::process::id())
 }
 
+/// Moves this (single-threaded) process into a mount namespace of its own, so what it mounts
+/// is gone with it whatever happens, and nothing it mounts propagates to the host.
+pub(crate) fn private_mount_namespace() -> Result<()> {
+    // SAFETY: unshare of this (single-threaded) process's mount namespace.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(EngineError::Io { path: "unshare".into(), source: std::io::Error::last_os_error() });
+    }
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE,
+    )
+    .map_err(|e| EngineError::Io { path: "/".into(), source: e.into() })
+}
+
 impl Engine {
+    /// Runs `act` on `mounts` made at `ROOT/mounts/NAME` in a private mount namespace of this
+    /// process (see [`private_mount_namespace`]); unmounts and removes the directory after.
+    pub(crate) fn with_mounted<T>(
+        &self,
+        mounts: &[Mount],
+        name: &str,
+        act: impl FnOnce(&Path) -> Result<T>,
+    ) -> Result<T> {
+        private_mount_namespace()?;
+        let target = self.store.root().join("mounts").join(name);
+        std::fs::create_dir_all(&target).at(&target)?;
+        mount_all(mounts, &target)?;
+        let result = act(&target);
+        let _ = unmount(&target);
+        let _ = std::fs::remove_dir(&target);
+        result
+    }
+
     /// Unpacks every layer of `image` that is not unpacked yet; returns the top chain ID
     /// (`None` for an image without layers). Layers already present are not touched.
     pub fn unpack(&self, image: &ImageRecord) -> Result<Option<String>> {
