@@ -500,6 +500,14 @@ pub fn pause(engine: &Engine, args: NamesArgs, paused: bool) -> anyhow::Result<u
     each(&args.names, |name| engine.pause_container(name, paused).map(|()| Some(name.to_owned())))
 }
 
+/// `Deleted Containers:` and the IDs, then a blank line; nothing when none went.
+pub fn deleted_containers(removed: &[String]) -> String {
+    if removed.is_empty() {
+        return String::new();
+    }
+    format!("Deleted Containers:\n{}\n", removed.iter().map(|id| format!("{id}\n")).collect::<String>())
+}
+
 pub fn prune(engine: &Engine, force: bool) -> anyhow::Result<u8> {
     if !force {
         eprint!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
@@ -509,16 +517,7 @@ pub fn prune(engine: &Engine, force: bool) -> anyhow::Result<u8> {
             return Ok(0);
         }
     }
-    let removed = engine.prune_containers()?;
-    let mut out = String::new();
-    if !removed.is_empty() {
-        out.push_str("Deleted Containers:\n");
-        for id in &removed {
-            out.push_str(id);
-            out.push('\n');
-        }
-        out.push('\n');
-    }
+    let mut out = deleted_containers(&engine.prune_containers()?);
     out.push_str("Total reclaimed space: 0B\n");
     print(&out)?;
     Ok(0)

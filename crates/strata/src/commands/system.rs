@@ -9,38 +9,28 @@ use crate::output::{print, table};
 
 pub fn df(engine: &Engine) -> anyhow::Result<u8> {
     let usage = engine.disk_usage()?;
-    let percent = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
+    // TYPE, TOTAL, ACTIVE, SIZE, RECLAIMABLE (with its share of SIZE).
+    let row = |kind: &str, total: usize, active: usize, size: u64, reclaimable: u64| {
+        let percent = (reclaimable * 100).checked_div(size).unwrap_or(0);
+        vec![
+            kind.to_owned(),
+            total.to_string(),
+            active.to_string(),
+            human_size(size),
+            format!("{} ({percent}%)", human_size(reclaimable)),
+        ]
+    };
     let rows = vec![
         ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"].map(String::from).to_vec(),
-        vec![
-            "Images".into(),
-            usage.images.to_string(),
-            usage.active_images.to_string(),
-            human_size(usage.images_size),
-            format!("{} ({}%)", human_size(usage.reclaimable), percent(usage.reclaimable, usage.images_size)),
-        ],
-        vec![
-            "Containers".into(),
-            usage.containers.to_string(),
-            usage.running_containers.to_string(),
-            human_size(usage.containers_size),
-            format!(
-                "{} ({}%)",
-                human_size(usage.containers_reclaimable),
-                percent(usage.containers_reclaimable, usage.containers_size)
-            ),
-        ],
-        vec![
-            "Local Volumes".into(),
-            usage.volumes.to_string(),
-            usage.active_volumes.to_string(),
-            human_size(usage.volumes_size),
-            format!(
-                "{} ({}%)",
-                human_size(usage.volumes_reclaimable),
-                percent(usage.volumes_reclaimable, usage.volumes_size)
-            ),
-        ],
+        row("Images", usage.images, usage.active_images, usage.images_size, usage.reclaimable),
+        row(
+            "Containers",
+            usage.containers,
+            usage.running_containers,
+            usage.containers_size,
+            usage.containers_reclaimable,
+        ),
+        row("Local Volumes", usage.volumes, usage.active_volumes, usage.volumes_size, usage.volumes_reclaimable),
         ["Build Cache", "0", "0", "0B", "0B"].map(String::from).to_vec(),
     ];
     print(&table(&rows))?;
@@ -76,15 +66,7 @@ pub fn prune(engine: &Engine, args: PruneArgs, system: bool) -> anyhow::Result<u
     let mut out = String::new();
     if system {
         // Stopped containers first, so the images only they used can go too.
-        let removed = engine.prune_containers()?;
-        if !removed.is_empty() {
-            out.push_str("Deleted Containers:\n");
-            for id in &removed {
-                out.push_str(id);
-                out.push('\n');
-            }
-            out.push('\n');
-        }
+        out.push_str(&super::containers::deleted_containers(&engine.prune_containers()?));
     }
     let report = engine.prune(args.all)?;
     if !report.events.is_empty() {
