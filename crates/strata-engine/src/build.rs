@@ -908,10 +908,14 @@ impl Worker for EngineWorker<'_> {
             selection.extract_into = Some(step.dest.trim_start_matches('/').trim_end_matches('/').to_owned());
         }
         let stat_path = self.stat_cache_path(&step.context);
-        let mut stat_cache: StatCache =
-            fs::read(&stat_path).ok().and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default();
+        let stored = fs::read(&stat_path).unwrap_or_default();
+        let mut stat_cache: StatCache = serde_json::from_slice(&stored).unwrap_or_default();
         let fingerprint = selection.fingerprint(&mut stat_cache).map_err(|e| e.to_string())?;
-        self.write_aside(&stat_path, &serde_json::to_vec(&stat_cache).unwrap_or_default());
+        // Written only when a file had to be read: an unchanged rebuild writes nothing here.
+        let updated = serde_json::to_vec(&stat_cache).unwrap_or_default();
+        if updated != stored {
+            self.write_aside(&stat_path, &updated);
+        }
         let parent = Self::parent_identity(layers).map_err(|e| e.to_string())?;
         let key = Digest::of(
             format!(
