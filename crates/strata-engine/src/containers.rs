@@ -42,6 +42,11 @@ impl Status {
             Status::Dead => "dead",
         }
     }
+
+    /// Running, paused or between restarts: its processes (or its monitor) still own it.
+    pub fn is_live(self) -> bool {
+        matches!(self, Status::Running | Status::Paused | Status::Restarting)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,7 +231,7 @@ impl Engine {
 
     /// A running record whose processes are gone (monitor killed) is shown as exited.
     fn refresh(&self, mut record: ContainerRecord) -> ContainerRecord {
-        if matches!(record.state.status, Status::Running | Status::Paused | Status::Restarting) {
+        if record.state.status.is_live() {
             let container_alive = record.state.pid > 0 && process_alive(record.state.pid);
             let monitor_alive = record.state.monitor_pid > 0 && process_alive(record.state.monitor_pid);
             if !container_alive && !monitor_alive {
@@ -639,7 +644,7 @@ impl Engine {
                 Err(EngineError::ContainerNotFound(_)) => return Ok(0),
                 Err(e) => return Err(e),
             };
-            if !matches!(record.state.status, Status::Running | Status::Paused | Status::Restarting) {
+            if !record.state.status.is_live() {
                 return Ok(record.state.exit_code);
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
@@ -674,7 +679,7 @@ impl Engine {
     /// `docker rm [-f] [-v]`.
     pub fn remove_container(&self, name: &str, force: bool, volumes: bool) -> Result<String> {
         let record = self.find_container(name)?;
-        if matches!(record.state.status, Status::Running | Status::Paused | Status::Restarting) {
+        if record.state.status.is_live() {
             if !force {
                 return Err(EngineError::Conflict(format!(
                     "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
@@ -734,7 +739,7 @@ impl Engine {
     pub fn prune_containers(&self) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for record in self.list_containers()? {
-            if !matches!(record.state.status, Status::Running | Status::Paused | Status::Restarting) {
+            if !record.state.status.is_live() {
                 self.destroy_container(&record, false)?;
                 removed.push(record.id);
             }

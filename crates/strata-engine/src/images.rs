@@ -9,7 +9,7 @@ use strata_oci::time::Timestamp;
 use strata_oci::{reference, Digest};
 use strata_store::{Db, ImageRecord, StoreError};
 
-use crate::containers::{ContainerRecord, Status};
+use crate::containers::ContainerRecord;
 use crate::error::{EngineError, Result};
 use crate::{parse_tag, stored_reference, tag_key, Engine};
 
@@ -246,7 +246,7 @@ impl Engine {
             let image = self.resolve(db, name)?.clone();
             let users: Vec<&ContainerRecord> = containers.iter().filter(|c| c.image_id == image.id).collect();
             let running = users.iter().find(|c| {
-                matches!(c.state.status, Status::Running | Status::Paused | Status::Restarting)
+                c.state.status.is_live()
             });
             let tags = db.tags_of(&image.id);
             let by_tag = match reference::parse_any(name) {
@@ -352,7 +352,7 @@ impl Engine {
         for container in &containers {
             let size = snapshotter.usage(&container.snapshot).map(|u| u.size).unwrap_or(0);
             usage.containers_size += size;
-            if matches!(container.state.status, Status::Running | Status::Paused | Status::Restarting) {
+            if container.state.status.is_live() {
                 usage.running_containers += 1;
             } else {
                 usage.containers_reclaimable += size;

@@ -315,11 +315,7 @@ pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<u8> {
     let containers: Vec<ContainerRecord> = engine
         .list_containers()?
         .into_iter()
-        .filter(|c| {
-            args.all
-                || !args.filter.is_empty()
-                || matches!(c.state.status, Status::Running | Status::Paused | Status::Restarting)
-        })
+        .filter(|c| args.all || !args.filter.is_empty() || c.state.status.is_live())
         .filter(|c| matches_filters(c, &args.filter).unwrap_or(false))
         .collect();
     for filter in &args.filter {
@@ -428,9 +424,7 @@ pub fn logs(engine: &Engine, args: LogsArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     loop {
-        let running = engine
-            .find_container(&record.id)
-            .is_ok_and(|c| matches!(c.state.status, Status::Running | Status::Paused | Status::Restarting));
+        let running = engine.find_container(&record.id).is_ok_and(|c| c.state.status.is_live());
         std::thread::sleep(std::time::Duration::from_millis(100));
         let entries = read_log(&path);
         if entries.len() > seen {
