@@ -48,8 +48,31 @@ pub struct RunStep {
     pub network_host: bool,
     /// `-q`: the step's output is not shown.
     pub quiet: bool,
-    /// `--mount=type=cache|tmpfs`.
+    /// `--mount=type=cache|tmpfs|bind|secret` and heredoc scripts.
     pub mounts: Vec<RunMount>,
+    /// `--mount=type=secret,env=NAME`: variables set for the process only, never part of the
+    /// cache key, the layer or the history.
+    pub secret_env: Vec<(String, Secret)>,
+}
+
+/// A secret's bytes (`--secret`): never printed (Debug shows no content), never hashed into a
+/// cache key, never written to the store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Where a bind mount's files come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindSource {
+    /// A path of the build context.
+    Context { context: PathBuf, path: String },
+    /// A path of another stage's (or an image's) filesystem.
+    Layers { layers: Vec<Layer>, path: String },
 }
 
 /// A RUN mount the worker provides for the step only (never part of the layer).
@@ -67,6 +90,61 @@ pub enum RunMount {
         target: String,
         size: Option<u64>,
     },
+    /// Read-only unless `rw` (then writes are thrown away after the step).
+    Bind {
+        target: String,
+        source: BindSource,
+        read_only: bool,
+    },
+    /// A file on a tmpfs of the build process, bound read-only at `target`.
+    Secret {
+        target: String,
+        id: String,
+        data: Secret,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// A file made for the step (a heredoc script at `/dev/pipes/NAME`), read-only.
+    File {
+        target: String,
+        data: Vec<u8>,
+        mode: u32,
+    },
+}
+
+impl RunMount {
+    pub fn target(&self) -> &str {
+        match self {
+            RunMount::Cache { target, .. }
+            | RunMount::Tmpfs { target, .. }
+            | RunMount::Bind { target, .. }
+            | RunMount::Secret { target, .. }
+            | RunMount::File { target, .. } => target,
+        }
+    }
+
+    /// What the mount contributes to the step's cache key: everything but a secret's bytes
+    /// (as BuildKit, a changed secret does not invalidate the cache) and a bind source's files
+    /// (the worker hashes those itself).
+    pub fn key_text(&self) -> String {
+        match self {
+            RunMount::Secret { target, id, mode, uid, gid, .. } => {
+                format!("secret {target} id={id} mode={mode:o} uid={uid} gid={gid}")
+            }
+            RunMount::Bind { target, source, read_only } => {
+                let source = match source {
+                    BindSource::Context { path, .. } => format!("context:{path}"),
+                    BindSource::Layers { layers, path } => {
+                        let ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
+                        format!("layers:{}:{path}", ids.join(","))
+                    }
+                };
+                format!("bind {target} {source} ro={read_only}")
+            }
+            other => format!("{other:?}"),
+        }
+    }
 }
 
 /// A COPY step from the build context, or (`from`) from another stage's or image's files.
@@ -77,6 +155,8 @@ pub struct CopyStep {
     pub from: Option<Vec<Layer>>,
     /// Paths relative to the context, as written.
     pub sources: Vec<String>,
+    /// Heredoc sources: (file name, content), created with mode 0644.
+    pub inline: Vec<(String, Vec<u8>)>,
     /// Absolute destination inside the image (a trailing `/` means a directory).
     pub dest: String,
     /// `--chown=user[:group]` (names looked up in the destination's /etc/passwd and /etc/group).
@@ -109,6 +189,8 @@ pub struct BuildOptions {
     pub quiet: bool,
     /// `--label KEY=VALUE`: set on the resulting image (no history entry, as Docker).
     pub labels: Vec<(String, String)>,
+    /// `--secret id=ID,...`: the bytes by id, for `RUN --mount=type=secret`.
+    pub secrets: std::collections::BTreeMap<String, Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -183,11 +265,9 @@ pub fn build(
                 scope.apply(command, &options.context).map_err(|e| at(command.location, e.to_string()))?;
             match &instruction {
                 Instruction::Run(run) => {
-                    if !run.heredocs.is_empty() {
-                        return Err(at(command.location, "RUN heredocs are not supported yet".to_owned()));
-                    }
                     let workdir = container.working_dir.clone().unwrap_or_default();
                     let mut mounts = Vec::new();
+                    let mut secret_env = Vec::new();
                     for mount in &run.mounts {
                         use strata_dockerfile::instructions::MountType;
                         let target = absolute_dest(&workdir, &mount.target).trim_end_matches('/').to_owned();
@@ -200,18 +280,59 @@ pub fn build(
                                 gid: mount.gid.unwrap_or(0),
                             }),
                             MountType::Tmpfs => mounts.push(RunMount::Tmpfs { target, size: mount.size }),
-                            other => {
-                                return Err(at(
-                                    command.location,
-                                    format!(
-                                        "RUN --mount=type={} is not supported yet",
-                                        format!("{other:?}").to_lowercase()
-                                    ),
-                                ))
+                            MountType::Bind => {
+                                let path = mount.source.clone().unwrap_or_else(|| "/".to_owned());
+                                let source = match &mount.from {
+                                    None => BindSource::Context { context: options.context_dir.clone(), path },
+                                    Some(value) => BindSource::Layers {
+                                        layers: from_layers(dockerfile, &results, worker, value)
+                                            .map_err(|e| at(command.location, e))?,
+                                        path,
+                                    },
+                                };
+                                mounts.push(RunMount::Bind { target, source, read_only: mount.read_only });
+                            }
+                            MountType::Secret => {
+                                let id = mount.id.clone().unwrap_or_default();
+                                match options.secrets.get(&id) {
+                                    None if mount.required => {
+                                        return Err(at(
+                                            command.location,
+                                            format!("secret {id}: not found (pass it with --secret id={id},src=FILE)"),
+                                        ))
+                                    }
+                                    // Not required: the step runs without it, as BuildKit does.
+                                    None => {}
+                                    Some(data) => {
+                                        if let Some(name) = &mount.env {
+                                            secret_env.push((name.clone(), data.clone()));
+                                        }
+                                        if !mount.target.is_empty() {
+                                            mounts.push(RunMount::Secret {
+                                                target,
+                                                id,
+                                                data: data.clone(),
+                                                mode: mount.mode.unwrap_or(0o400),
+                                                uid: mount.uid.unwrap_or(0),
+                                                gid: mount.gid.unwrap_or(0),
+                                            });
+                                        }
+                                    }
+                                }
+                            }
+                            MountType::Ssh => {
+                                if mount.required {
+                                    return Err(at(
+                                        command.location,
+                                        "RUN --mount=type=ssh: no SSH agent is forwarded (strata build has no --ssh yet)"
+                                            .to_owned(),
+                                    ));
+                                }
                             }
                         }
                     }
-                    let args = config::run_args(&container, &run.command);
+                    let command_line = heredoc_command(run, &mut mounts);
+                    let args = config::run_args(&container, &command_line);
                     let step = RunStep {
                         args: args.clone(),
                         env: scope.run_env(),
@@ -220,6 +341,7 @@ pub fn build(
                         network_host: matches!(run.network, Some(strata_dockerfile::instructions::NetworkMode::Host)),
                         quiet: options.quiet,
                         mounts,
+                        secret_env,
                     };
                     let layer = worker.run(&layers, &step).map_err(|(code, message)| BuildError::Step {
                         code,
@@ -269,9 +391,6 @@ pub fn build(
                         }
                         _ => unreachable!("matched above"),
                     };
-                    if !copy.inline.is_empty() {
-                        return Err(at(command.location, format!("{keyword} heredocs are not supported yet")));
-                    }
                     let chmod = match &copy.chmod {
                         None => None,
                         Some(text) => {
@@ -285,13 +404,9 @@ pub fn build(
                     };
                     let from = match &copy.from {
                         None => None,
-                        Some(value) => Some(match stage_index(dockerfile, value) {
-                            Some(other) => results[other]
-                                .as_ref()
-                                .map(|r| r.layers.clone())
-                                .ok_or_else(|| at(command.location, format!("stage {value} is not built yet")))?,
-                            None => worker.resolve(value).map_err(|e| at(command.location, e))?.layers,
-                        }),
+                        Some(value) => Some(
+                            from_layers(dockerfile, &results, worker, value).map_err(|e| at(command.location, e))?,
+                        ),
                     };
                     let workdir = container.working_dir.clone().unwrap_or_default();
                     let dest = absolute_dest(&workdir, &copy.dest);
@@ -299,6 +414,7 @@ pub fn build(
                         context: options.context_dir.clone(),
                         from,
                         sources: copy.sources.clone(),
+                        inline: copy.inline.iter().map(|i| (i.name.clone(), i.data.clone().into_bytes())).collect(),
                         dest,
                         chown: copy.chown.clone(),
                         chmod,
@@ -320,8 +436,10 @@ pub fn build(
                             flags_text.push_str(&format!("--{flag}={value} "));
                         }
                     }
+                    let mut sources_text: Vec<String> = copy.sources.clone();
+                    sources_text.extend(copy.inline.iter().map(|i| format!("<<{}", i.name)));
                     let created_by =
-                        format!("{keyword} {flags_text}{} {} # buildkit", copy.sources.join(" "), copy.dest);
+                        format!("{keyword} {flags_text}{} {} # buildkit", sources_text.join(" "), copy.dest);
                     history.push(
                         json!({"created": last_created, "created_by": created_by, "comment": "buildkit.dockerfile.v0"}),
                     );
@@ -373,6 +491,52 @@ pub fn build(
         }
     }
     worker.write_image(&target.config, &target.layers, &options.tags).map_err(BuildError::Invalid)
+}
+
+/// The layers `--from=VALUE` names: a stage built before, or else an image.
+fn from_layers(
+    dockerfile: &Dockerfile,
+    results: &[Option<StageResult>],
+    worker: &dyn Worker,
+    value: &str,
+) -> Result<Vec<Layer>, String> {
+    match stage_index(dockerfile, value) {
+        Some(other) => {
+            results[other].as_ref().map(|r| r.layers.clone()).ok_or_else(|| format!("stage {value} is not built yet"))
+        }
+        None => worker.resolve(value).map(|base| base.layers),
+    }
+}
+
+/// A RUN with heredocs, as BuildKit runs it: a lone `<<EOF` whose body starts with `#!` is a
+/// script file mounted at `/dev/pipes/EOF` and run; a lone `<<EOF` otherwise is the shell's
+/// command text; anything else (`cat <<EOF > f`) goes to the shell with the bodies appended.
+fn heredoc_command(run: &strata_dockerfile::instructions::Run, mounts: &mut Vec<RunMount>) -> CommandLine {
+    let (CommandLine::Shell(line), Some(first)) = (&run.command, run.heredocs.first()) else {
+        return run.command.clone();
+    };
+    let lone = strata_dockerfile::parser::parse_heredoc(line.trim()).ok().flatten();
+    match lone {
+        Some(_) if run.heredocs.len() == 1 => {
+            let data = first.effective_content();
+            if data.starts_with("#!") {
+                let target = format!("/dev/pipes/{}", first.name);
+                mounts.push(RunMount::File { target: target.clone(), data: data.into_bytes(), mode: 0o755 });
+                CommandLine::Shell(target)
+            } else {
+                CommandLine::Shell(data)
+            }
+        }
+        _ => {
+            let mut full = line.clone();
+            for heredoc in &run.heredocs {
+                full.push('\n');
+                full.push_str(&heredoc.content);
+                full.push_str(&heredoc.name);
+            }
+            CommandLine::Shell(full)
+        }
+    }
 }
 
 /// `--from=VALUE` names a stage (by name or index) or else an image.

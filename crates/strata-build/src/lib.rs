@@ -5,5 +5,7 @@ pub mod config;
 pub mod executor;
 pub mod plan;
 
-pub use executor::{build, BaseImage, BuildError, BuildOptions, CopyStep, Layer, RunMount, RunStep, Worker};
+pub use executor::{
+    build, BaseImage, BindSource, BuildError, BuildOptions, CopyStep, Layer, RunMount, RunStep, Secret, Worker,
+};
 pub use plan::{plan, Base, Plan, PlanError, PlannedStage};

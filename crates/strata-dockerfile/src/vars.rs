@@ -241,6 +241,24 @@ impl<'g> StageScope<'g> {
         self.lexer.process_words(word, &self.expansion_env())
     }
 
+    /// Heredoc sources with an unquoted delimiter are expanded as one word, as BuildKit does
+    /// (which also means its quote removal applies to them).
+    fn expand_inline(
+        &self,
+        inline: &[crate::instructions::InlineSource],
+    ) -> Result<Vec<crate::instructions::InlineSource>, LexError> {
+        inline
+            .iter()
+            .map(|source| {
+                let mut source = source.clone();
+                if source.expand {
+                    source.data = self.expand_word(&source.data)?;
+                }
+                Ok(source)
+            })
+            .collect()
+    }
+
     /// Variables a word refers to that are neither ARG nor ENV here (for the lint).
     pub fn undefined_in(&self, word: &str) -> BTreeSet<String> {
         self.lexer.process(word, &self.expansion_env()).map(|p| p.unmatched).unwrap_or_default()
@@ -297,6 +315,7 @@ impl<'g> StageScope<'g> {
                 chown: copy.chown.as_deref().map(|f| self.expand_word(f)).transpose()?,
                 chmod: copy.chmod.as_deref().map(|f| self.expand_word(f)).transpose()?,
                 exclude: copy.exclude.iter().map(|s| self.expand_word(s)).collect::<Result<_, _>>()?,
+                inline: self.expand_inline(&copy.inline)?,
                 ..copy.clone()
             }),
             Instruction::Add(add) => {
@@ -307,6 +326,7 @@ impl<'g> StageScope<'g> {
                 add.chmod = add.chmod.as_deref().map(|f| self.expand_word(f)).transpose()?;
                 add.checksum = add.checksum.as_deref().map(|f| self.expand_word(f)).transpose()?;
                 add.exclude = add.exclude.iter().map(|s| self.expand_word(s)).collect::<Result<_, _>>()?;
+                add.inline = self.expand_inline(&add.inline)?;
                 Instruction::Add(add)
             }
             other => other.clone(),

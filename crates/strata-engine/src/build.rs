@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use strata_build::{BaseImage, CopyStep, Layer, RunMount, RunStep, Worker};
+use strata_build::{BaseImage, BindSource, CopyStep, Layer, RunMount, RunStep, Worker};
 use strata_layer::snapshot::SnapshotError;
 use strata_layer::{Compression, DiffOptions};
 use strata_oci::{media_types, Digest};
@@ -116,6 +116,26 @@ impl EngineWorker<'_> {
         }
     }
 
+    /// The fingerprint of a selection of context files, through the stat cache (written only
+    /// when a file had to be read: an unchanged rebuild writes nothing).
+    fn fingerprint(&self, context: &Path, selection: &Selection) -> Result<Digest> {
+        let stat_path = self.stat_cache_path(context);
+        let stored = fs::read(&stat_path).unwrap_or_default();
+        let mut stat_cache: StatCache = serde_json::from_slice(&stored).unwrap_or_default();
+        let fingerprint = selection.fingerprint(&mut stat_cache)?;
+        let updated = serde_json::to_vec(&stat_cache).unwrap_or_default();
+        if updated != stored {
+            self.write_aside(&stat_path, &updated);
+        }
+        Ok(fingerprint)
+    }
+
+    /// The fingerprint of context paths as `select` finds them.
+    fn context_fingerprint(&self, context: &Path, sources: &[String], dest: &str) -> Result<Digest> {
+        let selection = select(context, sources, dest)?;
+        self.fingerprint(context, &selection)
+    }
+
     /// A fresh writable snapshot on top of `layers` (unpacked first where needed).
     fn prepare(&self, layers: &[Layer]) -> Result<String> {
         let (blobs, diff_ids) = digests(layers)?;
@@ -126,28 +146,20 @@ impl EngineWorker<'_> {
     }
 
     /// The snapshot's changes become a layer blob; the snapshot is kept as that layer's chain.
-    fn commit(&self, layers: &[Layer], key: &str, also_exclude: &[String]) -> Result<Layer> {
+    /// `created` are the stubs the runtime made to mount on (deepest first); they go before the
+    /// diff, so the snapshot holds exactly what the blob holds.
+    fn commit(&self, layers: &[Layer], key: &str, created: &[String]) -> Result<Layer> {
         let snapshotter = self.engine.snapshotter();
-        let parents = snapshotter.parent_dirs(key)?;
-        // The mount points the runtime had to create are not the step's doing.
-        let mut exclude: Vec<String> = MOUNT_POINTS
-            .iter()
-            .filter(|p| !parents.iter().any(|dir| fs::symlink_metadata(dir.join(p)).is_ok()))
-            .map(|p| (*p).to_owned())
-            .collect();
-        // Directories made only to mount something on for the step are not its doing either.
-        exclude.extend(also_exclude.iter().cloned());
-        let _guard = self.engine.store.ingest_guard()?;
-        let mut writer = self.engine.store.content().writer()?;
-        let options = DiffOptions { compression: Some(Compression::None), exclude, ..DiffOptions::default() };
-        let report = snapshotter.diff(key, &mut writer, &options)?;
-        let blob = writer.commit(Some(&report.diff_id), Some(report.uncompressed_size))?;
-        // The snapshot becomes this layer's unpacked form: it must hold what the blob holds, so
-        // the excluded mount points go (they are empty: what was mounted on them never was in it).
         let upper = snapshotter.apply_target(key)?.dir;
-        for path in &options.exclude {
+        for path in created {
+            // Only empty ones: a directory the step wrote into is its doing after all.
             remove_created(&upper, path);
         }
+        let _guard = self.engine.store.ingest_guard()?;
+        let mut writer = self.engine.store.content().writer()?;
+        let options = DiffOptions { compression: Some(Compression::None), ..DiffOptions::default() };
+        let report = snapshotter.diff(key, &mut writer, &options)?;
+        let blob = writer.commit(Some(&report.diff_id), Some(report.uncompressed_size))?;
         let (_, mut diff_ids) = digests(layers)?;
         diff_ids.push(report.diff_id.clone());
         let chain = chain_ids(&diff_ids).last().map(ToString::to_string).unwrap_or_default();
@@ -169,6 +181,7 @@ impl EngineWorker<'_> {
     fn run_step(&self, layers: &[Layer], step: &RunStep) -> Result<std::result::Result<Layer, i32>> {
         let key = self.prepare(layers)?;
         let dir = self.engine.store.root().join("build").join(&key);
+        let mut host_mounts = HostMounts::default();
         let result = (|| {
             fs::create_dir_all(&dir).map_err(|e| EngineError::Io { path: dir.clone(), source: e })?;
             let hostname = "buildkitsandbox";
@@ -190,59 +203,22 @@ impl EngineWorker<'_> {
                     options: Vec::new(),
                 });
             }
-            let mut created_targets = Vec::new();
             let parents = self.engine.snapshotter().parent_dirs(&key)?;
+            let mut created_targets: Vec<String> =
+                MOUNT_POINTS.iter().flat_map(|p| missing_prefixes(&parents, p)).collect();
             for mount in &step.mounts {
-                let (target, container_mount) = match mount {
-                    RunMount::Cache { target, id, mode, uid, gid } => {
-                        let dir = self
-                            .engine
-                            .store
-                            .root()
-                            .join("build-cache")
-                            .join("mounts")
-                            .join(Digest::of(id.as_bytes()).hex());
-                        if !dir.exists() {
-                            fs::create_dir_all(&dir).map_err(|e| EngineError::Io { path: dir.clone(), source: e })?;
-                            use std::os::unix::fs::PermissionsExt;
-                            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(*mode));
-                            let _ = std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid));
-                        }
-                        let mount = ContainerMount {
-                            destination: target.clone(),
-                            kind: MountKind::Bind,
-                            source: dir,
-                            read_only: false,
-                            seed: false,
-                            options: Vec::new(),
-                        };
-                        (target, mount)
-                    }
-                    RunMount::Tmpfs { target, size } => {
-                        let mut options = vec!["mode=1777".to_owned()];
-                        if let Some(size) = size {
-                            options.push(format!("size={size}"));
-                        }
-                        let mount = ContainerMount {
-                            destination: target.clone(),
-                            kind: MountKind::Tmpfs,
-                            source: PathBuf::new(),
-                            read_only: false,
-                            seed: false,
-                            options,
-                        };
-                        (target, mount)
-                    }
-                };
-                let relative = target.trim_start_matches('/').to_owned();
-                if !parents.iter().any(|dir| fs::symlink_metadata(dir.join(&relative)).is_ok()) {
-                    created_targets.push(relative);
-                }
+                let container_mount = self.step_mount(mount, &dir, &mut host_mounts)?;
+                // Every directory (and the file) made only to mount on is not the step's doing.
+                created_targets.extend(missing_prefixes(&parents, mount.target()));
                 mounts.push(container_mount);
             }
+            let mut env = step.env.clone();
+            env.extend(
+                step.secret_env.iter().map(|(name, secret)| format!("{name}={}", String::from_utf8_lossy(&secret.0))),
+            );
             let spec = Spec {
                 args: step.args.clone(),
-                env: step.env.clone(),
+                env,
                 cwd: step.cwd.clone(),
                 user_spec: Some(step.user.clone()).filter(|u| !u.is_empty()),
                 hostname: hostname.to_owned(),
@@ -273,11 +249,130 @@ impl EngineWorker<'_> {
             }
             self.commit(layers, &key, &created_targets).map(Ok)
         })();
-        let _ = fs::remove_dir_all(&dir);
+        // Never remove the scratch directory while something (a context bind) is mounted in it.
+        if host_mounts.release(self.engine) {
+            let _ = fs::remove_dir_all(&dir);
+        }
         if !matches!(result, Ok(Ok(_))) {
             let _ = self.engine.snapshotter().remove(&key);
         }
         result
+    }
+
+    /// The container mount for one of a step's mounts; what it needs on the host side (a
+    /// tmpfs for secrets, overlays of other stages) is mounted in this process's private mount
+    /// namespace under `dir` and recorded in `host`, so it goes away with the process.
+    fn step_mount(&self, mount: &RunMount, dir: &Path, host: &mut HostMounts) -> Result<ContainerMount> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |e: std::io::Error| EngineError::Io { path: path.clone(), source: e }
+        };
+        let bind = |destination: &str, source: PathBuf, read_only: bool| ContainerMount {
+            destination: destination.to_owned(),
+            kind: MountKind::Bind,
+            source,
+            read_only,
+            seed: false,
+            options: Vec::new(),
+        };
+        match mount {
+            RunMount::Cache { target, id, mode, uid, gid } => {
+                let cache =
+                    self.engine.store.root().join("build-cache").join("mounts").join(Digest::of(id.as_bytes()).hex());
+                if !cache.exists() {
+                    fs::create_dir_all(&cache).map_err(io(&cache))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = fs::set_permissions(&cache, fs::Permissions::from_mode(*mode));
+                    let _ = std::os::unix::fs::chown(&cache, Some(*uid), Some(*gid));
+                }
+                Ok(bind(target, cache, false))
+            }
+            RunMount::Tmpfs { target, size } => {
+                let mut options = vec!["mode=1777".to_owned()];
+                if let Some(size) = size {
+                    options.push(format!("size={size}"));
+                }
+                Ok(ContainerMount {
+                    destination: target.clone(),
+                    kind: MountKind::Tmpfs,
+                    source: PathBuf::new(),
+                    read_only: false,
+                    seed: false,
+                    options,
+                })
+            }
+            RunMount::Secret { target, data, mode, uid, gid, .. } => {
+                let file = host.memory_file(dir, &data.0, *mode, *uid, *gid)?;
+                Ok(bind(target, file, true))
+            }
+            RunMount::File { target, data, mode } => {
+                let file = host.memory_file(dir, data, *mode, 0, 0)?;
+                Ok(bind(target, file, true))
+            }
+            RunMount::Bind { target, source, read_only } => {
+                let (root, path) = match source {
+                    BindSource::Context { context, path } => {
+                        if escapes(path.trim_start_matches('/')) {
+                            return Err(EngineError::InvalidArgument(format!(
+                                "forbidden path outside the build context: {path}"
+                            )));
+                        }
+                        (context.clone(), path.clone())
+                    }
+                    BindSource::Layers { layers, path } => {
+                        let (blobs, diff_ids) = digests(layers)?;
+                        let chain = self.engine.unpack_layers(&blobs, &diff_ids)?;
+                        let root = host.next_dir(dir)?;
+                        match chain {
+                            // `rw`: a throwaway snapshot on top, removed after the step.
+                            Some(chain) if !read_only => {
+                                let key = format!("build-bind-{}", random_hex(8));
+                                let mounts = self.engine.snapshotter().prepare(&key, Some(&chain))?;
+                                host.snapshots.push(key);
+                                host.mount(&mounts, &root)?;
+                            }
+                            Some(chain) => {
+                                let mounts = self.engine.snapshotter().read_only_mounts(&chain)?;
+                                host.mount(&mounts, &root)?;
+                            }
+                            None => {}
+                        }
+                        (root, path.clone())
+                    }
+                };
+                // Resolved inside its root: a symlink cannot lead the mount outside it.
+                let fd = resolve_in(&root, &path).map_err(|_| {
+                    EngineError::InvalidArgument(format!("failed to compute cache key: \"{path}\": not found"))
+                })?;
+                let real = fs::read_link(fd_path(&fd)).map_err(io(&root))?;
+                if *read_only || !matches!(source, BindSource::Context { .. }) {
+                    return Ok(bind(target, real, *read_only));
+                }
+                // A writable bind of the context: writes land in an overlay upper thrown away
+                // after the step, never in the context.
+                if !fs::metadata(&real).map_err(io(&real))?.is_dir() {
+                    let copy = host.next_dir(dir)?.join("file");
+                    fs::copy(&real, &copy).map_err(io(&real))?;
+                    return Ok(bind(target, copy, false));
+                }
+                let scratch = host.next_dir(dir)?;
+                let (upper, work, merged) = (scratch.join("upper"), scratch.join("work"), scratch.join("merged"));
+                for d in [&upper, &work, &merged] {
+                    fs::create_dir_all(d).map_err(io(d))?;
+                }
+                let overlay = strata_layer::snapshot::Mount {
+                    kind: "overlay".to_owned(),
+                    source: "overlay".to_owned(),
+                    options: vec![
+                        format!("lowerdir={}", real.display()),
+                        format!("upperdir={}", upper.display()),
+                        format!("workdir={}", work.display()),
+                    ],
+                };
+                host.mount(&[overlay], &merged)?;
+                Ok(bind(target, merged, false))
+            }
+        }
     }
 
     /// `COPY --from`: the source is another stage's (or image's) filesystem, content-addressed
@@ -340,6 +435,90 @@ impl EngineWorker<'_> {
         }
         result
     }
+}
+
+/// What a RUN step mounted on the host side (in the build's private mount namespace).
+#[derive(Default)]
+struct HostMounts {
+    targets: Vec<PathBuf>,
+    snapshots: Vec<String>,
+    memory: Option<PathBuf>,
+    dirs: usize,
+}
+
+impl HostMounts {
+    fn next_dir(&mut self, dir: &Path) -> Result<PathBuf> {
+        self.dirs += 1;
+        let path = dir.join(format!("mount-{}", self.dirs));
+        fs::create_dir_all(&path).map_err(|e| EngineError::Io { path: path.clone(), source: e })?;
+        Ok(path)
+    }
+
+    fn mount(&mut self, mounts: &[strata_layer::snapshot::Mount], target: &Path) -> Result<()> {
+        crate::snapshots::private_mount_namespace()?;
+        strata_layer::snapshot::mount_all(mounts, target)?;
+        self.targets.push(target.to_owned());
+        Ok(())
+    }
+
+    /// A file on a tmpfs mounted for this step only: its bytes never touch a disk, and the
+    /// tmpfs vanishes with the process if it is killed.
+    fn memory_file(&mut self, dir: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let tmpfs = match &self.memory {
+            Some(path) => path.clone(),
+            None => {
+                let path = dir.join("memory");
+                fs::create_dir_all(&path).map_err(|e| EngineError::Io { path: path.clone(), source: e })?;
+                crate::snapshots::private_mount_namespace()?;
+                rustix::mount::mount(
+                    "tmpfs",
+                    &path,
+                    "tmpfs",
+                    rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+                    Some(c"mode=0700,size=16m"),
+                )
+                .map_err(|e| EngineError::Io { path: path.clone(), source: e.into() })?;
+                self.targets.push(path.clone());
+                self.memory = Some(path.clone());
+                path
+            }
+        };
+        self.dirs += 1;
+        let file = tmpfs.join(format!("file-{}", self.dirs));
+        let io = |e: std::io::Error| EngineError::Io { path: file.clone(), source: e };
+        fs::write(&file, data).map_err(io)?;
+        fs::set_permissions(&file, fs::Permissions::from_mode(mode)).map_err(io)?;
+        std::os::unix::fs::chown(&file, Some(uid), Some(gid)).map_err(io)?;
+        Ok(file)
+    }
+
+    /// Unmounts everything and removes throwaway snapshots; false if something stayed mounted.
+    fn release(&mut self, engine: &Engine) -> bool {
+        let mut clean = true;
+        for target in self.targets.drain(..).rev() {
+            clean &= strata_layer::snapshot::unmount(&target).is_ok();
+        }
+        for key in self.snapshots.drain(..) {
+            let _ = engine.snapshotter().remove(&key);
+        }
+        clean
+    }
+}
+
+/// The prefixes of `target` (relative, top first) that exist in none of `parents`: what the
+/// runtime creates to mount on. Listed deepest first, the order to remove them in.
+fn missing_prefixes(parents: &[PathBuf], target: &str) -> Vec<String> {
+    let parts: Vec<&str> = target.split('/').filter(|p| !p.is_empty()).collect();
+    let mut missing = Vec::new();
+    for n in 1..=parts.len() {
+        let prefix = parts[..n].join("/");
+        if !parents.iter().any(|dir| fs::symlink_metadata(dir.join(&prefix)).is_ok()) {
+            missing.push(prefix);
+        }
+    }
+    missing.reverse();
+    missing
 }
 
 /// ADD of a local archive: when `path` is a tar (plain, gzip or zstd), its entries are added
@@ -476,7 +655,12 @@ fn remove_created(root: &Path, relative: &str) {
         return;
     };
     if rustix::fs::unlinkat(&parent_fd, name, AtFlags::REMOVEDIR).is_err() {
-        let _ = rustix::fs::unlinkat(&parent_fd, name, AtFlags::empty());
+        // A file stub only while it is still the empty file made to mount on.
+        let empty_file = rustix::fs::statat(&parent_fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_size == 0);
+        if empty_file {
+            let _ = rustix::fs::unlinkat(&parent_fd, name, AtFlags::empty());
+        }
     }
 }
 
@@ -489,6 +673,8 @@ struct Selection {
     keep_owners: bool,
     /// ADD: where source files that are tar archives are unpacked instead of copied.
     extract_into: Option<String>,
+    /// Heredoc files: (path inside the image, content).
+    inline: Vec<(String, Vec<u8>)>,
 }
 
 struct Entry {
@@ -508,7 +694,13 @@ struct Entry {
 /// `filepath.Match`; what `.dockerignore` excludes is not there (as if never sent).
 fn select(context: &Path, sources: &[String], dest: &str) -> Result<Selection> {
     let ignore = Ignore::load(context);
-    let mut selection = Selection { entries: Vec::new(), _sources: Vec::new(), keep_owners: false, extract_into: None };
+    let mut selection = Selection {
+        entries: Vec::new(),
+        _sources: Vec::new(),
+        keep_owners: false,
+        extract_into: None,
+        inline: Vec::new(),
+    };
     let mut expanded = Vec::new();
     for source in sources {
         let clean = source.trim_start_matches("./");
@@ -760,6 +952,9 @@ impl Selection {
             };
             let _ = writeln!(text, "{}\t{}\t{:o}\t{}", entry.name, kind, meta.mode() & 0o7777, meta.mtime());
         }
+        for (name, data) in &self.inline {
+            let _ = writeln!(text, "{name}\tinline{}", Digest::of(data));
+        }
         Ok(Digest::of(text.as_bytes()))
     }
 
@@ -791,6 +986,13 @@ impl Selection {
             } else {
                 append_file(&mut builder, &entry.path, meta, &entry.name, self.keep_owners)?;
             }
+        }
+        for (name, data) in &self.inline {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(data.len() as u64);
+            builder.append_data(&mut header, name, &data[..]).map_err(|e| EngineError::Archive(e.to_string()))?;
         }
         builder.into_inner().map_err(|e| EngineError::Archive(e.to_string()))
     }
@@ -867,18 +1069,30 @@ impl Worker for EngineWorker<'_> {
     }
 
     fn run(&self, layers: &[Layer], step: &RunStep) -> std::result::Result<Layer, (i32, String)> {
-        // The step is its parent, the command and everything that shapes its process.
+        // The step is its parent, the command and everything that shapes its process; a bind
+        // of the context adds its files' fingerprint. Secrets' bytes are never part of it.
         let parent = Self::parent_identity(layers).map_err(|e| (1, e.to_string()))?;
+        let mut mounts = Vec::new();
+        for mount in &step.mounts {
+            mounts.push(mount.key_text());
+            if let RunMount::Bind { source: BindSource::Context { context, path }, .. } = mount {
+                let fingerprint = self
+                    .context_fingerprint(context, std::slice::from_ref(path), "/")
+                    .map_err(|e| (1, e.to_string()))?;
+                mounts.push(fingerprint.to_string());
+            }
+        }
         let key = Digest::of(
             serde_json::json!({
                 "step": "run",
                 "parent": parent,
                 "args": step.args,
                 "env": step.env,
+                "secret_env": step.secret_env.iter().map(|(name, _)| name).collect::<Vec<_>>(),
                 "cwd": step.cwd,
                 "user": step.user,
                 "network_host": step.network_host,
-                "mounts": format!("{:?}", step.mounts),
+                "mounts": mounts,
             })
             .to_string()
             .as_bytes(),
@@ -904,18 +1118,20 @@ impl Worker for EngineWorker<'_> {
         // The files as they would land (names, modes, mtimes, content) decide, not the context;
         // unchanged files are known by their stat and not read.
         let mut selection = select(&step.context, &step.sources, &step.dest).map_err(|e| e.to_string())?;
+        let dest_is_dir = step.dest.ends_with('/') || step.sources.len() + step.inline.len() > 1;
+        let dest_root = step.dest.trim_start_matches('/').trim_end_matches('/');
+        for (name, data) in &step.inline {
+            let path = if dest_is_dir || dest_root.is_empty() {
+                format!("{dest_root}/{name}").trim_start_matches('/').to_owned()
+            } else {
+                dest_root.to_owned()
+            };
+            selection.inline.push((path, data.clone()));
+        }
         if step.extract_archives {
             selection.extract_into = Some(step.dest.trim_start_matches('/').trim_end_matches('/').to_owned());
         }
-        let stat_path = self.stat_cache_path(&step.context);
-        let stored = fs::read(&stat_path).unwrap_or_default();
-        let mut stat_cache: StatCache = serde_json::from_slice(&stored).unwrap_or_default();
-        let fingerprint = selection.fingerprint(&mut stat_cache).map_err(|e| e.to_string())?;
-        // Written only when a file had to be read: an unchanged rebuild writes nothing here.
-        let updated = serde_json::to_vec(&stat_cache).unwrap_or_default();
-        if updated != stored {
-            self.write_aside(&stat_path, &updated);
-        }
+        let fingerprint = self.fingerprint(&step.context, &selection).map_err(|e| e.to_string())?;
         let parent = Self::parent_identity(layers).map_err(|e| e.to_string())?;
         let key = Digest::of(
             format!(

@@ -606,4 +606,7 @@ pub struct BuildArgs {
     /// Do not use cache when building the image
     #[arg(long)]
     pub no_cache: bool,
+    /// Secret to expose to RUN --mount=type=secret (`id=ID,src=FILE` or `id=ID,env=VAR`)
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
 }

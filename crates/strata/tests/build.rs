@@ -164,7 +164,10 @@ fn bad_input_names_the_line_and_stays_in_the_context() {
         ),
         ("FROM busybox\nCOPY nothere /x\n", "Dockerfile:2: failed to compute cache key: \"/nothere\": not found"),
         ("FROM nosuchimage\n", "Dockerfile:1: pull access denied for nosuchimage"),
-        ("FROM busybox\nRUN --mount=type=ssh true\n", "Dockerfile:2: RUN --mount=type=ssh is not supported yet"),
+        (
+            "FROM busybox\nRUN --mount=type=ssh,required=true true\n",
+            "Dockerfile:2: RUN --mount=type=ssh: no SSH agent is forwarded",
+        ),
         ("FROM busybox\nFROBNICATE x\n", "Dockerfile:2: unknown instruction: FROBNICATE"),
     ];
     for (dockerfile, expected) in cases {
@@ -359,13 +362,155 @@ fn run_cache_and_tmpfs_mounts_stay_out_of_the_image() {
         let listed = strata(&root, &["run", "--rm", "mounts", "ls", "-d", dir]);
         assert_ne!(listed.code(), 0, "{dir} is not in the image: {}", listed.stdout());
     }
-    std::fs::write(context.join("Dockerfile"), "FROM busybox\nRUN --mount=type=secret,id=x true\n").expect("write");
-    let secret = strata(&root, &["build", ctx]);
-    assert!(
-        secret.stderr().contains("Dockerfile:2: RUN --mount=type=secret is not supported yet"),
-        "{}",
-        secret.stderr()
-    );
+}
+
+/// Every regular file below `dir` (the whole store: blobs, snapshots, cache, records).
+fn files_below(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let kind = entry.file_type().expect("file type");
+        if kind.is_dir() {
+            files_below(&entry.path(), out);
+        } else if kind.is_file() {
+            out.push(entry.path());
+        }
+    }
+}
+
+#[test]
+fn secrets_reach_only_the_steps_that_ask_and_never_the_store() {
+    require_root!();
+    let secret = "tok-5f0c9e1d-never-stored";
+    let dockerfile = "FROM busybox\n\
+        RUN --mount=type=secret,id=token sha256sum /run/secrets/token | cut -c1-64 > /hash && stat -c '%a %u' /run/secrets/token > /mode\n\
+        RUN --mount=type=secret,id=token,env=TOKEN,target=/etc/tok,mode=0440,uid=65534 test \"$TOKEN\" = \"$(cat /etc/tok)\" && stat -c '%a %u' /etc/tok > /mode2\n\
+        RUN test ! -e /run/secrets/token && test -z \"$TOKEN\" && touch /without\n\
+        RUN --mount=type=secret,id=absent true\n";
+    let (root, context) = setup(&[("Dockerfile", dockerfile)]);
+    let secret_file = root.path("token.txt");
+    std::fs::write(&secret_file, secret).expect("write");
+    let ctx = context.to_str().expect("utf-8");
+    let spec = format!("id=token,src={}", secret_file.display());
+    strata(&root, &["build", "--secret", &spec, "-t", "secret", ctx]).ok();
+
+    let hash = strata(&root, &["run", "--rm", "secret", "cat", "/hash"]).ok().stdout();
+    let expected = strata_testkit::tool("sha256sum", &[secret_file.to_str().expect("utf-8")]).ok().stdout();
+    assert_eq!(hash.trim(), &expected[..64], "the step read the secret's bytes");
+    assert_eq!(strata(&root, &["run", "--rm", "secret", "cat", "/mode", "/mode2"]).ok().stdout(), "400 0\n440 65534\n");
+    strata(&root, &["run", "--rm", "secret", "test", "-e", "/without"]).ok();
+    for gone in ["/run/secrets", "/etc/tok"] {
+        let listed = strata(&root, &["run", "--rm", "secret", "ls", "-d", gone]);
+        assert_ne!(listed.code(), 0, "{gone} (a mount point) is not in the image");
+    }
+    // Not in any file of the store (blobs, snapshots, build cache, records), nor in what
+    // inspect and history show.
+    let mut files = Vec::new();
+    files_below(&root.root(), &mut files);
+    assert!(files.len() > 20, "the walk sees the store: {} files", files.len());
+    for file in &files {
+        let data = std::fs::read(file).unwrap_or_default();
+        assert!(!data.windows(secret.len()).any(|w| w == secret.as_bytes()), "secret found in {}", file.display());
+    }
+    let shown = strata(&root, &["inspect", "secret"]).ok().stdout()
+        + &strata(&root, &["history", "--no-trunc", "secret"]).ok().stdout();
+    assert!(!shown.contains(secret) && !shown.contains("--mount"), "{shown}");
+
+    // From the environment; a changed secret does not invalidate the cache (as BuildKit).
+    let mut command = root.strata(STRATA);
+    command.env("MY_TOKEN", "other").args(["build", "--secret", "id=token,env=MY_TOKEN", ctx]);
+    let rebuilt = Run::of(command).ok();
+    assert!(rebuilt.stderr().contains("CACHED"), "{}", rebuilt.stderr());
+
+    // A required secret that is not given fails with the line; a bad --secret is refused.
+    std::fs::write(context.join("Dockerfile"), "FROM busybox\nRUN --mount=type=secret,id=nope,required true\n")
+        .expect("write");
+    let missing = strata(&root, &["build", ctx]).fails();
+    assert!(missing.stderr().contains("Dockerfile:2: secret nope: not found"), "{}", missing.stderr());
+    let bad = strata(&root, &["build", "--secret", "id=x,src=/nonexistent/file", ctx]).fails();
+    assert!(bad.stderr().contains("/nonexistent/file"), "{}", bad.stderr());
+}
+
+#[test]
+fn heredocs_in_run_and_copy() {
+    require_root!();
+    let dockerfile = "FROM busybox\n\
+ENV NAME=world\n\
+RUN <<EOF\n\
+echo one > /one\n\
+echo two >> /one\n\
+EOF\n\
+RUN <<EOF\n\
+#!/bin/sh\n\
+echo \"script $0\" > /script\n\
+EOF\n\
+RUN cat <<A > /a && cat <<'B' > /b\n\
+alpha $NAME\n\
+A\n\
+beta $NAME\n\
+B\n\
+COPY <<EOF <<'RAW' /etc/\n\
+hello $NAME\n\
+EOF\n\
+raw $NAME\n\
+RAW\n\
+COPY --chmod=755 <<EOF /usr/bin/greet\n\
+#!/bin/sh\n\
+echo greetings\n\
+EOF\n";
+    let (root, context) = setup(&[("Dockerfile", dockerfile)]);
+    let ctx = context.to_str().expect("utf-8");
+    strata(&root, &["build", "-t", "here", ctx]).ok();
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "--rm", "here"];
+        all.extend_from_slice(args);
+        strata(&root, &all).ok().stdout()
+    };
+    assert_eq!(run(&["cat", "/one"]), "one\ntwo\n");
+    assert_eq!(run(&["cat", "/script"]), "script /dev/pipes/EOF\n");
+    assert_eq!(run(&["cat", "/a", "/b"]), "alpha world\nbeta $NAME\n");
+    assert_eq!(run(&["cat", "/etc/EOF", "/etc/RAW"]), "hello world\nraw $NAME\n");
+    assert_eq!(run(&["greet"]), "greetings\n");
+    assert_eq!(run(&["stat", "-c", "%a", "/etc/EOF"]), "644\n");
+    // The script's mount point is not in the image.
+    assert_ne!(strata(&root, &["run", "--rm", "here", "ls", "-d", "/dev/pipes"]).code(), 0);
+    let history = strata(&root, &["history", "--no-trunc", "--format", "{{.CreatedBy}}", "here"]).ok().stdout();
+    assert!(history.contains("COPY <<EOF <<RAW /etc/ # buildkit"), "{history}");
+    // Unchanged: every step is cached.
+    let again = strata(&root, &["build", "-t", "here", ctx]).ok();
+    assert_eq!(again.stderr().matches("CACHED").count(), 5, "{}", again.stderr());
+}
+
+#[test]
+fn bind_mounts_read_the_context_and_other_stages_and_leave_nothing() {
+    require_root!();
+    let dockerfile = "FROM busybox AS tools\n\
+RUN mkdir -p /opt/tool && echo v1 > /opt/tool/version\n\
+FROM busybox\n\
+RUN --mount=type=bind,target=/src cat /src/input.txt > /from-context && ! touch /src/new 2>/dev/null\n\
+RUN --mount=type=bind,from=tools,source=/opt/tool,target=/mnt/tool cat /mnt/tool/version > /from-stage\n\
+RUN --mount=type=bind,source=sub,target=/work,rw echo scribble > /work/scribble && ls /work > /listed\n";
+    let (root, context) = setup(&[("Dockerfile", dockerfile), ("input.txt", "input 1\n"), ("sub/keep", "k\n")]);
+    let ctx = context.to_str().expect("utf-8");
+    strata(&root, &["build", "-t", "binds", ctx]).ok();
+    let cat = |path: &str| strata(&root, &["run", "--rm", "binds", "cat", path]).ok().stdout();
+    assert_eq!(cat("/from-context"), "input 1\n");
+    assert_eq!(cat("/from-stage"), "v1\n");
+    assert_eq!(cat("/listed"), "keep\nscribble\n");
+    // rw writes are thrown away: the context is untouched, and no mount point is in the image.
+    assert!(!context.join("sub/scribble").exists() && !context.join("new").exists());
+    for gone in ["/src", "/mnt", "/work"] {
+        assert_ne!(strata(&root, &["run", "--rm", "binds", "ls", "-d", gone]).code(), 0, "{gone}");
+    }
+    // The bound context files are part of the step's key: a change re-runs it.
+    let again = strata(&root, &["build", "-t", "binds", ctx]).ok();
+    assert_eq!(again.stderr().matches("CACHED").count(), 4, "{}", again.stderr());
+    std::fs::write(context.join("input.txt"), "input 2\n").expect("write");
+    strata(&root, &["build", "-t", "binds", ctx]).ok();
+    assert_eq!(cat("/from-context"), "input 2\n");
+    // A source outside the context is refused.
+    std::fs::write(context.join("Dockerfile"), "FROM busybox\nRUN --mount=type=bind,source=../,target=/x true\n")
+        .expect("write");
+    let escaped = strata(&root, &["build", ctx]).fails();
+    assert!(escaped.stderr().contains("outside the build context"), "{}", escaped.stderr());
 }
 
 #[test]

@@ -46,6 +46,43 @@ fn stdin_context() -> anyhow::Result<(StdinContext, Option<String>)> {
     ))
 }
 
+/// `--secret id=ID[,type=file|env][,src=FILE|,env=VAR]`, as buildx reads it: `src`/`source`
+/// name a file, `env` a variable; with neither, a variable named like the id, else a file.
+fn parse_secret(spec: &str) -> Result<(String, Vec<u8>), String> {
+    let (mut id, mut kind, mut src, mut env) = (None, None, None, None);
+    for field in spec.split(',') {
+        let (key, value) = field.split_once('=').ok_or_else(|| format!("{field:?} is not KEY=VALUE"))?;
+        match key.trim().to_lowercase().as_str() {
+            "id" => id = Some(value.to_owned()),
+            "type" => kind = Some(value.to_lowercase()),
+            "src" | "source" => src = Some(value.to_owned()),
+            "env" => env = Some(value.to_owned()),
+            other => return Err(format!("unexpected key {other:?} (use id, type, src or env)")),
+        }
+    }
+    let id = id.or_else(|| env.clone()).or_else(|| {
+        src.as_deref().and_then(|s| std::path::Path::new(s).file_name()).map(|n| n.to_string_lossy().into_owned())
+    });
+    let id = id.filter(|i| !i.is_empty()).ok_or("an id is required (id=NAME)")?;
+    let from_env =
+        |name: &str| std::env::var_os(name).map(|v| std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec());
+    let from_file = |path: &str| std::fs::read(path).map_err(|e| format!("reading {path}: {e}"));
+    let data = match (kind.as_deref(), &src, &env) {
+        (Some("env"), _, _) | (None, None, Some(_)) => {
+            let name = env.clone().unwrap_or_else(|| id.clone());
+            from_env(&name).ok_or_else(|| format!("environment variable {name} is not set"))?
+        }
+        (Some("file") | None, Some(path), _) => from_file(path)?,
+        (Some("file"), None, _) => from_file(&id)?,
+        (None, None, None) => match from_env(&id) {
+            Some(data) => data,
+            None => from_file(&id)?,
+        },
+        (Some(other), _, _) => return Err(format!("unsupported secret type {other:?} (file or env)")),
+    };
+    Ok((id, data))
+}
+
 pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
     let mut _stdin_context = None;
     let mut stdin_dockerfile = None;
@@ -98,8 +135,21 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
         };
         context.build_args.insert(key, value);
     }
+    let mut secrets = std::collections::BTreeMap::new();
+    for spec in &args.secrets {
+        match parse_secret(spec) {
+            Ok((id, data)) => {
+                secrets.insert(id, strata_build::Secret(data));
+            }
+            Err(message) => {
+                eprintln!("ERROR: --secret {spec:?}: {message}");
+                return Ok(1);
+            }
+        }
+    }
     let options = BuildOptions {
         file: shown,
+        secrets,
         context_dir,
         context,
         target: args.target.clone(),
