@@ -165,6 +165,13 @@ pub struct CopyStep {
     pub chmod: Option<u32>,
     /// ADD: a local tar archive (plain, gzip, zstd) is unpacked at the destination.
     pub extract_archives: bool,
+    /// `--exclude=PATTERN` (several): paths below each source left out.
+    pub exclude: Vec<String>,
+    /// `--parents`: sources keep their path (below a `/./` pivot) under the destination.
+    pub parents: bool,
+    /// `--link`: the layer is the copied files alone, independent of the layers below, so its
+    /// cache survives a change of the base.
+    pub link: bool,
 }
 
 /// What the engine does for the builder.
@@ -255,8 +262,16 @@ pub fn build(
         let mut flags = StageFlags::default();
         let image_env = container.env.clone().unwrap_or_default();
         let mut scope = StageScope::new(&global, &options.context, &image_env);
+        // The base's ONBUILD triggers run first, as if written right after FROM; the new
+        // image does not inherit them.
+        let triggers = container.on_build.take().unwrap_or_default();
+        let mut commands = Vec::with_capacity(triggers.len() + stage.commands.len());
+        for trigger in &triggers {
+            commands.push(onbuild_command(trigger, stage.location).map_err(|e| at(stage.location, e))?);
+        }
+        commands.extend(stage.commands.iter().cloned());
 
-        for command in &stage.commands {
+        for command in &commands {
             step += 1;
             let step_number = step;
             let _ =
@@ -419,6 +434,9 @@ pub fn build(
                         chown: copy.chown.clone(),
                         chmod,
                         extract_archives: extract,
+                        exclude: copy.exclude.clone(),
+                        parents: copy.parents,
+                        link: copy.link,
                     };
                     let layer = worker.copy(&layers, &step).map_err(|e| at(command.location, e))?;
                     last_created = layer.created.clone();
@@ -491,6 +509,25 @@ pub fn build(
         }
     }
     worker.write_image(&target.config, &target.layers, &options.tags).map_err(BuildError::Invalid)
+}
+
+/// One ONBUILD trigger of a base image as a command of the stage that uses it.
+fn onbuild_command(trigger: &str, location: Location) -> Result<strata_dockerfile::instructions::Command, String> {
+    let keyword = trigger.split_whitespace().next().unwrap_or_default().to_uppercase();
+    if matches!(keyword.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
+        return Err(format!("{keyword} isn't allowed as an ONBUILD trigger"));
+    }
+    let text = format!("FROM scratch\n{trigger}\n");
+    let parsed = strata_dockerfile::parse_dockerfile(&text, "ONBUILD")
+        .map_err(|e| format!("the base image's ONBUILD trigger {trigger:?} is invalid: {e}"))?;
+    let mut command = parsed
+        .stages
+        .into_iter()
+        .next()
+        .and_then(|stage| stage.commands.into_iter().next())
+        .ok_or_else(|| format!("the base image's ONBUILD trigger {trigger:?} is empty"))?;
+    command.location = location;
+    Ok(command)
 }
 
 /// The layers `--from=VALUE` names: a stage built before, or else an image.
@@ -722,6 +759,33 @@ mod tests {
         let empty: Vec<bool> =
             config["history"].as_array().expect("history").iter().map(|h| h["empty_layer"] == true).collect();
         assert_eq!(empty, [false, true, true, true, true, false, false, true]);
+    }
+
+    #[test]
+    fn onbuild_triggers_run_first_in_the_stage_that_uses_the_base() {
+        let (result, steps) = build_text(
+            "FROM busybox AS base\nONBUILD RUN trig\nONBUILD ENV T=1\nRUN own\nFROM base\nRUN after\n",
+            None,
+        );
+        assert!(result.is_ok(), "{result:?}");
+        let runs: Vec<&str> = steps.iter().filter(|s| s.starts_with("run")).map(String::as_str).collect();
+        assert_eq!(
+            runs,
+            [
+                "run /bin/sh -c own on 1 as \"\" in /",
+                "run /bin/sh -c trig on 2 as \"\" in /",
+                "run /bin/sh -c after on 3 as \"\" in /"
+            ]
+        );
+        let config: Value = serde_json::from_str(steps.last().expect("config")).expect("json");
+        assert_eq!(config["config"]["Env"], json!(["PATH=/bin", "T=1"]), "triggers apply to the stage");
+        assert!(config["config"]["OnBuild"].is_null(), "not inherited: {}", config["config"]);
+        assert_eq!(
+            onbuild_command("FROM x", Location { start: 3, end: 3 }).map(|c| c.original),
+            Err("FROM isn't allowed as an ONBUILD trigger".to_owned()),
+            "a trigger from an image's config is checked like one in a Dockerfile"
+        );
+        assert_eq!(onbuild_command("RUN a", Location { start: 3, end: 3 }).map(|c| c.location.start), Ok(3));
     }
 
     #[test]

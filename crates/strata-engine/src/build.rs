@@ -132,7 +132,8 @@ impl EngineWorker<'_> {
 
     /// The fingerprint of context paths as `select` finds them.
     fn context_fingerprint(&self, context: &Path, sources: &[String], dest: &str) -> Result<Digest> {
-        let selection = select(context, sources, dest)?;
+        let filters = Filters { ignore: Ignore::load(context), ..Filters::default() };
+        let selection = select(context, sources, dest, &filters)?;
         self.fingerprint(context, &selection)
     }
 
@@ -380,15 +381,18 @@ impl EngineWorker<'_> {
     fn copy_from(&self, layers: &[Layer], source: &[Layer], step: &CopyStep) -> Result<Layer> {
         let (blobs, diff_ids) = digests(source)?;
         let chain = self.engine.unpack_layers(&blobs, &diff_ids)?;
-        let parent = Self::parent_identity(layers)?;
+        // A linked layer does not depend on what it lands on.
+        let parent = if links(step) { "link".to_owned() } else { Self::parent_identity(layers)? };
         let key = Digest::of(
             format!(
-                "copy-from\n{parent}\n{}\n{}\n{}\n{:?}\n{:?}",
+                "copy-from\n{parent}\n{}\n{}\n{}\n{:?}\n{:?}\n{:?}\n{}",
                 chain.as_deref().unwrap_or("scratch"),
                 step.sources.join("\n"),
                 step.dest,
                 step.chown,
-                step.chmod
+                step.chmod,
+                step.exclude,
+                step.parents
             )
             .as_bytes(),
         );
@@ -403,7 +407,12 @@ impl EngineWorker<'_> {
         };
         let mounts = self.engine.snapshotter().read_only_mounts(&chain)?;
         let tar = self.engine.with_mounted(&mounts, &format!("build-from-{}", random_hex(8)), |root| {
-            let mut selection = select(root, &step.sources, &step.dest)?;
+            let filters = Filters {
+                exclude: Ignore::from_lines(step.exclude.iter().map(String::as_str)),
+                parents: step.parents,
+                ..Filters::default()
+            };
+            let mut selection = select(root, &step.sources, &step.dest, &filters)?;
             selection.keep_owners = true;
             selection.tar()
         })?;
@@ -413,6 +422,9 @@ impl EngineWorker<'_> {
     }
 
     fn copy_step(&self, layers: &[Layer], tar: Vec<u8>, step: &CopyStep) -> Result<Layer> {
+        if links(step) {
+            return self.linked_layer(tar, step);
+        }
         let key = self.prepare(layers)?;
         let result = (|| {
             // Written through an overlay mount of the new snapshot (copy-up and whiteouts are the
@@ -435,6 +447,81 @@ impl EngineWorker<'_> {
         }
         result
     }
+}
+
+/// Whether a COPY makes an independent layer: `--link`, unless it needs the destination's
+/// files (a `--chown` by name reads its /etc/passwd) or sets modes (BuildKit, too, ignores
+/// `--link` with `--chmod`).
+fn links(step: &CopyStep) -> bool {
+    let numeric = |spec: &str| spec.split(':').all(|part| part.parse::<u32>().is_ok());
+    step.link && step.chmod.is_none() && step.chown.as_deref().is_none_or(numeric)
+}
+
+impl EngineWorker<'_> {
+    /// `COPY --link`: the layer is the copied files alone (and the destination's directories),
+    /// stored as they are; the next step unpacks it onto whatever base it lands on.
+    fn linked_layer(&self, tar: Vec<u8>, step: &CopyStep) -> Result<Layer> {
+        let archive_error = |e: std::io::Error| EngineError::Archive(e.to_string());
+        let mut builder = tar::Builder::new(Vec::with_capacity(tar.len() + 1024));
+        let dest_root = step.dest.trim_start_matches('/').trim_end_matches('/');
+        let mut prefix = String::new();
+        for part in dest_root.split('/').filter(|p| !p.is_empty()) {
+            prefix = if prefix.is_empty() { part.to_owned() } else { format!("{prefix}/{part}") };
+            // The destination itself is a directory only when files go inside it.
+            if prefix == dest_root && !tar_has_prefix(&tar, dest_root) {
+                break;
+            }
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            builder.append_data(&mut header, format!("{prefix}/"), std::io::empty()).map_err(archive_error)?;
+        }
+        let ids = match &step.chown {
+            Some(spec) => {
+                let mut parts = spec.split(':').map(|p| p.parse::<u32>().unwrap_or(0));
+                let uid = parts.next().unwrap_or(0);
+                Some((uid, parts.next().unwrap_or(uid)))
+            }
+            None => None,
+        };
+        let tar = if ids.is_some() { rewrite_tar(&tar, ids, None)? } else { tar };
+        let mut archive = tar::Archive::new(&tar[..]);
+        for entry in archive.entries().map_err(archive_error)? {
+            let mut entry = entry.map_err(archive_error)?;
+            let mut header = entry.header().clone();
+            let path = entry.path().map_err(archive_error)?.into_owned();
+            if header.entry_type().is_symlink() || header.entry_type().is_hard_link() {
+                let target = entry.link_name().map_err(archive_error)?.map(|t| t.into_owned()).unwrap_or_default();
+                builder.append_link(&mut header, &path, &target).map_err(archive_error)?;
+            } else {
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data).map_err(archive_error)?;
+                builder.append_data(&mut header, &path, &data[..]).map_err(archive_error)?;
+            }
+        }
+        let layer = builder.into_inner().map_err(archive_error)?;
+        let diff_id = Digest::of(&layer);
+        let _guard = self.engine.store.ingest_guard()?;
+        let mut writer = self.engine.store.content().writer()?;
+        std::io::Write::write_all(&mut writer, &layer)
+            .map_err(|e| EngineError::Io { path: "blob".into(), source: e })?;
+        let blob = writer.commit(Some(&diff_id), Some(layer.len() as u64))?;
+        Ok(Layer {
+            blob: blob.to_string(),
+            diff_id: diff_id.to_string(),
+            size: layer.len() as u64,
+            created: strata_oci::time::Timestamp::now().to_rfc3339(),
+            cached: false,
+        })
+    }
+}
+
+/// Whether the tar holds entries below `prefix/` (a directory copied to that name).
+fn tar_has_prefix(tar: &[u8], prefix: &str) -> bool {
+    let mut archive = tar::Archive::new(tar);
+    let Ok(entries) = archive.entries() else { return false };
+    entries.flatten().any(|e| e.path().is_ok_and(|p| p.to_string_lossy().starts_with(&format!("{prefix}/"))))
 }
 
 /// What a RUN step mounted on the host side (in the build's private mount namespace).
@@ -689,11 +776,22 @@ struct Entry {
     meta: fs::Metadata,
 }
 
+/// What a COPY selects, besides its sources and destination.
+#[derive(Default)]
+struct Filters {
+    /// `.dockerignore` of the context (not for `--from`: a stage's files are all there).
+    ignore: Ignore,
+    /// `--exclude` patterns, matched against paths relative to each source.
+    exclude: Ignore,
+    /// `--parents`: keep each source's path (below a `/./` pivot) under the destination.
+    parents: bool,
+}
+
 /// Resolves the sources inside the context (`..` and symlinks cannot leave it); below a source
 /// directory, symlinks are entries of their own (copied, not followed). Wildcards follow Go's
 /// `filepath.Match`; what `.dockerignore` excludes is not there (as if never sent).
-fn select(context: &Path, sources: &[String], dest: &str) -> Result<Selection> {
-    let ignore = Ignore::load(context);
+fn select(context: &Path, sources: &[String], dest: &str, filters: &Filters) -> Result<Selection> {
+    let ignore = &filters.ignore;
     let mut selection = Selection {
         entries: Vec::new(),
         _sources: Vec::new(),
@@ -701,22 +799,34 @@ fn select(context: &Path, sources: &[String], dest: &str) -> Result<Selection> {
         extract_into: None,
         inline: Vec::new(),
     };
-    let mut expanded = Vec::new();
+    // (pivot, path): with --parents, the part of the path kept under the destination starts
+    // after the pivot (`a/./b/c` keeps `b/c`; without one, the whole path).
+    let mut expanded: Vec<(String, String)> = Vec::new();
     for source in sources {
         let clean = source.trim_start_matches("./");
         if escapes(clean) {
             return Err(EngineError::InvalidArgument(format!("forbidden path outside the build context: {source}")));
         }
-        if clean.contains(['*', '?', '[']) {
+        let (pivot, whole) = match clean.split_once("/./").filter(|_| filters.parents) {
+            Some((pivot, rest)) => (pivot.trim_matches('/').to_owned(), format!("{pivot}/{rest}")),
+            None => (String::new(), clean.to_owned()),
+        };
+        if whole.contains(['*', '?', '[']) {
             // No match is not an error (BuildKit allows an empty wildcard).
-            expanded.extend(expand_wildcards(context, clean)?.into_iter().filter(|p| !ignore.ignores(p)));
+            for found in expand_wildcards(context, &whole)? {
+                if !ignore.ignores(&found) && !filters.exclude.ignores(&found) {
+                    expanded.push((pivot.clone(), found));
+                }
+            }
         } else {
-            expanded.push(clean.to_owned());
+            expanded.push((pivot, whole));
         }
     }
-    let dest_is_dir = dest.ends_with('/') || expanded.len() > 1;
+    let dest_is_dir = dest.ends_with('/') || expanded.len() > 1 || filters.parents;
     let dest_root = dest.trim_start_matches('/').trim_end_matches('/');
-    for clean in &expanded {
+    let under_dest = |path: &str| format!("{dest_root}/{path}").trim_matches('/').to_owned();
+    let mut parents_added = std::collections::BTreeSet::new();
+    for (pivot, clean) in &expanded {
         let not_found = || {
             EngineError::InvalidArgument(format!(
                 "failed to compute cache key: \"/{}\": not found",
@@ -730,12 +840,45 @@ fn select(context: &Path, sources: &[String], dest: &str) -> Result<Selection> {
         let fd = resolve_in(context, clean).map_err(|_| not_found())?;
         let path = fd_path(&fd);
         let meta = fs::metadata(&path).map_err(|e| EngineError::Io { path: path.clone(), source: e })?;
+        let kept = relative.strip_prefix(pivot.as_str()).unwrap_or(&relative).trim_start_matches('/').to_owned();
+        if filters.parents {
+            // The directories between the pivot and the source land too, with their metadata.
+            let parts: Vec<&str> = kept.split('/').filter(|p| !p.is_empty()).collect();
+            let last = if meta.is_dir() { parts.len() } else { parts.len().saturating_sub(1) };
+            for n in 1..=last {
+                let inside = parts[..n].join("/");
+                if !parents_added.insert(inside.clone()) {
+                    continue;
+                }
+                let from = if pivot.is_empty() { inside.clone() } else { format!("{pivot}/{inside}") };
+                let dir_fd = resolve_in(context, &from).map_err(|_| not_found())?;
+                let dir_path = fd_path(&dir_fd);
+                let dir_meta =
+                    fs::metadata(&dir_path).map_err(|e| EngineError::Io { path: dir_path.clone(), source: e })?;
+                selection.entries.push(Entry {
+                    top_level: false,
+                    name: under_dest(&inside),
+                    relative: from,
+                    path: dir_path,
+                    meta: dir_meta,
+                });
+                selection._sources.push(dir_fd);
+            }
+        }
         if meta.is_dir() {
-            walk(&path, dest_root, &relative, &ignore, &mut selection.entries)?;
+            let prefix = if filters.parents { under_dest(&kept) } else { dest_root.to_owned() };
+            let walker = Walker { ignore, exclude: &filters.exclude, source_len: relative.len() };
+            walker.walk(&path, &prefix, &relative, &mut selection.entries)?;
         } else {
             let name = Path::new(clean).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let target = if dest_is_dir || dest_root.is_empty() {
-                format!("{dest_root}/{name}").trim_start_matches('/').to_owned()
+            if filters.exclude.ignores(&relative) || filters.exclude.ignores(&name) {
+                selection._sources.push(fd);
+                continue;
+            }
+            let target = if filters.parents {
+                under_dest(&kept)
+            } else if dest_is_dir || dest_root.is_empty() {
+                under_dest(&name)
             } else {
                 dest_root.to_owned()
             };
@@ -831,8 +974,12 @@ impl Ignore {
             .ok()
             .and_then(|fd| fs::read_to_string(fd_path(&fd)).ok())
             .unwrap_or_default();
+        Ignore::from_lines(text.lines())
+    }
+
+    fn from_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Ignore {
         let mut ignore = Ignore::default();
-        for line in text.lines() {
+        for line in lines {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -877,31 +1024,51 @@ fn matches_components(pattern: &[String], path: &[&str]) -> bool {
     }
 }
 
-fn walk(dir: &Path, prefix: &str, relative: &str, ignore: &Ignore, out: &mut Vec<Entry>) -> Result<()> {
-    let io = |e: std::io::Error| EngineError::Io { path: dir.to_owned(), source: e };
-    let mut children: Vec<fs::DirEntry> = fs::read_dir(dir).map_err(io)?.collect::<std::io::Result<_>>().map_err(io)?;
-    children.sort_by_key(fs::DirEntry::file_name);
-    for child in children {
-        let name = child.file_name().to_string_lossy().into_owned();
-        let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
-        let rel = if relative.is_empty() { name.clone() } else { format!("{relative}/{name}") };
-        let ignored = ignore.ignores(&rel);
-        let path = child.path();
-        let meta = fs::symlink_metadata(&path).map_err(io)?;
-        let is_dir = meta.is_dir();
-        // An ignored directory is still searched when an exception (`!`) may re-include
-        // something below it.
-        if ignored && !(is_dir && ignore.has_exceptions()) {
-            continue;
+/// Walks a source directory: `.dockerignore` by context path, `--exclude` by the path below
+/// the source (its first `source_len` bytes are the source's own context path).
+struct Walker<'a> {
+    ignore: &'a Ignore,
+    exclude: &'a Ignore,
+    source_len: usize,
+}
+
+impl Walker<'_> {
+    fn walk(&self, dir: &Path, prefix: &str, relative: &str, out: &mut Vec<Entry>) -> Result<()> {
+        let io = |e: std::io::Error| EngineError::Io { path: dir.to_owned(), source: e };
+        let mut children: Vec<fs::DirEntry> =
+            fs::read_dir(dir).map_err(io)?.collect::<std::io::Result<_>>().map_err(io)?;
+        children.sort_by_key(fs::DirEntry::file_name);
+        for child in children {
+            let name = child.file_name().to_string_lossy().into_owned();
+            let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+            let rel = if relative.is_empty() { name.clone() } else { format!("{relative}/{name}") };
+            let within = rel.get(self.source_len..).unwrap_or_default().trim_start_matches('/');
+            let excluded = self.exclude.ignores(within);
+            let ignored = self.ignore.ignores(&rel) || excluded;
+            let path = child.path();
+            let meta = fs::symlink_metadata(&path).map_err(io)?;
+            let is_dir = meta.is_dir();
+            // An ignored directory is still searched when an exception (`!`) may re-include
+            // something below it.
+            let exceptions = self.ignore.has_exceptions() || self.exclude.has_exceptions();
+            if ignored && !(is_dir && exceptions) {
+                continue;
+            }
+            if !ignored && (is_dir || meta.file_type().is_symlink() || meta.is_file()) {
+                out.push(Entry {
+                    top_level: false,
+                    name: full.clone(),
+                    relative: rel.clone(),
+                    path: path.clone(),
+                    meta,
+                });
+            }
+            if is_dir {
+                self.walk(&path, &full, &rel, out)?;
+            }
         }
-        if !ignored && (is_dir || meta.file_type().is_symlink() || meta.is_file()) {
-            out.push(Entry { top_level: false, name: full.clone(), relative: rel.clone(), path: path.clone(), meta });
-        }
-        if is_dir {
-            walk(&path, &full, &rel, ignore, out)?;
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Content hashes of context files by their stat (inode, size, mtime, ctime), kept between
@@ -1117,7 +1284,12 @@ impl Worker for EngineWorker<'_> {
         }
         // The files as they would land (names, modes, mtimes, content) decide, not the context;
         // unchanged files are known by their stat and not read.
-        let mut selection = select(&step.context, &step.sources, &step.dest).map_err(|e| e.to_string())?;
+        let filters = Filters {
+            ignore: Ignore::load(&step.context),
+            exclude: Ignore::from_lines(step.exclude.iter().map(String::as_str)),
+            parents: step.parents,
+        };
+        let mut selection = select(&step.context, &step.sources, &step.dest, &filters).map_err(|e| e.to_string())?;
         let dest_is_dir = step.dest.ends_with('/') || step.sources.len() + step.inline.len() > 1;
         let dest_root = step.dest.trim_start_matches('/').trim_end_matches('/');
         for (name, data) in &step.inline {
@@ -1132,7 +1304,8 @@ impl Worker for EngineWorker<'_> {
             selection.extract_into = Some(step.dest.trim_start_matches('/').trim_end_matches('/').to_owned());
         }
         let fingerprint = self.fingerprint(&step.context, &selection).map_err(|e| e.to_string())?;
-        let parent = Self::parent_identity(layers).map_err(|e| e.to_string())?;
+        let parent =
+            if links(step) { "link".to_owned() } else { Self::parent_identity(layers).map_err(|e| e.to_string())? };
         let key = Digest::of(
             format!(
                 "copy\n{parent}\n{}\n{fingerprint}\n{:?}\n{:?}\n{}",

@@ -514,6 +514,86 @@ RUN --mount=type=bind,source=sub,target=/work,rw echo scribble > /work/scribble 
 }
 
 #[test]
+fn copy_exclude_parents_and_link() {
+    require_root!();
+    let dockerfile = "FROM busybox\n\
+COPY --exclude=*.md --exclude=sub a /ex/\n\
+COPY --parents */pkg.json /par/\n\
+COPY --parents ./a/./sub/z.txt /piv/\n\
+COPY --link top.txt /linked/\n";
+    let files = [
+        ("Dockerfile", dockerfile),
+        ("a/x.txt", "x\n"),
+        ("a/y.md", "y\n"),
+        ("a/sub/z.txt", "z\n"),
+        ("b/pkg.json", "{}\n"),
+        ("c/pkg.json", "[]\n"),
+        ("top.txt", "top\n"),
+    ];
+    let (root, context) = setup(&files);
+    let ctx = context.to_str().expect("utf-8");
+    strata(&root, &["build", "-t", "sel", ctx]).ok();
+    let find = strata(&root, &["run", "--rm", "sel", "find", "/ex", "/par", "/piv", "/linked"]).ok().stdout();
+    let mut found: Vec<&str> = find.lines().collect();
+    found.sort_unstable();
+    assert_eq!(
+        found,
+        [
+            "/ex",
+            "/ex/x.txt",
+            "/linked",
+            "/linked/top.txt",
+            "/par",
+            "/par/b",
+            "/par/b/pkg.json",
+            "/par/c",
+            "/par/c/pkg.json",
+            "/piv",
+            "/piv/sub",
+            "/piv/sub/z.txt"
+        ]
+    );
+    let history = strata(&root, &["history", "--no-trunc", "--format", "{{.CreatedBy}}", "sel"]).ok().stdout();
+    assert!(history.contains("COPY --parents */pkg.json /par/ # buildkit"), "{history}");
+
+    // A linked layer does not depend on its base: a changed step below it keeps it cached,
+    // with the very same layer digest.
+    let linked = |base: &str| {
+        let text = format!("FROM busybox\nRUN echo {base} > /base\nCOPY --link top.txt /linked/\n");
+        std::fs::write(context.join("Dockerfile"), text).expect("write");
+        let out = strata(&root, &["build", "-t", "linked", ctx]).ok();
+        let layers = strata(&root, &["inspect", "--format", "{{json .RootFS.Layers}}", "linked"]).ok().stdout();
+        let layers: Vec<String> = serde_json::from_str(layers.trim()).expect("layers json");
+        (out.stderr(), layers)
+    };
+    let (_, first) = linked("one");
+    let (log, second) = linked("two");
+    assert!(log.contains("#3/3 [stage-0] COPY --link top.txt /linked/\n#3 CACHED"), "{log}");
+    assert_ne!(first[1], second[1], "the RUN layer changed");
+    assert_eq!(first[2], second[2], "the linked layer is the same");
+    assert_eq!(
+        strata(&root, &["run", "--rm", "linked", "cat", "/base", "/linked/top.txt"]).ok().stdout(),
+        "two\ntop\n"
+    );
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_child_build() {
+    require_root!();
+    let parent = "FROM busybox\nONBUILD COPY marker.txt /from-trigger\nONBUILD RUN echo triggered > /ran\n";
+    let (root, context) = setup(&[("Dockerfile", parent), ("marker.txt", "marker\n")]);
+    let ctx = context.to_str().expect("utf-8");
+    strata(&root, &["build", "-t", "parent", ctx]).ok();
+    let config = strata(&root, &["inspect", "--format", "{{json .Config.OnBuild}}", "parent"]).ok().stdout();
+    assert!(config.contains("RUN echo triggered > /ran"), "{config}");
+    std::fs::write(context.join("Dockerfile"), "FROM parent\nRUN cat /ran /from-trigger > /both\n").expect("write");
+    strata(&root, &["build", "-t", "child", ctx]).ok();
+    assert_eq!(strata(&root, &["run", "--rm", "child", "cat", "/both"]).ok().stdout(), "triggered\nmarker\n");
+    let inherited = strata(&root, &["inspect", "--format", "{{json .Config.OnBuild}}", "child"]).ok().stdout();
+    assert_eq!(inherited.trim(), "null", "triggers are not inherited by the child's image");
+}
+
+#[test]
 fn prune_during_a_build_waits_and_loses_nothing() {
     require_root!();
     let dockerfile = "FROM busybox\nRUN echo one > /one\nRUN sleep 1 && echo two > /two\n";
