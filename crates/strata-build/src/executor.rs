@@ -198,6 +198,9 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
     /// `--secret id=ID,...`: the bytes by id, for `RUN --mount=type=secret`.
     pub secrets: std::collections::BTreeMap<String, Secret>,
+    /// `SOURCE_DATE_EPOCH` (or `--reproducible`): the time of every history entry this build
+    /// adds and of the image (the worker clamps file times in new layers).
+    pub source_date_epoch: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -252,6 +255,7 @@ pub fn build(
         let mut container: ContainerConfig =
             serde_json::from_value(image.get("config").cloned().unwrap_or(Value::Null)).unwrap_or_default();
         let mut history: Vec<Value> = image.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+        let inherited_history = history.len();
         // Metadata-only entries take the time of the layer before them (the base's creation
         // at first), so a rebuild that changes nothing produces the same config and image ID.
         let mut last_created = image
@@ -483,6 +487,13 @@ pub fn build(
                     }
                 }
             }
+        }
+        if let Some(epoch) = options.source_date_epoch {
+            let epoch = strata_oci::time::Timestamp::from_unix(epoch).to_rfc3339();
+            for entry in &mut history[inherited_history..] {
+                entry["created"] = json!(epoch);
+            }
+            last_created = epoch;
         }
         let object = image.as_object_mut().expect("image config is an object");
         object.insert("config".to_owned(), serde_json::to_value(&container).unwrap_or(Value::Null));

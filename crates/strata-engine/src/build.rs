@@ -29,6 +29,8 @@ use crate::{parse_tag, Engine};
 pub struct EngineWorker<'a> {
     engine: &'a Engine,
     use_cache: bool,
+    /// `SOURCE_DATE_EPOCH`: new layers' timestamps are clamped to it and it is their time.
+    epoch: Option<i64>,
     /// Held for the whole build: step blobs are not referenced by any image until the end, and
     /// a garbage collection (exclusive) must not delete them meanwhile.
     _ingest: strata_store::lock::LockGuard,
@@ -36,8 +38,80 @@ pub struct EngineWorker<'a> {
 
 impl Engine {
     /// A worker for one build; `use_cache: false` is `--no-cache` (results are still recorded).
-    pub fn build_worker(&self, use_cache: bool) -> Result<EngineWorker<'_>> {
-        Ok(EngineWorker { engine: self, use_cache, _ingest: self.store.ingest_guard()? })
+    /// With `epoch` (`SOURCE_DATE_EPOCH`), new layers are reproducible: file times clamped to
+    /// it, and it is the time they were made.
+    pub fn build_worker(&self, use_cache: bool, epoch: Option<i64>) -> Result<EngineWorker<'_>> {
+        Ok(EngineWorker { engine: self, use_cache, epoch, _ingest: self.store.ingest_guard()? })
+    }
+}
+
+impl Engine {
+    /// `build --verify`: where two images first differ — a layer (and the first file in it
+    /// that differs, with how), or else the config; `None` when they are the same image.
+    pub fn first_difference(&self, first: &str, second: &str) -> Result<Option<String>> {
+        let db = self.store.read_db()?;
+        let (a, b) = (self.resolve(&db, first)?.clone(), self.resolve(&db, second)?.clone());
+        if a.id == b.id {
+            return Ok(None);
+        }
+        let ((_, config_a), (_, config_b)) = (self.config(&a)?, self.config(&b)?);
+        let (ids_a, ids_b) = (&config_a.rootfs.diff_ids, &config_b.rootfs.diff_ids);
+        for index in 0..ids_a.len().max(ids_b.len()) {
+            let (Some(da), Some(db_)) = (ids_a.get(index), ids_b.get(index)) else {
+                return Ok(Some(format!("the images have {} and {} layers", ids_a.len(), ids_b.len())));
+            };
+            if da == db_ {
+                continue;
+            }
+            let files_a = self.layer_files(&a.layers[index])?;
+            let files_b = self.layer_files(&b.layers[index])?;
+            let mut names: Vec<&String> = files_a.keys().chain(files_b.keys()).collect();
+            names.sort();
+            names.dedup();
+            let file = names.into_iter().find_map(|name| match (files_a.get(name), files_b.get(name)) {
+                (Some(x), Some(y)) if x == y => None,
+                (Some(x), Some(y)) => Some(format!("/{name}: {x} vs {y}")),
+                (Some(_), None) => Some(format!("/{name}: only in the first build")),
+                (None, _) => Some(format!("/{name}: only in the second build")),
+            });
+            return Ok(Some(format!(
+                "layer {} differs ({da} vs {db_}){}",
+                index + 1,
+                file.map(|f| format!(", first at {f}")).unwrap_or_default()
+            )));
+        }
+        Ok(Some("the layers are the same; the configs differ (times, labels or settings)".to_owned()))
+    }
+
+    /// A layer's entries: path → type, mode, owner, mtime, size and content digest.
+    fn layer_files(&self, blob: &Digest) -> Result<std::collections::BTreeMap<String, String>> {
+        let file = std::io::BufReader::new(self.store.content().open_blob(blob)?);
+        let io = |e: std::io::Error| EngineError::Archive(format!("layer {blob}: {e}"));
+        let (_, reader) = strata_layer::compression::decompress(file).map_err(io)?;
+        let mut archive = tar::Archive::new(reader);
+        let mut files = std::collections::BTreeMap::new();
+        for entry in archive.entries().map_err(io)? {
+            let mut entry = entry.map_err(io)?;
+            let header = entry.header().clone();
+            let name = entry.path().map_err(io)?.to_string_lossy().trim_end_matches('/').to_owned();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).map_err(io)?;
+            let link = header.link_name().ok().flatten().map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+            files.insert(
+                name,
+                format!(
+                    "type {:?} mode {:o} owner {}:{} mtime {} size {} link {link:?} content {}",
+                    header.entry_type(),
+                    header.mode().unwrap_or(0),
+                    header.uid().unwrap_or(0),
+                    header.gid().unwrap_or(0),
+                    header.mtime().unwrap_or(0),
+                    data.len(),
+                    &Digest::of(&data).hex()[..12]
+                ),
+            );
+        }
+        Ok(files)
     }
 }
 
@@ -64,8 +138,18 @@ impl EngineWorker<'_> {
         Ok(chain_ids(&diff_ids).last().map_or_else(|| "scratch".to_owned(), ToString::to_string))
     }
 
+    /// A step's cache file; an epoch makes different layers, so it is part of the key.
     fn cache_path(&self, key: &Digest) -> PathBuf {
+        let key = match self.epoch {
+            Some(epoch) => Digest::of(format!("{key}\nsource-date-epoch={epoch}").as_bytes()),
+            None => key.clone(),
+        };
         self.engine.store.root().join("build-cache").join(key.hex())
+    }
+
+    /// When a new layer was made: now, or the epoch of a reproducible build.
+    fn created(&self) -> String {
+        self.epoch.map_or_else(strata_oci::time::Timestamp::now, strata_oci::time::Timestamp::from_unix).to_rfc3339()
     }
 
     /// A cached layer for `key`, if its blob is still in the store.
@@ -158,7 +242,11 @@ impl EngineWorker<'_> {
         }
         let _guard = self.engine.store.ingest_guard()?;
         let mut writer = self.engine.store.content().writer()?;
-        let options = DiffOptions { compression: Some(Compression::None), ..DiffOptions::default() };
+        let options = DiffOptions {
+            compression: Some(Compression::None),
+            source_date_epoch: self.epoch,
+            ..DiffOptions::default()
+        };
         let report = snapshotter.diff(key, &mut writer, &options)?;
         let blob = writer.commit(Some(&report.diff_id), Some(report.uncompressed_size))?;
         let (_, mut diff_ids) = digests(layers)?;
@@ -174,7 +262,7 @@ impl EngineWorker<'_> {
             blob: blob.to_string(),
             diff_id: report.diff_id.to_string(),
             size: report.uncompressed_size,
-            created: strata_oci::time::Timestamp::now().to_rfc3339(),
+            created: self.created(),
             cached: false,
         })
     }
@@ -490,6 +578,9 @@ impl EngineWorker<'_> {
         for entry in archive.entries().map_err(archive_error)? {
             let mut entry = entry.map_err(archive_error)?;
             let mut header = entry.header().clone();
+            if let (Some(epoch), Ok(mtime)) = (self.epoch, header.mtime()) {
+                header.set_mtime(mtime.min(epoch.max(0) as u64));
+            }
             let path = entry.path().map_err(archive_error)?.into_owned();
             if header.entry_type().is_symlink() || header.entry_type().is_hard_link() {
                 let target = entry.link_name().map_err(archive_error)?.map(|t| t.into_owned()).unwrap_or_default();
@@ -511,7 +602,7 @@ impl EngineWorker<'_> {
             blob: blob.to_string(),
             diff_id: diff_id.to_string(),
             size: layer.len() as u64,
-            created: strata_oci::time::Timestamp::now().to_rfc3339(),
+            created: self.created(),
             cached: false,
         })
     }

@@ -609,4 +609,10 @@ pub struct BuildArgs {
     /// Secret to expose to RUN --mount=type=secret (`id=ID,src=FILE` or `id=ID,env=VAR`)
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
+    /// Reproducible image: timestamps from SOURCE_DATE_EPOCH (environment or --build-arg), else 0
+    #[arg(long)]
+    pub reproducible: bool,
+    /// Build again without the cache and compare the image digests (exit 1 if they differ)
+    #[arg(long)]
+    pub verify: bool,
 }

@@ -594,6 +594,72 @@ fn onbuild_triggers_run_in_the_child_build() {
 }
 
 #[test]
+fn reproducible_builds_and_verify() {
+    require_root!();
+    let dockerfile = "FROM busybox\n\
+ENV APP=/app\n\
+COPY files /app/\n\
+RUN mkdir -p /app/made && echo made > /app/made/f && touch /app/gone && rm /app/gone && echo x >> /etc/profile\n\
+CMD [\"sh\"]\n";
+    let files = [("Dockerfile", dockerfile), ("files/a.txt", "a\n"), ("files/sub/b.txt", "b\n")];
+    // Two stores, two context directories, a second apart; the same base image in both.
+    let (first_root, first_context) = setup(&files);
+    let saved = first_root.path("busybox.tar");
+    strata(&first_root, &["save", "-o", saved.to_str().expect("utf-8"), "busybox"]).ok();
+    let second_root = TestRoot::new();
+    strata(&second_root, &["load", "-i", saved.to_str().expect("utf-8")]).ok();
+    let build = |root: &TestRoot, context: &Path, extra: &[&str]| {
+        let mut command = root.strata(STRATA);
+        command.env("SOURCE_DATE_EPOCH", "1700000000").args(["build", "-q"]).args(extra);
+        command.arg(context);
+        Run::of(command).ok().stdout().trim().to_owned()
+    };
+    let first = build(&first_root, &first_context, &["-t", "repro"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second_context = second_root.path("elsewhere/context");
+    for (path, content) in files {
+        let full = second_context.join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&full, content).expect("write");
+    }
+    let second = build(&second_root, &second_context, &["-t", "repro"]);
+    assert_eq!(first, second, "same Dockerfile and context, two stores, two directories, two times");
+    let created = strata(&first_root, &["inspect", "--format", "{{.Created}}", "repro"]).ok().stdout();
+    assert_eq!(created.trim(), "2023-11-14T22:13:20Z");
+    let history =
+        strata(&first_root, &["history", "--format", "{{.CreatedAt}}", "--human=false", "repro"]).ok().stdout();
+    assert!(history.lines().take(4).all(|l| l.starts_with("2023-11-14T22:13:20")), "{history}");
+    // The base's layers are untouched: the first layer is busybox's own.
+    let layers = |root: &TestRoot, image: &str| {
+        let out = strata(root, &["inspect", "--format", "{{json .RootFS.Layers}}", image]).ok().stdout();
+        serde_json::from_str::<Vec<String>>(out.trim()).expect("layers")
+    };
+    assert_eq!(layers(&first_root, "repro")[0], layers(&first_root, "busybox")[0]);
+
+    // --verify rebuilds without the cache: the same image when reproducible...
+    let mut command = first_root.strata(STRATA);
+    command.env("SOURCE_DATE_EPOCH", "1700000000").args(["build", "--verify", "-t", "repro"]).arg(&first_context);
+    let verified = Run::of(command).ok();
+    assert!(verified.stderr().contains("verify: the rebuild gave the same image"), "{}", verified.stderr());
+    // ...and the first differing layer and file when it is not.
+    std::fs::write(
+        first_context.join("Dockerfile"),
+        "FROM busybox\nRUN echo same > /same && cat /proc/sys/kernel/random/uuid > /stamp\n",
+    )
+    .expect("write");
+    let mut command = first_root.strata(STRATA);
+    command.env("SOURCE_DATE_EPOCH", "1700000000").args(["build", "--verify"]).arg(&first_context);
+    let differs = Run::of(command).fails();
+    assert!(
+        differs.stderr().contains("not reproducible")
+            && differs.stderr().contains("layer 2 differs")
+            && differs.stderr().contains("first at /stamp"),
+        "{}",
+        differs.stderr()
+    );
+}
+
+#[test]
 fn prune_during_a_build_waits_and_loses_nothing() {
     require_root!();
     let dockerfile = "FROM busybox\nRUN echo one > /one\nRUN sleep 1 && echo two > /two\n";

@@ -1,6 +1,6 @@
 //! `strata build`: parse the Dockerfile, run the build through the engine, tag the result.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use strata_build::{BuildError, BuildOptions};
 use strata_dockerfile::vars::BuildContext;
@@ -147,9 +147,24 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
             }
         }
     }
+    // SOURCE_DATE_EPOCH as a build argument (BuildKit's way) or in the environment (buildx's).
+    let epoch_text =
+        context.build_args.get("SOURCE_DATE_EPOCH").cloned().or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok());
+    let source_date_epoch = match epoch_text.filter(|t| !t.is_empty()) {
+        Some(text) => match text.parse::<i64>() {
+            Ok(epoch) if epoch >= 0 => Some(epoch),
+            _ => {
+                eprintln!("ERROR: invalid SOURCE_DATE_EPOCH {text:?}: a number of seconds since 1970 is expected");
+                return Ok(1);
+            }
+        },
+        None if args.reproducible => Some(0),
+        None => None,
+    };
     let options = BuildOptions {
         file: shown,
         secrets,
+        source_date_epoch,
         context_dir,
         context,
         target: args.target.clone(),
@@ -161,31 +176,61 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
             .map(|l| l.split_once('=').map_or((l.clone(), String::new()), |(k, v)| (k.to_owned(), v.to_owned())))
             .collect(),
     };
-    let worker = engine.build_worker(!args.no_cache)?;
+    let worker = engine.build_worker(!args.no_cache, source_date_epoch)?;
     let mut progress: Box<dyn std::io::Write> =
         if args.quiet { Box::new(std::io::sink()) } else { Box::new(std::io::stderr()) };
     let started = std::time::Instant::now();
-    match strata_build::build(&dockerfile, &options, &worker, &mut progress) {
-        Ok(id) => {
-            if let Some(path) = &args.iidfile {
-                std::fs::write(path, &id)?;
-            }
-            if args.quiet {
-                print(&format!("{id}\n"))?;
-            } else {
-                eprintln!("writing image {id} done");
-                for tag in &args.tags {
-                    eprintln!("naming to {tag} done");
+    let result = strata_build::build(&dockerfile, &options, &worker, &mut progress);
+    drop(worker);
+    match result {
+        Ok(id) if args.verify => {
+            // The same build again, every step run anew, its image kept only if it differs.
+            let _ = writeln!(progress, "verifying: building again without the cache");
+            let again = BuildOptions { tags: Vec::new(), ..options.clone() };
+            let worker = engine.build_worker(false, source_date_epoch)?;
+            let second = strata_build::build(&dockerfile, &again, &worker, &mut progress);
+            drop(worker);
+            let second = match second {
+                Ok(second) => second,
+                Err(BuildError::Step { message, .. }) | Err(BuildError::Invalid(message)) => {
+                    eprintln!("ERROR: verify: the second build failed: {message}");
+                    return Ok(1);
                 }
-                eprintln!("built in {:.2}s", started.elapsed().as_secs_f64());
+            };
+            match engine.first_difference(&id, &second)? {
+                None => {
+                    eprintln!("verify: the rebuild gave the same image {id}");
+                    finish(&args, &id, started)
+                }
+                Some(difference) => {
+                    eprintln!("ERROR: verify: the build is not reproducible: {id} then {second}: {difference}");
+                    Ok(1)
+                }
             }
-            Ok(0)
         }
+        Ok(id) => finish(&args, &id, started),
         Err(BuildError::Step { message, .. }) | Err(BuildError::Invalid(message)) => {
             eprintln!("ERROR: {message}");
             Ok(1)
         }
     }
+}
+
+/// What a successful build prints (and the --iidfile).
+fn finish(args: &BuildArgs, id: &str, started: std::time::Instant) -> anyhow::Result<u8> {
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, id)?;
+    }
+    if args.quiet {
+        print(&format!("{id}\n"))?;
+    } else {
+        eprintln!("writing image {id} done");
+        for tag in &args.tags {
+            eprintln!("naming to {tag} done");
+        }
+        eprintln!("built in {:.2}s", started.elapsed().as_secs_f64());
+    }
+    Ok(0)
 }
 
 fn read_dockerfile(path: &std::path::Path) -> anyhow::Result<String> {
