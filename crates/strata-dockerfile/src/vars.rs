@@ -344,7 +344,13 @@ pub fn unused_build_args(dockerfile: &Dockerfile, context: &BuildContext) -> Vec
             declared.extend(definitions.iter().map(|d| d.name.as_str()));
         }
     }
-    context.build_args.keys().filter(|k| !declared.contains(k.as_str())).cloned().collect()
+    // SOURCE_DATE_EPOCH and BUILDKIT_* settings are read by the builder itself.
+    context
+        .build_args
+        .keys()
+        .filter(|k| !declared.contains(k.as_str()) && *k != "SOURCE_DATE_EPOCH" && !k.starts_with("BUILDKIT_"))
+        .cloned()
+        .collect()
 }
 
 /// Validates and expands one EXPOSE word (`80`, `80/udp`, `8000-8002/tcp`) into

@@ -615,4 +615,7 @@ pub struct BuildArgs {
     /// Build again without the cache and compare the image digests (exit 1 if they differ)
     #[arg(long)]
     pub verify: bool,
+    /// Run the build checks instead of building (exit 1 on SecretsUsedInArgOrEnv)
+    #[arg(long)]
+    pub check: bool,
 }

@@ -660,6 +660,33 @@ CMD [\"sh\"]\n";
 }
 
 #[test]
+fn check_lints_without_building_and_builds_warn() {
+    require_root!();
+    let (root, context) = setup(&[("Dockerfile", "FROM busybox\nENV API_TOKEN=abc\nRUN true\n")]);
+    let ctx = context.to_str().expect("utf-8");
+    let checked = strata(&root, &["build", "--check", "-t", "checked", ctx]).fails();
+    assert!(
+        checked.stdout().contains("Dockerfile:2: SecretsUsedInArgOrEnv")
+            && checked.stdout().contains("--secret id=NAME")
+            && checked.stdout().contains("Check complete, 1 warning(s) found"),
+        "{}",
+        checked.stdout()
+    );
+    assert_eq!(strata(&root, &["images", "-q", "checked"]).ok().stdout(), "", "--check builds nothing");
+    // A build goes on, listing the findings and the build args nothing used.
+    let built = strata(&root, &["build", "--build-arg", "UNUSED=1", "-t", "checked", ctx]).ok();
+    assert!(built.stderr().contains(" - SecretsUsedInArgOrEnv: "), "{}", built.stderr());
+    assert!(
+        built.stderr().contains("[Warning] One or more build-args [UNUSED] were not consumed"),
+        "{}",
+        built.stderr()
+    );
+    std::fs::write(context.join("Dockerfile"), "FROM busybox\nRUN true\n").expect("write");
+    let clean = strata(&root, &["build", "--check", ctx]).ok();
+    assert!(clean.stdout().contains("Check complete, 0 warning(s) found"), "{}", clean.stdout());
+}
+
+#[test]
 fn prune_during_a_build_waits_and_loses_nothing() {
     require_root!();
     let dockerfile = "FROM busybox\nRUN echo one > /one\nRUN sleep 1 && echo two > /two\n";

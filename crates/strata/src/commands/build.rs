@@ -123,6 +123,19 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
             return Ok(1);
         }
     };
+    let findings = strata_dockerfile::lint::lint(&dockerfile, &shown);
+    if args.check {
+        let (report, failed) = super::debug::check_report(&findings);
+        print(&report)?;
+        return Ok(if failed { 1 } else { 0 });
+    }
+    if !findings.is_empty() && !args.quiet {
+        // As BuildKit, a build lists what its checks found and goes on.
+        eprintln!(" {} warning(s) found (strata build --check for details):", findings.len());
+        for finding in &findings {
+            eprintln!(" - {}: {} (line {})", finding.rule, finding.message, finding.location.start);
+        }
+    }
     let mut context = BuildContext::default();
     for arg in &args.build_args {
         let (key, value) = match arg.split_once('=') {
@@ -146,6 +159,10 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
                 return Ok(1);
             }
         }
+    }
+    let unused = strata_dockerfile::vars::unused_build_args(&dockerfile, &context);
+    if !unused.is_empty() && !args.quiet {
+        eprintln!("[Warning] One or more build-args [{}] were not consumed", unused.join(" "));
     }
     // SOURCE_DATE_EPOCH as a build argument (BuildKit's way) or in the environment (buildx's).
     let epoch_text =

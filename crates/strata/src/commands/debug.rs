@@ -25,12 +25,17 @@ pub fn dockerfile(args: DebugDockerfileArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let dockerfile = strata_dockerfile::parse_dockerfile(&text, &name)?;
-    let findings = lint(&dockerfile, &name);
+    let (report, failed) = check_report(&lint(&dockerfile, &name));
+    print(&report)?;
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// The findings of the build checks as `--check` prints them, and whether one fails the check.
+pub fn check_report(findings: &[strata_dockerfile::lint::Warning]) -> (String, bool) {
     let mut out = String::new();
-    for finding in &findings {
+    for finding in findings {
         out.push_str(&format!("{finding}\n  see {}\n", finding.url()));
     }
     out.push_str(&format!("Check complete, {} warning(s) found\n", findings.len()));
-    print(&out)?;
-    Ok(if findings.iter().any(|f| f.is_error()) { 1 } else { 0 })
+    (out, findings.iter().any(|f| f.is_error()))
 }
