@@ -3,6 +3,7 @@
 //! result. Each step's snapshot is committed under its OCI chain ID, so the next step (and a
 //! later container of the image) starts from it without unpacking anything again.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Cursor, Read};
 use std::os::unix::fs::MetadataExt;
@@ -31,6 +32,8 @@ pub struct EngineWorker<'a> {
     use_cache: bool,
     /// `SOURCE_DATE_EPOCH`: new layers' timestamps are clamped to it and it is their time.
     epoch: Option<i64>,
+    /// A cache entry was written (the cache may have outgrown its cap).
+    wrote: std::cell::Cell<bool>,
     /// Held for the whole build: step blobs are not referenced by any image until the end, and
     /// a garbage collection (exclusive) must not delete them meanwhile.
     _ingest: strata_store::lock::LockGuard,
@@ -41,7 +44,13 @@ impl Engine {
     /// With `epoch` (`SOURCE_DATE_EPOCH`), new layers are reproducible: file times clamped to
     /// it, and it is the time they were made.
     pub fn build_worker(&self, use_cache: bool, epoch: Option<i64>) -> Result<EngineWorker<'_>> {
-        Ok(EngineWorker { engine: self, use_cache, epoch, _ingest: self.store.ingest_guard()? })
+        Ok(EngineWorker {
+            engine: self,
+            use_cache,
+            epoch,
+            wrote: std::cell::Cell::new(false),
+            _ingest: self.store.ingest_guard()?,
+        })
     }
 }
 
@@ -115,6 +124,176 @@ impl Engine {
     }
 }
 
+/// `system df`'s Build Cache row.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BuildCacheUsage {
+    /// Step entries and cache mounts.
+    pub entries: usize,
+    /// Entries whose layer no image uses.
+    pub unshared: usize,
+    pub size: u64,
+    pub reclaimable: u64,
+}
+
+/// What `builder prune` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BuildCachePrune {
+    pub removed: usize,
+    pub reclaimed: u64,
+}
+
+/// One step entry of the build cache on disk.
+struct CacheFile {
+    path: PathBuf,
+    entry: CacheEntry,
+    modified: std::time::SystemTime,
+}
+
+impl Engine {
+    fn build_cache_dir(&self) -> PathBuf {
+        self.store.root().join("build-cache")
+    }
+
+    /// The step entries (files named by their 64-hex key).
+    fn build_cache_files(&self) -> Vec<CacheFile> {
+        let Ok(dir) = fs::read_dir(self.build_cache_dir()) else { return Vec::new() };
+        let mut files = Vec::new();
+        for item in dir.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let path = item.path();
+            let Ok(entry) = fs::read(&path).map_err(|_| ()).and_then(|d| serde_json::from_slice(&d).map_err(|_| ()))
+            else {
+                continue;
+            };
+            let modified = item.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+            files.push(CacheFile { path, entry, modified });
+        }
+        files
+    }
+
+    /// What the build cache keeps alive through a garbage collection: its layers' blobs and
+    /// their snapshots. Read under the GC lock, so no build adds an entry meanwhile.
+    pub(crate) fn build_cache_roots(&self) -> (BTreeSet<Digest>, BTreeSet<String>) {
+        let mut blobs = BTreeSet::new();
+        let mut chains = BTreeSet::new();
+        for file in self.build_cache_files() {
+            if let Ok(blob) = file.entry.blob.parse() {
+                blobs.insert(blob);
+            }
+            chains.extend(file.entry.chain);
+        }
+        (blobs, chains)
+    }
+
+    fn cache_mount_dirs(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.build_cache_dir().join("mounts"))
+            .map(|dir| dir.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The build cache's entries and size (unique layer blobs plus cache mounts); what no
+    /// image shares is reclaimable.
+    pub fn build_cache_usage(&self) -> Result<BuildCacheUsage> {
+        let db = self.store.read_db()?;
+        let used = db.referenced_blobs();
+        let mut usage = BuildCacheUsage::default();
+        let mut counted = BTreeSet::new();
+        for file in self.build_cache_files() {
+            usage.entries += 1;
+            let Ok(blob) = file.entry.blob.parse::<Digest>() else { continue };
+            let shared = used.contains(&blob);
+            if !shared {
+                usage.unshared += 1;
+            }
+            if counted.insert(blob.clone()) {
+                let size = self.store.content().size(&blob)?.unwrap_or(0);
+                usage.size += size;
+                if !shared {
+                    usage.reclaimable += size;
+                }
+            }
+        }
+        for dir in self.cache_mount_dirs() {
+            let size = crate::images::tree_size(&dir);
+            usage.entries += 1;
+            usage.unshared += 1;
+            usage.size += size;
+            usage.reclaimable += size;
+        }
+        Ok(usage)
+    }
+
+    /// `builder prune`: removes cache mounts and the step entries no image shares (every entry
+    /// with `all`), oldest first and only until the cache fits in `keep_bytes` when given;
+    /// then collects what nothing refers to any more.
+    pub fn prune_build_cache(&self, all: bool, keep_bytes: Option<u64>) -> Result<BuildCachePrune> {
+        let _ingest = self.store.ingest_guard()?;
+        let used = self.store.read_db()?.referenced_blobs();
+        let mut files = self.build_cache_files();
+        files.sort_by_key(|f| f.modified);
+        let size_of = |file: &CacheFile| {
+            file.entry.blob.parse().ok().and_then(|b| self.store.content().size(&b).ok().flatten()).unwrap_or(0)
+        };
+        let mut total: u64 = files.iter().map(size_of).sum::<u64>()
+            + self.cache_mount_dirs().iter().map(|d| crate::images::tree_size(d)).sum::<u64>();
+        let mut report = BuildCachePrune::default();
+        for dir in self.cache_mount_dirs() {
+            if keep_bytes.is_some_and(|keep| total <= keep) {
+                break;
+            }
+            let size = crate::images::tree_size(&dir);
+            if fs::remove_dir_all(&dir).is_ok() {
+                report.removed += 1;
+                report.reclaimed += size;
+                total = total.saturating_sub(size);
+            }
+        }
+        for file in &files {
+            if keep_bytes.is_some_and(|keep| total <= keep) {
+                break;
+            }
+            let shared = file.entry.blob.parse().is_ok_and(|b: Digest| used.contains(&b));
+            if shared && !all && keep_bytes.is_none() {
+                continue;
+            }
+            if fs::remove_file(&file.path).is_ok() {
+                report.removed += 1;
+                total = total.saturating_sub(size_of(file));
+            }
+        }
+        if all && keep_bytes.is_none() {
+            // The stat caches only speed up hashing; they go with everything else.
+            for item in fs::read_dir(self.build_cache_dir()).into_iter().flatten().flatten() {
+                if item.file_name().to_string_lossy().starts_with("stat-") {
+                    let _ = fs::remove_file(item.path());
+                }
+            }
+        }
+        drop(_ingest);
+        report.reclaimed += self.collect_garbage()?;
+        Ok(report)
+    }
+
+    /// The cache's size cap: `STRATA_BUILD_CACHE_MAX` (bytes, `k`/`m`/`g` suffixes), else a
+    /// tenth of the store's filesystem, as BuildKit's default policy.
+    pub fn build_cache_cap(&self) -> u64 {
+        if let Some(cap) = std::env::var("STRATA_BUILD_CACHE_MAX").ok().and_then(|v| crate::run::parse_bytes(&v).ok()) {
+            return cap.max(0) as u64;
+        }
+        rustix::fs::statvfs(self.store.root()).map_or(u64::MAX, |st| st.f_blocks * st.f_frsize / 10)
+    }
+}
+
+impl EngineWorker<'_> {
+    /// Whether this build wrote a cache entry (and the cap is worth checking afterwards).
+    pub fn wrote_cache(&self) -> bool {
+        self.wrote.get()
+    }
+}
+
 /// What a cache entry remembers: the layer a step made.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CacheEntry {
@@ -122,6 +301,9 @@ struct CacheEntry {
     diff_id: String,
     size: u64,
     created: String,
+    /// The snapshot of the layer on its parent (kept by GC with the entry); none for `--link`.
+    #[serde(default)]
+    chain: Option<String>,
 }
 
 fn digests(layers: &[Layer]) -> Result<(Vec<Digest>, Vec<Digest>)> {
@@ -168,14 +350,23 @@ impl EngineWorker<'_> {
         })
     }
 
-    /// Records a step's layer.
-    fn remember(&self, key: &Digest, layer: &Layer) {
+    /// Records a step's layer (made on `parent`, or independent of it when linked).
+    fn remember(&self, key: &Digest, parent: &[Layer], layer: &Layer, linked: bool) {
+        let chain = (!linked)
+            .then(|| {
+                let mut all = parent.to_vec();
+                all.push(layer.clone());
+                digests(&all).ok().and_then(|(_, ids)| chain_ids(&ids).last().map(ToString::to_string))
+            })
+            .flatten();
         let entry = CacheEntry {
             blob: layer.blob.clone(),
             diff_id: layer.diff_id.clone(),
             size: layer.size,
             created: layer.created.clone(),
+            chain,
         };
+        self.wrote.set(true);
         if let Ok(data) = serde_json::to_vec(&entry) {
             self.write_aside(&self.cache_path(key), &data);
         }
@@ -505,7 +696,7 @@ impl EngineWorker<'_> {
             selection.tar()
         })?;
         let layer = self.copy_step(layers, tar, step)?;
-        self.remember(&key, &layer);
+        self.remember(&key, layers, &layer, links(step));
         Ok(layer)
     }
 
@@ -1360,7 +1551,7 @@ impl Worker for EngineWorker<'_> {
         }
         match self.run_step(layers, step) {
             Ok(Ok(layer)) => {
-                self.remember(&key, &layer);
+                self.remember(&key, layers, &layer, false);
                 Ok(layer)
             }
             Ok(Err(code)) => Err((code, String::new())),
@@ -1409,7 +1600,7 @@ impl Worker for EngineWorker<'_> {
         }
         let tar = selection.tar().map_err(|e| e.to_string())?;
         let layer = self.copy_step(layers, tar, step).map_err(|e| e.to_string())?;
-        self.remember(&key, &layer);
+        self.remember(&key, layers, &layer, links(step));
         Ok(layer)
     }
 

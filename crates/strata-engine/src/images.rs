@@ -63,7 +63,7 @@ pub struct DiskUsage {
 }
 
 /// Bytes in the regular files under `dir` (not following symlinks).
-fn tree_size(dir: &Path) -> u64 {
+pub(crate) fn tree_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
         .filter_map(Result::ok)

@@ -200,18 +200,19 @@ impl Engine {
     /// Frees blobs and snapshots nothing needs, under the GC lock (writers wait).
     pub fn collect_garbage(&self) -> Result<u64> {
         let _gc = self.store.gc_lock()?;
-        let report = self.store.collect_garbage_locked()?;
-        self.gc_snapshots()?;
+        let (cached_blobs, cached_chains) = self.build_cache_roots();
+        let report = self.store.collect_garbage_locked(&cached_blobs)?;
+        self.gc_snapshots(&cached_chains)?;
         Ok(report.freed_bytes)
     }
 
     /// Removes layer snapshots no image needs and no other snapshot stands on, and the
     /// leftovers of killed unpacks. Callers hold the GC lock.
-    fn gc_snapshots(&self) -> Result<Vec<String>> {
+    fn gc_snapshots(&self, keep: &BTreeSet<String>) -> Result<Vec<String>> {
         let snapshotter = self.snapshotter();
         let mut removed = snapshot::remove_abandoned(snapshotter)?;
         let db = self.store.read_db()?;
-        let mut needed = BTreeSet::new();
+        let mut needed = keep.clone();
         for image in db.images.values() {
             if let Ok((_, config)) = self.config(image) {
                 needed.extend(chain_ids(&config.rootfs.diff_ids).iter().map(ToString::to_string));

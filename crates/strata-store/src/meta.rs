@@ -222,7 +222,7 @@ impl Store {
     /// Deletes every blob no image refers to, and layer records no image uses.
     pub fn collect_garbage(&self) -> Result<GcReport> {
         let _gc = self.gc_lock()?;
-        self.collect_garbage_locked()
+        self.collect_garbage_locked(&BTreeSet::new())
     }
 
     /// Excludes every writer (they hold [`Store::ingest_guard`]) while held.
@@ -231,12 +231,14 @@ impl Store {
     }
 
     /// [`Store::collect_garbage`] for a caller that holds [`Store::gc_lock`] and collects more
-    /// (snapshots) under the same lock.
-    pub fn collect_garbage_locked(&self) -> Result<GcReport> {
+    /// (snapshots) under the same lock. `keep`: blobs something else refers to (the build
+    /// cache), kept although no image does.
+    pub fn collect_garbage_locked(&self, keep: &BTreeSet<Digest>) -> Result<GcReport> {
         self.content.clean_ingest()?;
         let referenced = self.update(|db| {
-            let referenced = db.referenced_blobs();
+            let mut referenced = db.referenced_blobs();
             db.layers.retain(|blob, _| referenced.contains(blob));
+            referenced.extend(keep.iter().cloned());
             Ok::<_, StoreError>(referenced)
         })?;
         let mut report = GcReport::default();

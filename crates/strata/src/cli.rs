@@ -92,6 +92,9 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Manage builds
+    #[command(subcommand)]
+    Builder(BuilderCommand),
     /// Manage strata
     #[command(subcommand)]
     System(SystemCommand),
@@ -460,6 +463,25 @@ pub enum ImageCommand {
 pub struct ImageNamesArgs {
     #[arg(required = true)]
     pub images: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Remove build cache
+    Prune(BuilderPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuilderPruneArgs {
+    /// Remove all build cache, not just what no image shares
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+    /// Amount of disk space to keep for cache (e.g. 512m, 2g)
+    #[arg(long = "keep-storage", alias = "max-used-space")]
+    pub keep_storage: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

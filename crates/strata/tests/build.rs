@@ -686,6 +686,50 @@ fn check_lints_without_building_and_builds_warn() {
     assert!(clean.stdout().contains("Check complete, 0 warning(s) found"), "{}", clean.stdout());
 }
 
+/// The Build Cache row of `system df`: (total, size text).
+fn cache_row(root: &TestRoot) -> (usize, String) {
+    let df = strata(root, &["system", "df"]).ok().stdout();
+    let line = df.lines().find(|l| l.starts_with("Build Cache")).expect("a Build Cache row").to_owned();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[2].parse().expect("total"), fields[4].to_owned())
+}
+
+#[test]
+fn build_cache_outlives_images_until_pruned_and_keeps_under_its_cap() {
+    require_root!();
+    let dockerfile = "FROM busybox\nCOPY data.txt /data.txt\nRUN head -c 200000 /dev/urandom > /random\n";
+    let (root, context) = setup(&[("Dockerfile", dockerfile), ("data.txt", "data\n")]);
+    let ctx = context.to_str().expect("utf-8");
+    strata(&root, &["build", "-t", "cached", ctx]).ok();
+    let (entries, size) = cache_row(&root);
+    assert!(entries >= 2 && size != "0B", "{entries} {size}");
+    // Removing the image keeps the cache: the rebuild runs nothing.
+    strata(&root, &["rmi", "cached"]).ok();
+    let rebuilt = strata(&root, &["build", "-t", "cached", ctx]).ok();
+    assert_eq!(rebuilt.stderr().matches("CACHED").count(), 2, "{}", rebuilt.stderr());
+    // builder prune removes what no image shares; with the image gone, that is everything.
+    strata(&root, &["rmi", "cached"]).ok();
+    let pruned = strata(&root, &["builder", "prune", "-f"]).ok().stdout();
+    assert!(pruned.contains("Deleted build cache objects: 2") && !pruned.contains("Total:\t0B"), "{pruned}");
+    assert_eq!(cache_row(&root), (0, "0B".to_owned()));
+    let fresh = strata(&root, &["build", "-t", "cached", ctx]).ok();
+    assert_eq!(fresh.stderr().matches("CACHED").count(), 0, "{}", fresh.stderr());
+    // Shared entries stay without -a, go with it; the image is untouched.
+    strata(&root, &["builder", "prune", "-f"]).ok();
+    assert!(cache_row(&root).0 >= 2);
+    strata(&root, &["builder", "prune", "-a", "-f"]).ok();
+    assert_eq!(cache_row(&root).0, 0);
+    assert_eq!(strata(&root, &["run", "--rm", "cached", "wc", "-c", "/random"]).ok().stdout().trim(), "200000 /random");
+    // A cap smaller than one layer: the build succeeds and the cache is trimmed after it.
+    let mut command = root.strata(STRATA);
+    command.env("STRATA_BUILD_CACHE_MAX", "100k").args(["build", "--no-cache", "-t", "cached", ctx]);
+    let capped = Run::of(command).ok();
+    assert!(capped.stderr().contains("build cache over its cap"), "{}", capped.stderr());
+    let (_, size) = cache_row(&root);
+    assert!(size.ends_with("kB") || size.ends_with("B") && !size.ends_with("MB"), "{size}");
+    strata(&root, &["run", "--rm", "cached", "cat", "/data.txt"]).ok();
+}
+
 #[test]
 fn prune_during_a_build_waits_and_loses_nothing() {
     require_root!();

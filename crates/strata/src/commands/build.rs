@@ -198,7 +198,16 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
         if args.quiet { Box::new(std::io::sink()) } else { Box::new(std::io::stderr()) };
     let started = std::time::Instant::now();
     let result = strata_build::build(&dockerfile, &options, &worker, &mut progress);
+    let wrote_cache = worker.wrote_cache();
     drop(worker);
+    if wrote_cache {
+        // The cache grew: keep it under its cap (oldest entries go first).
+        let cap = engine.build_cache_cap();
+        if engine.build_cache_usage().is_ok_and(|usage| usage.size > cap) {
+            let pruned = engine.prune_build_cache(false, Some(cap))?;
+            let _ = writeln!(progress, "build cache over its cap: {} entries removed", pruned.removed);
+        }
+    }
     match result {
         Ok(id) if args.verify => {
             // The same build again, every step run anew, its image kept only if it differs.

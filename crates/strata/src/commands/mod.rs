@@ -19,7 +19,9 @@ mod volumes;
 
 use strata_engine::Engine;
 
-use crate::cli::{Cli, Command, ContainerCommand, DebugCommand, ImageCommand, SystemCommand, VolumeCommand};
+use crate::cli::{
+    BuilderCommand, Cli, Command, ContainerCommand, DebugCommand, ImageCommand, SystemCommand, VolumeCommand,
+};
 
 /// Runs a command; returns the exit code for success paths that still fail partly.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -71,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Image(ImageCommand::Mount(args)) => mount::mount(&engine, args),
         Command::Image(ImageCommand::Umount(args)) => mount::umount(&engine, args),
         Command::Fsck => fsck::run(&engine),
+        Command::Builder(BuilderCommand::Prune(args)) => system::builder_prune(&engine, args),
         Command::System(SystemCommand::Df) => system::df(&engine),
         Command::System(SystemCommand::Prune(args)) => system::prune(&engine, args, true),
         Command::Debug(_) => unreachable!("handled above"),

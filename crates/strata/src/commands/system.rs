@@ -3,12 +3,13 @@ use std::io::{self, BufRead, Write};
 use strata_engine::Engine;
 use strata_oci::time::human_size;
 
-use crate::cli::PruneArgs;
+use crate::cli::{BuilderPruneArgs, PruneArgs};
 use crate::commands::rmi::describe;
 use crate::output::{print, table};
 
 pub fn df(engine: &Engine) -> anyhow::Result<u8> {
     let usage = engine.disk_usage()?;
+    let cache = engine.build_cache_usage()?;
     // TYPE, TOTAL, ACTIVE, SIZE, RECLAIMABLE (with its share of SIZE).
     let row = |kind: &str, total: usize, active: usize, size: u64, reclaimable: u64| {
         let percent = (reclaimable * 100).checked_div(size).unwrap_or(0);
@@ -31,9 +32,41 @@ pub fn df(engine: &Engine) -> anyhow::Result<u8> {
             usage.containers_reclaimable,
         ),
         row("Local Volumes", usage.volumes, usage.active_volumes, usage.volumes_size, usage.volumes_reclaimable),
-        ["Build Cache", "0", "0", "0B", "0B"].map(String::from).to_vec(),
+        row("Build Cache", cache.entries, cache.entries - cache.unshared, cache.size, cache.reclaimable),
     ];
     print(&table(&rows))?;
+    Ok(0)
+}
+
+/// Asks on stderr; true when the answer is yes.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    eprint!("{question}");
+    io::stderr().flush()?;
+    let mut answer = String::new();
+    io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// `builder prune`: cache mounts and the step cache no image shares (all of it with `-a`),
+/// down to `--keep-storage` when given.
+pub fn builder_prune(engine: &Engine, args: BuilderPruneArgs) -> anyhow::Result<u8> {
+    let keep = match &args.keep_storage {
+        None => None,
+        Some(text) => match strata_engine::run::parse_bytes(text) {
+            Ok(bytes) if bytes >= 0 => Some(bytes as u64),
+            _ => {
+                eprintln!("invalid argument {text:?} for \"--keep-storage\" flag: expected a size such as 512m or 2g");
+                return Ok(125);
+            }
+        },
+    };
+    let what = if args.all { "all build cache" } else { "all dangling build cache" };
+    if !args.force && !confirm(&format!("WARNING! This will remove {what}. Are you sure you want to continue? [y/N] "))?
+    {
+        return Ok(0);
+    }
+    let report = engine.prune_build_cache(args.all, keep)?;
+    print(&format!("Deleted build cache objects: {}\nTotal:\t{}\n", report.removed, human_size(report.reclaimed)))?;
     Ok(0)
 }
 
@@ -42,9 +75,9 @@ pub fn prune(engine: &Engine, args: PruneArgs, system: bool) -> anyhow::Result<u
     if !args.force {
         let what = match (system, args.all) {
             (true, true) => {
-                "  - all stopped containers\n  - all images without at least one container associated to them\n"
+                "  - all stopped containers\n  - all images without at least one container associated to them\n  - all build cache\n"
             }
-            (true, false) => "  - all stopped containers\n  - all dangling images\n",
+            (true, false) => "  - all stopped containers\n  - all dangling images\n  - unused build cache\n",
             (false, true) => "",
             (false, false) => "",
         };
@@ -55,11 +88,7 @@ pub fn prune(engine: &Engine, args: PruneArgs, system: bool) -> anyhow::Result<u
         } else {
             "WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N] ".to_owned()
         };
-        eprint!("{warning}");
-        io::stderr().flush()?;
-        let mut answer = String::new();
-        io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        if !confirm(&warning)? {
             return Ok(0);
         }
     }
@@ -69,6 +98,8 @@ pub fn prune(engine: &Engine, args: PruneArgs, system: bool) -> anyhow::Result<u
         out.push_str(&super::containers::deleted_containers(&engine.prune_containers()?));
     }
     let report = engine.prune(args.all)?;
+    let mut reclaimed = report.reclaimed;
+    let cache = if system { Some(engine.prune_build_cache(args.all, None)?) } else { None };
     if !report.events.is_empty() {
         out.push_str("Deleted Images:\n");
         for event in &report.events {
@@ -76,7 +107,11 @@ pub fn prune(engine: &Engine, args: PruneArgs, system: bool) -> anyhow::Result<u
         }
         out.push('\n');
     }
-    out.push_str(&format!("Total reclaimed space: {}\n", human_size(report.reclaimed)));
+    if let Some(cache) = cache.filter(|c| c.removed > 0) {
+        out.push_str(&format!("Deleted build cache objects: {}\n\n", cache.removed));
+        reclaimed += cache.reclaimed;
+    }
+    out.push_str(&format!("Total reclaimed space: {}\n", human_size(reclaimed)));
     print(&out)?;
     Ok(0)
 }
