@@ -205,6 +205,46 @@ impl Engine {
         self.with_mounted(&mounts, &format!("export-{}-{}", record.id, std::process::id()), act)
     }
 
+    /// Runs `act` on an image's merged filesystem, mounted read-only (an empty directory for
+    /// an image without layers).
+    fn with_image_root<T>(&self, name: &str, act: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+        let db = self.store.read_db()?;
+        let image = self.resolve(&db, name)?.clone();
+        drop(db);
+        let mounts = match self.unpack(&image)? {
+            Some(chain) => self.snapshotter().read_only_mounts(&chain)?,
+            None => Vec::new(),
+        };
+        self.with_mounted(&mounts, &format!("export-image-{}-{}", image.id.hex(), std::process::id()), act)
+    }
+
+    /// `build --output type=tar`: an image's whole filesystem (its layers merged) as a tar.
+    pub fn export_image_rootfs(&self, name: &str, out: &mut dyn Write) -> Result<()> {
+        self.with_image_root(name, |root| write_tree(root, out))
+    }
+
+    /// `build --output type=local`: an image's filesystem written into `dir` (created if
+    /// missing), each file once, streamed from the merged layers.
+    pub fn export_image_to_dir(&self, name: &str, dir: &Path) -> Result<()> {
+        fs::create_dir_all(dir).at(dir)?;
+        self.with_image_root(name, |root| {
+            // The unpacking thread starts after the mount namespace is made (unshare needs a
+            // single-threaded process).
+            let (reader, mut writer) = std::io::pipe().at(dir)?;
+            let target = dir.to_owned();
+            let applier = std::thread::spawn(move || {
+                let options =
+                    strata_layer::ApplyOptions { whiteouts: strata_layer::WhiteoutMode::Delete, ..Default::default() };
+                strata_layer::apply_layer(reader, &target, &options).map(|_| ())
+            });
+            let written = write_tree(root, &mut writer);
+            drop(writer);
+            let applied = applier.join().map_err(|_| EngineError::Archive("the unpacking thread panicked".into()))?;
+            written?;
+            applied.map_err(|e| EngineError::Archive(format!("writing {}: {e}", dir.display())))
+        })
+    }
+
     /// `docker export`: the container's filesystem as a tar stream.
     pub fn export_container(&self, name: &str, out: &mut dyn Write) -> Result<()> {
         let record = self.find_container(name)?;
@@ -365,5 +405,13 @@ pub(crate) fn apply_into(root: &Path, dest: &str, input: &mut dyn Read) -> Resul
     }
     let options = strata_layer::ApplyOptions { whiteouts: strata_layer::WhiteoutMode::Delete, ..Default::default() };
     strata_layer::apply_layer(input, &target, &options)?;
+    Ok(())
+}
+
+/// A whole tree as an uncompressed tar.
+fn write_tree(root: &Path, out: &mut dyn Write) -> Result<()> {
+    let options = DiffOptions { compression: Some(Compression::None), ..DiffOptions::default() };
+    write_diff(DiffSource::Trees { lower: None, upper: root }, out, &options)
+        .map_err(|e| EngineError::Io { path: e.path, source: e.source })?;
     Ok(())
 }

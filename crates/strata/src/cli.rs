@@ -640,4 +640,8 @@ pub struct BuildArgs {
     /// Run the build checks instead of building (exit 1 on SecretsUsedInArgOrEnv)
     #[arg(long)]
     pub check: bool,
+    /// Output destination: `type=local,dest=DIR`, `type=tar|oci|docker,dest=FILE|-`,
+    /// `type=image` (the default), or a directory (local) or `-` (tar to stdout)
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<String>,
 }

@@ -731,6 +731,49 @@ fn build_cache_outlives_images_until_pruned_and_keeps_under_its_cap() {
 }
 
 #[test]
+fn output_to_a_directory_a_tar_and_archives() {
+    require_root!();
+    let dockerfile = "FROM busybox AS build\nRUN mkdir -p /out && echo artifact > /out/app\n\
+        FROM scratch\nCOPY --from=build /out/app /app\nCOPY note.txt /\n";
+    let (root, context) = setup(&[("Dockerfile", dockerfile), ("note.txt", "note\n")]);
+    let ctx = context.to_str().expect("utf-8");
+    let images_before = strata(&root, &["images", "-a", "-q"]).ok().stdout();
+
+    let dir = root.path("out-dir");
+    strata(&root, &["build", "-o", &format!("type=local,dest={}", dir.display()), ctx]).ok();
+    assert_eq!(std::fs::read_to_string(dir.join("app")).expect("app"), "artifact\n");
+    assert_eq!(std::fs::read_to_string(dir.join("note.txt")).expect("note"), "note\n");
+    // Shorthand: a path is a local output.
+    let short = root.path("short");
+    strata(&root, &["build", "-o", short.to_str().expect("utf-8"), ctx]).ok();
+    assert!(short.join("app").is_file());
+
+    let tar = root.path("fs.tar");
+    strata(&root, &["build", "--output", &format!("type=tar,dest={}", tar.display()), ctx]).ok();
+    let listing = strata_testkit::tool("tar", &["-tf", tar.to_str().expect("utf-8")]).ok().stdout();
+    let mut names: Vec<&str> = listing.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["app", "note.txt"]);
+    // `-o -`: the tar on stdout.
+    let mut command = root.strata(STRATA);
+    command.args(["build", "-o", "-", ctx]);
+    let piped = Run::of(command).ok();
+    assert!(piped.stdout().contains("artifact"), "the tar holds the file's bytes");
+
+    let oci = root.path("image.tar");
+    strata(&root, &["build", "-t", "exported:1", "-o", &format!("type=oci,dest={}", oci.display()), ctx]).ok();
+    let other = TestRoot::new();
+    let loaded = strata(&other, &["load", "-i", oci.to_str().expect("utf-8")]).ok().stdout();
+    assert!(loaded.contains("Loaded image"), "{loaded}");
+    // Untagged outputs leave no image behind; a tagged one stays.
+    let images_after = strata(&root, &["images", "-a", "-q"]).ok().stdout();
+    assert_eq!(images_after.lines().count(), images_before.lines().count() + 1, "{images_after}");
+    assert!(!strata(&root, &["images", "-q", "exported:1"]).ok().stdout().is_empty());
+    let bad = strata(&root, &["build", "-o", "type=nope,dest=x", ctx]).fails();
+    assert!(bad.stderr().contains("unsupported output type \"nope\""), "{}", bad.stderr());
+}
+
+#[test]
 fn prune_during_a_build_waits_and_loses_nothing() {
     require_root!();
     let dockerfile = "FROM busybox\nRUN echo one > /one\nRUN sleep 1 && echo two > /two\n";

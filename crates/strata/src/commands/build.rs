@@ -123,6 +123,13 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
             return Ok(1);
         }
     };
+    let output = match args.output.as_deref().map(parse_output).transpose() {
+        Ok(output) => output.unwrap_or(Output::Image),
+        Err(message) => {
+            eprintln!("ERROR: --output: {message}");
+            return Ok(1);
+        }
+    };
     let findings = strata_dockerfile::lint::lint(&dockerfile, &shown);
     if args.check {
         let (report, failed) = super::debug::check_report(&findings);
@@ -226,6 +233,7 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
             match engine.first_difference(&id, &second)? {
                 None => {
                     eprintln!("verify: the rebuild gave the same image {id}");
+                    export(engine, &output, &id, &args.tags)?;
                     finish(&args, &id, started)
                 }
                 Some(difference) => {
@@ -234,12 +242,85 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
                 }
             }
         }
-        Ok(id) => finish(&args, &id, started),
+        Ok(id) => {
+            export(engine, &output, &id, &args.tags)?;
+            finish(&args, &id, started)
+        }
         Err(BuildError::Step { message, .. }) | Err(BuildError::Invalid(message)) => {
             eprintln!("ERROR: {message}");
             Ok(1)
         }
     }
+}
+
+/// Where `--output` sends the result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Output {
+    Image,
+    Local(std::path::PathBuf),
+    /// Tar of the filesystem, OCI or Docker archive; `-` is stdout.
+    Tar(String),
+    Archive(strata_engine::archive::ArchiveFormat, String),
+}
+
+fn parse_output(spec: &str) -> Result<Output, String> {
+    if !spec.contains('=') {
+        return Ok(if spec == "-" { Output::Tar("-".into()) } else { Output::Local(spec.into()) });
+    }
+    let (mut kind, mut dest) = (None, None);
+    for field in spec.split(',') {
+        let (key, value) = field.split_once('=').ok_or_else(|| format!("{field:?} is not KEY=VALUE"))?;
+        match key.trim() {
+            "type" => kind = Some(value.to_lowercase()),
+            "dest" => dest = Some(value.to_owned()),
+            // Accepted as BuildKit does; nothing to do here.
+            "name" | "push" | "compression" | "oci-mediatypes" => {}
+            other => return Err(format!("unknown output attribute {other:?}")),
+        }
+    }
+    let need_dest = |kind: &str| dest.clone().filter(|d| !d.is_empty()).ok_or(format!("type={kind} needs dest=..."));
+    match kind.as_deref().unwrap_or("local") {
+        "image" | "moby" => Ok(Output::Image),
+        "local" => Ok(Output::Local(need_dest("local")?.into())),
+        "tar" => Ok(Output::Tar(need_dest("tar")?)),
+        "oci" => Ok(Output::Archive(strata_engine::archive::ArchiveFormat::OciArchive, need_dest("oci")?)),
+        "docker" => Ok(Output::Archive(strata_engine::archive::ArchiveFormat::DockerArchive, need_dest("docker")?)),
+        other => Err(format!("unsupported output type {other:?} (image, local, tar, oci, docker)")),
+    }
+}
+
+/// Sends a built image where `--output` says; an image nobody tagged is not kept then.
+fn export(engine: &Engine, output: &Output, id: &str, tags: &[String]) -> anyhow::Result<()> {
+    let to = |dest: &str| -> anyhow::Result<Box<dyn std::io::Write>> {
+        Ok(if dest == "-" {
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                anyhow::bail!("refusing to write an archive to a terminal: redirect the output or give dest=FILE");
+            }
+            Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+        } else {
+            Box::new(std::io::BufWriter::new(std::fs::File::create(dest)?))
+        })
+    };
+    match output {
+        Output::Image => return Ok(()),
+        Output::Local(dir) => engine.export_image_to_dir(id, dir)?,
+        Output::Tar(dest) => {
+            let mut out = to(dest)?;
+            engine.export_image_rootfs(id, &mut out)?;
+            out.flush()?;
+        }
+        Output::Archive(format, dest) => {
+            let names = if tags.is_empty() { vec![id.to_owned()] } else { tags.to_vec() };
+            let mut out = to(dest)?;
+            engine.save(&names, *format, &mut out)?;
+            out.flush()?;
+        }
+    }
+    let tagged = engine.inspect(id)?.get("RepoTags").and_then(|t| t.as_array()).is_some_and(|t| !t.is_empty());
+    if !tagged {
+        engine.remove_image(id, false)?;
+    }
+    Ok(())
 }
 
 /// What a successful build prints (and the --iidfile).
