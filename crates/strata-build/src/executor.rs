@@ -6,6 +6,8 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use serde_json::{json, Value};
 use strata_dockerfile::instructions::{CommandLine, Instruction};
@@ -14,7 +16,7 @@ use strata_dockerfile::{Dockerfile, Location};
 use strata_oci::spec::ContainerConfig;
 
 use crate::config::{self, StageFlags};
-use crate::plan::{plan, Base};
+use crate::plan::{plan, Base, Plan};
 
 /// One layer as the worker made or found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +203,84 @@ pub struct BuildOptions {
     /// `SOURCE_DATE_EPOCH` (or `--reproducible`): the time of every history entry this build
     /// adds and of the image (the worker clamps file times in new layers).
     pub source_date_epoch: Option<i64>,
+    /// `--progress`.
+    pub progress: ProgressMode,
+}
+
+/// `--progress`: `plain` (BuildKit's log: `#N [stage i/n] TEXT` ... `#N DONE 0.1s`), `tty`
+/// (one `=> [stage i/n] TEXT  0.1s` line per finished step), or `quiet`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProgressMode {
+    #[default]
+    Plain,
+    Tty,
+    Quiet,
+}
+
+/// A step in progress.
+struct Step {
+    number: usize,
+    label: String,
+    text: String,
+    started: std::time::Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    Cached,
+    Error,
+}
+
+/// Writes progress in the chosen form.
+struct Reporter<'a> {
+    mode: ProgressMode,
+    out: &'a mut (dyn Write + Send),
+}
+
+impl<'a> Reporter<'a> {
+    fn new(mode: ProgressMode, out: &'a mut (dyn Write + Send)) -> Self {
+        Reporter { mode, out }
+    }
+
+    fn start(&mut self, number: usize, label: &str, text: &str) {
+        if self.mode == ProgressMode::Plain {
+            let _ = writeln!(self.out, "#{number} [{label}] {text}");
+        }
+    }
+
+    fn end(&mut self, step: &Step, outcome: Outcome) {
+        let seconds = step.started.elapsed().as_secs_f64();
+        let _ = match (self.mode, outcome) {
+            (ProgressMode::Quiet, _) => Ok(()),
+            (ProgressMode::Plain, Outcome::Done) => writeln!(self.out, "#{} DONE {seconds:.1}s", step.number),
+            (ProgressMode::Plain, Outcome::Cached) => writeln!(self.out, "#{} CACHED", step.number),
+            (ProgressMode::Plain, Outcome::Error) => writeln!(self.out, "#{} ERROR {seconds:.1}s", step.number),
+            (ProgressMode::Tty, outcome) => {
+                let mark = match outcome {
+                    Outcome::Cached => "CACHED ",
+                    Outcome::Error => "ERROR ",
+                    Outcome::Done => "",
+                };
+                let line = format!(" => {mark}[{}] {}", step.label, step.text.replace('\n', " "));
+                let line: String = if line.chars().count() > 70 {
+                    line.chars().take(69).chain(std::iter::once('…')).collect()
+                } else {
+                    line
+                };
+                if outcome == Outcome::Cached {
+                    writeln!(self.out, "{line:<72}")
+                } else {
+                    writeln!(self.out, "{line:<72} {seconds:>5.1}s")
+                }
+            }
+        };
+    }
+}
+
+/// The instructions that are steps of their own in the progress (they make a layer).
+fn makes_layer(instruction: &Instruction) -> bool {
+    matches!(instruction, Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -218,292 +298,50 @@ struct StageResult {
     layers: Vec<Layer>,
 }
 
-/// Builds the target of `dockerfile`; returns the image ID. Progress lines go to `progress`.
+/// Builds the target of `dockerfile`; returns the image ID. Progress goes to `progress` in
+/// `options.progress`'s form. Stages that do not depend on each other (one level of the plan)
+/// build at the same time, one thread each.
 pub fn build(
     dockerfile: &Dockerfile,
     options: &BuildOptions,
-    worker: &dyn Worker,
-    progress: &mut dyn Write,
+    worker: &(dyn Worker + Sync),
+    progress: &mut (dyn Write + Send),
 ) -> Result<String, BuildError> {
     let file = options.file.as_str();
-    let at = |location: Location, message: String| BuildError::Invalid(format!("{file}:{}: {message}", location.start));
     let plan = plan(dockerfile, file, &options.context, options.target.as_deref())
         .map_err(|e| BuildError::Invalid(e.to_string()))?;
     let global = GlobalScope::new(dockerfile, &options.context).map_err(|e| BuildError::Invalid(e.to_string()))?;
-    let steps_total: usize = plan.levels.iter().flatten().map(|&i| dockerfile.stages[i].commands.len() + 1).sum();
-    let mut step = 0usize;
+    let ctx = StageContext {
+        dockerfile,
+        options,
+        worker,
+        plan: &plan,
+        global: &global,
+        reporter: Mutex::new(Reporter::new(options.progress, progress)),
+        counter: AtomicUsize::new(0),
+    };
     let mut results: Vec<Option<StageResult>> = (0..dockerfile.stages.len()).map(|_| None).collect();
-
-    for &index in plan.levels.iter().flatten() {
-        let stage = &dockerfile.stages[index];
-        let planned = &plan.stages[index];
-        step += 1;
-        let _ = writeln!(progress, "#{step}/{steps_total} [{}] {}", planned.display_name(), stage.original.trim());
-        let (mut image, mut layers) = match &planned.base {
-            Base::Scratch => (scratch_config(), Vec::new()),
-            Base::Stage(other) => {
-                let result = results[*other].as_ref().ok_or_else(|| {
-                    at(stage.location, format!("stage {} is not built yet", plan.stages[*other].display_name()))
-                })?;
-                (result.config.clone(), result.layers.clone())
-            }
-            Base::Image(reference) => {
-                let base = worker.resolve(reference).map_err(|e| at(stage.location, e))?;
-                (base.config, base.layers)
-            }
+    for level in &plan.levels {
+        let built: Vec<(usize, Result<StageResult, BuildError>)> = if level.len() == 1 {
+            level.iter().map(|&index| (index, build_stage(&ctx, index, &results))).collect()
+        } else {
+            let done = &results;
+            let ctx = &ctx;
+            std::thread::scope(|scope| {
+                let handles: Vec<_> =
+                    level.iter().map(|&index| scope.spawn(move || (index, build_stage(ctx, index, done)))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| (usize::MAX, Err(BuildError::Invalid("a stage panicked".into()))))
+                    })
+                    .collect()
+            })
         };
-        let mut container: ContainerConfig =
-            serde_json::from_value(image.get("config").cloned().unwrap_or(Value::Null)).unwrap_or_default();
-        let mut history: Vec<Value> = image.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
-        let inherited_history = history.len();
-        // Metadata-only entries take the time of the layer before them (the base's creation
-        // at first), so a rebuild that changes nothing produces the same config and image ID.
-        let mut last_created = image
-            .get("created")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_else(|| strata_oci::time::Timestamp::now().to_rfc3339());
-        let mut flags = StageFlags::default();
-        let image_env = container.env.clone().unwrap_or_default();
-        let mut scope = StageScope::new(&global, &options.context, &image_env);
-        // The base's ONBUILD triggers run first, as if written right after FROM; the new
-        // image does not inherit them.
-        let triggers = container.on_build.take().unwrap_or_default();
-        let mut commands = Vec::with_capacity(triggers.len() + stage.commands.len());
-        for trigger in &triggers {
-            commands.push(onbuild_command(trigger, stage.location).map_err(|e| at(stage.location, e))?);
+        for (index, result) in built {
+            let result = result?;
+            results[index] = Some(result);
         }
-        commands.extend(stage.commands.iter().cloned());
-
-        for command in &commands {
-            step += 1;
-            let step_number = step;
-            let _ =
-                writeln!(progress, "#{step}/{steps_total} [{}] {}", planned.display_name(), command.original.trim());
-            let instruction =
-                scope.apply(command, &options.context).map_err(|e| at(command.location, e.to_string()))?;
-            match &instruction {
-                Instruction::Run(run) => {
-                    let workdir = container.working_dir.clone().unwrap_or_default();
-                    let mut mounts = Vec::new();
-                    let mut secret_env = Vec::new();
-                    for mount in &run.mounts {
-                        use strata_dockerfile::instructions::MountType;
-                        let target = absolute_dest(&workdir, &mount.target).trim_end_matches('/').to_owned();
-                        match mount.kind {
-                            MountType::Cache => mounts.push(RunMount::Cache {
-                                id: mount.id.clone().unwrap_or_else(|| target.clone()),
-                                target,
-                                mode: mount.mode.unwrap_or(0o755),
-                                uid: mount.uid.unwrap_or(0),
-                                gid: mount.gid.unwrap_or(0),
-                            }),
-                            MountType::Tmpfs => mounts.push(RunMount::Tmpfs { target, size: mount.size }),
-                            MountType::Bind => {
-                                let path = mount.source.clone().unwrap_or_else(|| "/".to_owned());
-                                let source = match &mount.from {
-                                    None => BindSource::Context { context: options.context_dir.clone(), path },
-                                    Some(value) => BindSource::Layers {
-                                        layers: from_layers(dockerfile, &results, worker, value)
-                                            .map_err(|e| at(command.location, e))?,
-                                        path,
-                                    },
-                                };
-                                mounts.push(RunMount::Bind { target, source, read_only: mount.read_only });
-                            }
-                            MountType::Secret => {
-                                let id = mount.id.clone().unwrap_or_default();
-                                match options.secrets.get(&id) {
-                                    None if mount.required => {
-                                        return Err(at(
-                                            command.location,
-                                            format!("secret {id}: not found (pass it with --secret id={id},src=FILE)"),
-                                        ))
-                                    }
-                                    // Not required: the step runs without it, as BuildKit does.
-                                    None => {}
-                                    Some(data) => {
-                                        if let Some(name) = &mount.env {
-                                            secret_env.push((name.clone(), data.clone()));
-                                        }
-                                        if !mount.target.is_empty() {
-                                            mounts.push(RunMount::Secret {
-                                                target,
-                                                id,
-                                                data: data.clone(),
-                                                mode: mount.mode.unwrap_or(0o400),
-                                                uid: mount.uid.unwrap_or(0),
-                                                gid: mount.gid.unwrap_or(0),
-                                            });
-                                        }
-                                    }
-                                }
-                            }
-                            MountType::Ssh => {
-                                if mount.required {
-                                    return Err(at(
-                                        command.location,
-                                        "RUN --mount=type=ssh: no SSH agent is forwarded (strata build has no --ssh yet)"
-                                            .to_owned(),
-                                    ));
-                                }
-                            }
-                        }
-                    }
-                    let command_line = heredoc_command(run, &mut mounts);
-                    let args = config::run_args(&container, &command_line);
-                    let step = RunStep {
-                        args: args.clone(),
-                        env: scope.run_env(),
-                        cwd: container.working_dir.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| "/".to_owned()),
-                        user: container.user.clone().unwrap_or_default(),
-                        network_host: matches!(run.network, Some(strata_dockerfile::instructions::NetworkMode::Host)),
-                        quiet: options.quiet,
-                        mounts,
-                        secret_env,
-                    };
-                    let layer = worker.run(&layers, &step).map_err(|(code, message)| BuildError::Step {
-                        code,
-                        message: format!(
-                            "{file}:{}: process \"{}\" did not complete successfully: exit code: {code}{}",
-                            command.location.start,
-                            args.join(" "),
-                            if message.is_empty() { String::new() } else { format!(": {message}") }
-                        ),
-                    })?;
-                    last_created = layer.created.clone();
-                    if layer.cached {
-                        let _ = writeln!(progress, "#{step_number} CACHED");
-                    }
-                    layers.push(layer);
-                    let build_args: Vec<(String, String)> = scope
-                        .arg_values()
-                        .iter()
-                        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-                        .filter(|(k, _)| stage_declares_arg(stage, k))
-                        .collect();
-                    history.push(json!({"created": last_created, "created_by": config::run_history(&args, &build_args), "comment": "buildkit.dockerfile.v0"}));
-                }
-                Instruction::Copy(_) | Instruction::Add(_) => {
-                    // ADD is COPY plus local archives unpacked at the destination.
-                    let (keyword, copy, extract) = match &instruction {
-                        Instruction::Copy(copy) => ("COPY", copy.clone(), false),
-                        Instruction::Add(add) => {
-                            if add.sources.iter().any(|s| s.contains("://") || s.starts_with("git@")) {
-                                return Err(at(
-                                    command.location,
-                                    "ADD of a URL or git source is not supported yet".to_owned(),
-                                ));
-                            }
-                            let copy = strata_dockerfile::instructions::Copy {
-                                sources: add.sources.clone(),
-                                inline: add.inline.clone(),
-                                dest: add.dest.clone(),
-                                from: None,
-                                chown: add.chown.clone(),
-                                chmod: add.chmod.clone(),
-                                link: add.link,
-                                exclude: add.exclude.clone(),
-                                parents: false,
-                            };
-                            ("ADD", copy, add.unpack != Some(false))
-                        }
-                        _ => unreachable!("matched above"),
-                    };
-                    let chmod = match &copy.chmod {
-                        None => None,
-                        Some(text) => {
-                            Some(u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
-                                at(
-                                    command.location,
-                                    format!("invalid chmod parameter: {text:?}: use an octal mode such as 755"),
-                                )
-                            })?)
-                        }
-                    };
-                    let from = match &copy.from {
-                        None => None,
-                        Some(value) => Some(
-                            from_layers(dockerfile, &results, worker, value).map_err(|e| at(command.location, e))?,
-                        ),
-                    };
-                    let workdir = container.working_dir.clone().unwrap_or_default();
-                    let dest = absolute_dest(&workdir, &copy.dest);
-                    let step = CopyStep {
-                        context: options.context_dir.clone(),
-                        from,
-                        sources: copy.sources.clone(),
-                        inline: copy.inline.iter().map(|i| (i.name.clone(), i.data.clone().into_bytes())).collect(),
-                        dest,
-                        chown: copy.chown.clone(),
-                        chmod,
-                        extract_archives: extract,
-                        exclude: copy.exclude.clone(),
-                        parents: copy.parents,
-                        link: copy.link,
-                    };
-                    let layer = worker.copy(&layers, &step).map_err(|e| at(command.location, e))?;
-                    last_created = layer.created.clone();
-                    if layer.cached {
-                        let _ = writeln!(progress, "#{step_number} CACHED");
-                    }
-                    layers.push(layer);
-                    // BuildKit's text: `--chown`/`--chmod` (not `--from`) before the sources.
-                    let mut flags_text = String::new();
-                    if copy.parents {
-                        flags_text.push_str("--parents ");
-                    }
-                    for (flag, value) in [("chown", &copy.chown), ("chmod", &copy.chmod)] {
-                        if let Some(value) = value {
-                            flags_text.push_str(&format!("--{flag}={value} "));
-                        }
-                    }
-                    let mut sources_text: Vec<String> = copy.sources.clone();
-                    sources_text.extend(copy.inline.iter().map(|i| format!("<<{}", i.name)));
-                    let created_by =
-                        format!("{keyword} {flags_text}{} {} # buildkit", sources_text.join(" "), copy.dest);
-                    history.push(
-                        json!({"created": last_created, "created_by": created_by, "comment": "buildkit.dockerfile.v0"}),
-                    );
-                }
-                Instruction::Arg(definitions) => {
-                    let values: Vec<(String, Option<String>)> = definitions
-                        .iter()
-                        .map(|d| {
-                            let value = scope
-                                .run_env()
-                                .iter()
-                                .find_map(|kv| kv.strip_prefix(&format!("{}=", d.name)).map(str::to_owned));
-                            (d.name.clone(), value)
-                        })
-                        .collect();
-                    history.push(json!({"created": last_created, "created_by": config::arg_history(&values), "comment": "buildkit.dockerfile.v0", "empty_layer": true}));
-                }
-                other => {
-                    if let Some(text) =
-                        config::apply(&mut container, &mut flags, other).map_err(|e| at(command.location, e))?
-                    {
-                        history.push(json!({"created": last_created, "created_by": text, "comment": "buildkit.dockerfile.v0", "empty_layer": true}));
-                    }
-                }
-            }
-        }
-        if let Some(epoch) = options.source_date_epoch {
-            let epoch = strata_oci::time::Timestamp::from_unix(epoch).to_rfc3339();
-            for entry in &mut history[inherited_history..] {
-                entry["created"] = json!(epoch);
-            }
-            last_created = epoch;
-        }
-        let object = image.as_object_mut().expect("image config is an object");
-        object.insert("config".to_owned(), serde_json::to_value(&container).unwrap_or(Value::Null));
-        object.insert(
-            "rootfs".to_owned(),
-            json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()}),
-        );
-        object.insert("history".to_owned(), Value::Array(history));
-        object.insert("created".to_owned(), json!(last_created));
-        results[index] = Some(StageResult { config: image, layers });
     }
     let mut target =
         results[plan.target].take().ok_or_else(|| BuildError::Invalid("the target was not built".into()))?;
@@ -520,6 +358,327 @@ pub fn build(
         }
     }
     worker.write_image(&target.config, &target.layers, &options.tags).map_err(BuildError::Invalid)
+}
+
+/// What every stage of one build shares.
+struct StageContext<'a> {
+    dockerfile: &'a Dockerfile,
+    options: &'a BuildOptions,
+    worker: &'a (dyn Worker + Sync),
+    plan: &'a Plan,
+    global: &'a GlobalScope,
+    reporter: Mutex<Reporter<'a>>,
+    /// Step numbers (`#N`) across stages.
+    counter: AtomicUsize,
+}
+
+impl StageContext<'_> {
+    /// Starts a step: its number, announced.
+    fn begin(&self, label: &str, text: &str) -> Step {
+        let number = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Ok(mut reporter) = self.reporter.lock() {
+            reporter.start(number, label, text);
+        }
+        Step { number, label: label.to_owned(), text: text.to_owned(), started: std::time::Instant::now() }
+    }
+
+    fn end(&self, step: &Step, outcome: Outcome) {
+        if let Ok(mut reporter) = self.reporter.lock() {
+            reporter.end(step, outcome);
+        }
+    }
+}
+
+/// One stage from its base to its config and layers.
+fn build_stage(
+    ctx: &StageContext<'_>,
+    index: usize,
+    results: &[Option<StageResult>],
+) -> Result<StageResult, BuildError> {
+    let (dockerfile, options, worker, plan, global) = (ctx.dockerfile, ctx.options, ctx.worker, ctx.plan, ctx.global);
+    let file = options.file.as_str();
+    let at = |location: Location, message: String| BuildError::Invalid(format!("{file}:{}: {message}", location.start));
+    let stage = &dockerfile.stages[index];
+    let planned = &plan.stages[index];
+    let vertices = 1 + stage.commands.iter().filter(|c| makes_layer(&c.instruction)).count();
+    let mut position = 1;
+    let label = |position: usize, total: usize| format!("{} {position}/{total}", planned.display_name());
+    let from_step = ctx.begin(&label(1, vertices), stage.original.trim());
+    let base = (|| -> Result<(Value, Vec<Layer>), BuildError> {
+        Ok(match &planned.base {
+            Base::Scratch => (scratch_config(), Vec::new()),
+            Base::Stage(other) => {
+                let result = results[*other].as_ref().ok_or_else(|| {
+                    at(stage.location, format!("stage {} is not built yet", plan.stages[*other].display_name()))
+                })?;
+                (result.config.clone(), result.layers.clone())
+            }
+            Base::Image(reference) => {
+                let base = worker.resolve(reference).map_err(|e| at(stage.location, e))?;
+                (base.config, base.layers)
+            }
+        })
+    })();
+    ctx.end(&from_step, if base.is_ok() { Outcome::Done } else { Outcome::Error });
+    let (mut image, mut layers) = base?;
+    let mut container: ContainerConfig =
+        serde_json::from_value(image.get("config").cloned().unwrap_or(Value::Null)).unwrap_or_default();
+    let mut history: Vec<Value> = image.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+    let inherited_history = history.len();
+    // Metadata-only entries take the time of the layer before them (the base's creation
+    // at first), so a rebuild that changes nothing produces the same config and image ID.
+    let mut last_created = image
+        .get("created")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| strata_oci::time::Timestamp::now().to_rfc3339());
+    let mut flags = StageFlags::default();
+    let image_env = container.env.clone().unwrap_or_default();
+    let mut scope = StageScope::new(&global, &options.context, &image_env);
+    // The base's ONBUILD triggers run first, as if written right after FROM; the new
+    // image does not inherit them.
+    let triggers = container.on_build.take().unwrap_or_default();
+    let mut commands = Vec::with_capacity(triggers.len() + stage.commands.len());
+    for trigger in &triggers {
+        commands.push(onbuild_command(trigger, stage.location).map_err(|e| at(stage.location, e))?);
+    }
+    commands.extend(stage.commands.iter().cloned());
+
+    let vertices = vertices + commands[..triggers.len()].iter().filter(|c| makes_layer(&c.instruction)).count();
+    for command in &commands {
+        let vertex = makes_layer(&command.instruction).then(|| {
+            position += 1;
+            ctx.begin(&label(position, vertices), command.original.trim())
+        });
+        let finish = |outcome: Outcome| {
+            if let Some(vertex) = &vertex {
+                ctx.end(vertex, outcome);
+            }
+        };
+        let instruction = scope.apply(command, &options.context).map_err(|e| at(command.location, e.to_string()))?;
+        match &instruction {
+            Instruction::Run(run) => {
+                let workdir = container.working_dir.clone().unwrap_or_default();
+                let mut mounts = Vec::new();
+                let mut secret_env = Vec::new();
+                for mount in &run.mounts {
+                    use strata_dockerfile::instructions::MountType;
+                    let target = absolute_dest(&workdir, &mount.target).trim_end_matches('/').to_owned();
+                    match mount.kind {
+                        MountType::Cache => mounts.push(RunMount::Cache {
+                            id: mount.id.clone().unwrap_or_else(|| target.clone()),
+                            target,
+                            mode: mount.mode.unwrap_or(0o755),
+                            uid: mount.uid.unwrap_or(0),
+                            gid: mount.gid.unwrap_or(0),
+                        }),
+                        MountType::Tmpfs => mounts.push(RunMount::Tmpfs { target, size: mount.size }),
+                        MountType::Bind => {
+                            let path = mount.source.clone().unwrap_or_else(|| "/".to_owned());
+                            let source = match &mount.from {
+                                None => BindSource::Context { context: options.context_dir.clone(), path },
+                                Some(value) => BindSource::Layers {
+                                    layers: from_layers(dockerfile, &results, worker, value)
+                                        .map_err(|e| at(command.location, e))?,
+                                    path,
+                                },
+                            };
+                            mounts.push(RunMount::Bind { target, source, read_only: mount.read_only });
+                        }
+                        MountType::Secret => {
+                            let id = mount.id.clone().unwrap_or_default();
+                            match options.secrets.get(&id) {
+                                None if mount.required => {
+                                    return Err(at(
+                                        command.location,
+                                        format!("secret {id}: not found (pass it with --secret id={id},src=FILE)"),
+                                    ))
+                                }
+                                // Not required: the step runs without it, as BuildKit does.
+                                None => {}
+                                Some(data) => {
+                                    if let Some(name) = &mount.env {
+                                        secret_env.push((name.clone(), data.clone()));
+                                    }
+                                    if !mount.target.is_empty() {
+                                        mounts.push(RunMount::Secret {
+                                            target,
+                                            id,
+                                            data: data.clone(),
+                                            mode: mount.mode.unwrap_or(0o400),
+                                            uid: mount.uid.unwrap_or(0),
+                                            gid: mount.gid.unwrap_or(0),
+                                        });
+                                    }
+                                }
+                            }
+                        }
+                        MountType::Ssh => {
+                            if mount.required {
+                                return Err(at(
+                                    command.location,
+                                    "RUN --mount=type=ssh: no SSH agent is forwarded (strata build has no --ssh yet)"
+                                        .to_owned(),
+                                ));
+                            }
+                        }
+                    }
+                }
+                let command_line = heredoc_command(run, &mut mounts);
+                let args = config::run_args(&container, &command_line);
+                let step = RunStep {
+                    args: args.clone(),
+                    env: scope.run_env(),
+                    cwd: container.working_dir.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| "/".to_owned()),
+                    user: container.user.clone().unwrap_or_default(),
+                    network_host: matches!(run.network, Some(strata_dockerfile::instructions::NetworkMode::Host)),
+                    quiet: options.quiet,
+                    mounts,
+                    secret_env,
+                };
+                let layer = worker.run(&layers, &step).map_err(|(code, message)| {
+                    finish(Outcome::Error);
+                    BuildError::Step {
+                        code,
+                        message: format!(
+                            "{file}:{}: process \"{}\" did not complete successfully: exit code: {code}{}",
+                            command.location.start,
+                            args.join(" "),
+                            if message.is_empty() { String::new() } else { format!(": {message}") }
+                        ),
+                    }
+                })?;
+                last_created = layer.created.clone();
+                finish(if layer.cached { Outcome::Cached } else { Outcome::Done });
+                layers.push(layer);
+                let build_args: Vec<(String, String)> = scope
+                    .arg_values()
+                    .iter()
+                    .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+                    .filter(|(k, _)| stage_declares_arg(stage, k))
+                    .collect();
+                history.push(json!({"created": last_created, "created_by": config::run_history(&args, &build_args), "comment": "buildkit.dockerfile.v0"}));
+            }
+            Instruction::Copy(_) | Instruction::Add(_) => {
+                // ADD is COPY plus local archives unpacked at the destination.
+                let (keyword, copy, extract) = match &instruction {
+                    Instruction::Copy(copy) => ("COPY", copy.clone(), false),
+                    Instruction::Add(add) => {
+                        if add.sources.iter().any(|s| s.contains("://") || s.starts_with("git@")) {
+                            return Err(at(
+                                command.location,
+                                "ADD of a URL or git source is not supported yet".to_owned(),
+                            ));
+                        }
+                        let copy = strata_dockerfile::instructions::Copy {
+                            sources: add.sources.clone(),
+                            inline: add.inline.clone(),
+                            dest: add.dest.clone(),
+                            from: None,
+                            chown: add.chown.clone(),
+                            chmod: add.chmod.clone(),
+                            link: add.link,
+                            exclude: add.exclude.clone(),
+                            parents: false,
+                        };
+                        ("ADD", copy, add.unpack != Some(false))
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                let chmod = match &copy.chmod {
+                    None => None,
+                    Some(text) => {
+                        Some(u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
+                            at(
+                                command.location,
+                                format!("invalid chmod parameter: {text:?}: use an octal mode such as 755"),
+                            )
+                        })?)
+                    }
+                };
+                let from = match &copy.from {
+                    None => None,
+                    Some(value) => {
+                        Some(from_layers(dockerfile, &results, worker, value).map_err(|e| at(command.location, e))?)
+                    }
+                };
+                let workdir = container.working_dir.clone().unwrap_or_default();
+                let dest = absolute_dest(&workdir, &copy.dest);
+                let step = CopyStep {
+                    context: options.context_dir.clone(),
+                    from,
+                    sources: copy.sources.clone(),
+                    inline: copy.inline.iter().map(|i| (i.name.clone(), i.data.clone().into_bytes())).collect(),
+                    dest,
+                    chown: copy.chown.clone(),
+                    chmod,
+                    extract_archives: extract,
+                    exclude: copy.exclude.clone(),
+                    parents: copy.parents,
+                    link: copy.link,
+                };
+                let layer = worker.copy(&layers, &step).map_err(|e| {
+                    finish(Outcome::Error);
+                    at(command.location, e)
+                })?;
+                last_created = layer.created.clone();
+                finish(if layer.cached { Outcome::Cached } else { Outcome::Done });
+                layers.push(layer);
+                // BuildKit's text: `--chown`/`--chmod` (not `--from`) before the sources.
+                let mut flags_text = String::new();
+                if copy.parents {
+                    flags_text.push_str("--parents ");
+                }
+                for (flag, value) in [("chown", &copy.chown), ("chmod", &copy.chmod)] {
+                    if let Some(value) = value {
+                        flags_text.push_str(&format!("--{flag}={value} "));
+                    }
+                }
+                let mut sources_text: Vec<String> = copy.sources.clone();
+                sources_text.extend(copy.inline.iter().map(|i| format!("<<{}", i.name)));
+                let created_by = format!("{keyword} {flags_text}{} {} # buildkit", sources_text.join(" "), copy.dest);
+                history.push(
+                    json!({"created": last_created, "created_by": created_by, "comment": "buildkit.dockerfile.v0"}),
+                );
+            }
+            Instruction::Arg(definitions) => {
+                let values: Vec<(String, Option<String>)> = definitions
+                    .iter()
+                    .map(|d| {
+                        let value = scope
+                            .run_env()
+                            .iter()
+                            .find_map(|kv| kv.strip_prefix(&format!("{}=", d.name)).map(str::to_owned));
+                        (d.name.clone(), value)
+                    })
+                    .collect();
+                history.push(json!({"created": last_created, "created_by": config::arg_history(&values), "comment": "buildkit.dockerfile.v0", "empty_layer": true}));
+            }
+            other => {
+                if let Some(text) =
+                    config::apply(&mut container, &mut flags, other).map_err(|e| at(command.location, e))?
+                {
+                    history.push(json!({"created": last_created, "created_by": text, "comment": "buildkit.dockerfile.v0", "empty_layer": true}));
+                }
+            }
+        }
+    }
+    if let Some(epoch) = options.source_date_epoch {
+        let epoch = strata_oci::time::Timestamp::from_unix(epoch).to_rfc3339();
+        for entry in &mut history[inherited_history..] {
+            entry["created"] = json!(epoch);
+        }
+        last_created = epoch;
+    }
+    let object = image.as_object_mut().expect("image config is an object");
+    object.insert("config".to_owned(), serde_json::to_value(&container).unwrap_or(Value::Null));
+    object.insert(
+        "rootfs".to_owned(),
+        json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()}),
+    );
+    object.insert("history".to_owned(), Value::Array(history));
+    object.insert("created".to_owned(), json!(last_created));
+    Ok(StageResult { config: image, layers })
 }
 
 /// One ONBUILD trigger of a base image as a command of the stage that uses it.
@@ -647,12 +806,12 @@ pub fn command_text(command: &CommandLine) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
+    use std::sync::Mutex as TestMutex;
 
     /// A worker that records the steps it is asked for.
     #[derive(Default)]
     struct Recorder {
-        steps: RefCell<Vec<String>>,
+        steps: TestMutex<Vec<String>>,
     }
 
     impl Worker for Recorder {
@@ -672,7 +831,7 @@ mod tests {
             })
         }
         fn run(&self, layers: &[Layer], step: &RunStep) -> Result<Layer, (i32, String)> {
-            self.steps.borrow_mut().push(format!(
+            self.steps.lock().expect("lock").push(format!(
                 "run {} on {} as {:?} in {}",
                 step.args.join(" "),
                 layers.len(),
@@ -691,7 +850,12 @@ mod tests {
             })
         }
         fn copy(&self, layers: &[Layer], step: &CopyStep) -> Result<Layer, String> {
-            self.steps.borrow_mut().push(format!("copy {:?} to {} on {}", step.sources, step.dest, layers.len()));
+            self.steps.lock().expect("lock").push(format!(
+                "copy {:?} to {} on {}",
+                step.sources,
+                step.dest,
+                layers.len()
+            ));
             Ok(Layer {
                 blob: "sha256:c".into(),
                 diff_id: "sha256:cd".into(),
@@ -701,8 +865,8 @@ mod tests {
             })
         }
         fn write_image(&self, config: &Value, layers: &[Layer], tags: &[String]) -> Result<String, String> {
-            self.steps.borrow_mut().push(format!("image {} layers {tags:?}", layers.len()));
-            self.steps.borrow_mut().push(config.to_string());
+            self.steps.lock().expect("lock").push(format!("image {} layers {tags:?}", layers.len()));
+            self.steps.lock().expect("lock").push(config.to_string());
             Ok("sha256:image".into())
         }
     }
@@ -717,7 +881,7 @@ mod tests {
             ..BuildOptions::default()
         };
         let result = build(&dockerfile, &options, &worker, &mut Vec::new());
-        let steps = worker.steps.borrow().clone();
+        let steps = worker.steps.lock().expect("lock").clone();
         (result, steps)
     }
 

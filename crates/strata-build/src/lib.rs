@@ -6,6 +6,7 @@ pub mod executor;
 pub mod plan;
 
 pub use executor::{
-    build, BaseImage, BindSource, BuildError, BuildOptions, CopyStep, Layer, RunMount, RunStep, Secret, Worker,
+    build, BaseImage, BindSource, BuildError, BuildOptions, CopyStep, Layer, ProgressMode, RunMount, RunStep, Secret,
+    Worker,
 };
 pub use plan::{plan, Base, Plan, PlanError, PlannedStage};

@@ -33,7 +33,7 @@ pub struct EngineWorker<'a> {
     /// `SOURCE_DATE_EPOCH`: new layers' timestamps are clamped to it and it is their time.
     epoch: Option<i64>,
     /// A cache entry was written (the cache may have outgrown its cap).
-    wrote: std::cell::Cell<bool>,
+    wrote: std::sync::atomic::AtomicBool,
     /// Held for the whole build: step blobs are not referenced by any image until the end, and
     /// a garbage collection (exclusive) must not delete them meanwhile.
     _ingest: strata_store::lock::LockGuard,
@@ -48,7 +48,7 @@ impl Engine {
             engine: self,
             use_cache,
             epoch,
-            wrote: std::cell::Cell::new(false),
+            wrote: std::sync::atomic::AtomicBool::new(false),
             _ingest: self.store.ingest_guard()?,
         })
     }
@@ -290,7 +290,7 @@ impl Engine {
 impl EngineWorker<'_> {
     /// Whether this build wrote a cache entry (and the cap is worth checking afterwards).
     pub fn wrote_cache(&self) -> bool {
-        self.wrote.get()
+        self.wrote.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -366,7 +366,7 @@ impl EngineWorker<'_> {
             created: layer.created.clone(),
             chain,
         };
-        self.wrote.set(true);
+        self.wrote.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Ok(data) = serde_json::to_vec(&entry) {
             self.write_aside(&self.cache_path(key), &data);
         }

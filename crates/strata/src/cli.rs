@@ -644,4 +644,7 @@ pub struct BuildArgs {
     /// `type=image` (the default), or a directory (local) or `-` (tar to stdout)
     #[arg(short = 'o', long = "output")]
     pub output: Option<String>,
+    /// Progress output: auto (tty on a terminal, else plain), plain, tty, quiet
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
 }

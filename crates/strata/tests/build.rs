@@ -568,7 +568,7 @@ COPY --link top.txt /linked/\n";
     };
     let (_, first) = linked("one");
     let (log, second) = linked("two");
-    assert!(log.contains("#3/3 [stage-0] COPY --link top.txt /linked/\n#3 CACHED"), "{log}");
+    assert!(log.contains("#3 [stage-0 3/3] COPY --link top.txt /linked/\n#3 CACHED"), "{log}");
     assert_ne!(first[1], second[1], "the RUN layer changed");
     assert_eq!(first[2], second[2], "the linked layer is the same");
     assert_eq!(
@@ -771,6 +771,57 @@ fn output_to_a_directory_a_tar_and_archives() {
     assert!(!strata(&root, &["images", "-q", "exported:1"]).ok().stdout().is_empty());
     let bad = strata(&root, &["build", "-o", "type=nope,dest=x", ctx]).fails();
     assert!(bad.stderr().contains("unsupported output type \"nope\""), "{}", bad.stderr());
+}
+
+#[test]
+fn independent_stages_build_at_the_same_time() {
+    require_root!();
+    // Both stages log their start and end to a shared cache mount; built one after the other,
+    // the log would read a-start a-end b-start b-end.
+    let step = |name: &str| {
+        format!(
+            "FROM busybox AS {name}\nRUN --mount=type=cache,id=order,target=/log echo {name}-start >> /log/order && sleep 1 && echo {name}-end >> /log/order && echo {name} > /{name}\n"
+        )
+    };
+    let dockerfile = format!(
+        "{}{}FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\nRUN --mount=type=cache,id=order,target=/log cp /log/order /order\n",
+        step("a"),
+        step("b")
+    );
+    let (root, context) = setup(&[("Dockerfile", &dockerfile)]);
+    let ctx = context.to_str().expect("utf-8");
+    strata(&root, &["build", "-t", "parallel", ctx]).ok();
+    let order = strata(&root, &["run", "--rm", "parallel", "cat", "/order", "/a", "/b"]).ok().stdout();
+    let lines: Vec<&str> = order.lines().collect();
+    assert_eq!(lines.len(), 6, "{order}");
+    assert!(lines[..2].iter().all(|l| l.ends_with("-start")), "both stages started before either ended: {order}");
+    assert_eq!(&lines[4..], ["a", "b"]);
+}
+
+#[test]
+fn progress_modes() {
+    require_root!();
+    let (root, context) = setup(&[("Dockerfile", "FROM busybox\nENV A=1\nRUN echo step-output\nCOPY Dockerfile /\n")]);
+    let ctx = context.to_str().expect("utf-8");
+    let plain = strata(&root, &["build", "--progress", "plain", ctx]).ok().stderr();
+    for expected in
+        ["#1 [stage-0 1/3] FROM busybox\n#1 DONE", "#2 [stage-0 2/3] RUN echo step-output\n", "step-output\n#2 DONE "]
+    {
+        assert!(plain.contains(expected), "{expected:?} in {plain}");
+    }
+    assert!(!plain.contains("ENV A=1"), "metadata instructions are not steps: {plain}");
+    let tty = strata(&root, &["build", "--progress", "tty", ctx]).ok().stderr();
+    assert!(tty.contains(" => CACHED [stage-0 2/3] RUN echo step-output"), "{tty}");
+    assert!(tty.lines().any(|l| l.starts_with(" => [stage-0 1/3] FROM busybox") && l.ends_with('s')), "{tty}");
+    let quiet = strata(&root, &["build", "--no-cache", "--progress", "quiet", ctx]).ok();
+    assert!(
+        quiet.stdout().starts_with("sha256:") && quiet.stderr().is_empty(),
+        "{} / {}",
+        quiet.stdout(),
+        quiet.stderr()
+    );
+    let bad = strata(&root, &["build", "--progress", "fancy", ctx]).fails();
+    assert!(bad.stderr().contains("--progress \"fancy\""), "{}", bad.stderr());
 }
 
 #[test]

@@ -84,6 +84,8 @@ fn parse_secret(spec: &str) -> Result<(String, Vec<u8>), String> {
 }
 
 pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
+    // `--progress quiet` is `-q`: no progress, no step output, the image ID on stdout.
+    args.quiet |= args.progress == "quiet";
     let mut _stdin_context = None;
     let mut stdin_dockerfile = None;
     if args.context.as_os_str() == "-" {
@@ -185,7 +187,20 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
         None if args.reproducible => Some(0),
         None => None,
     };
+    let progress_mode = match args.progress.as_str() {
+        _ if args.quiet => strata_build::ProgressMode::Quiet,
+        "quiet" => strata_build::ProgressMode::Quiet,
+        "plain" | "rawjson" => strata_build::ProgressMode::Plain,
+        "tty" => strata_build::ProgressMode::Tty,
+        "auto" if std::io::IsTerminal::is_terminal(&std::io::stderr()) => strata_build::ProgressMode::Tty,
+        "auto" => strata_build::ProgressMode::Plain,
+        other => {
+            eprintln!("ERROR: --progress {other:?}: use auto, plain, tty or quiet");
+            return Ok(1);
+        }
+    };
     let options = BuildOptions {
+        progress: progress_mode,
         file: shown,
         secrets,
         source_date_epoch,
@@ -201,7 +216,7 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
             .collect(),
     };
     let worker = engine.build_worker(!args.no_cache, source_date_epoch)?;
-    let mut progress: Box<dyn std::io::Write> =
+    let mut progress: Box<dyn std::io::Write + Send> =
         if args.quiet { Box::new(std::io::sink()) } else { Box::new(std::io::stderr()) };
     let started = std::time::Instant::now();
     let result = strata_build::build(&dockerfile, &options, &worker, &mut progress);
