@@ -434,7 +434,7 @@ fn build_stage(
         .unwrap_or_else(|| strata_oci::time::Timestamp::now().to_rfc3339());
     let mut flags = StageFlags::default();
     let image_env = container.env.clone().unwrap_or_default();
-    let mut scope = StageScope::new(&global, &options.context, &image_env);
+    let mut scope = StageScope::new(global, &options.context, &image_env);
     // The base's ONBUILD triggers run first, as if written right after FROM; the new
     // image does not inherit them.
     let triggers = container.on_build.take().unwrap_or_default();
@@ -478,7 +478,7 @@ fn build_stage(
                             let source = match &mount.from {
                                 None => BindSource::Context { context: options.context_dir.clone(), path },
                                 Some(value) => BindSource::Layers {
-                                    layers: from_layers(dockerfile, &results, worker, value)
+                                    layers: from_layers(dockerfile, results, worker, value)
                                         .map_err(|e| at(command.location, e))?,
                                     path,
                                 },
@@ -599,7 +599,7 @@ fn build_stage(
                 let from = match &copy.from {
                     None => None,
                     Some(value) => {
-                        Some(from_layers(dockerfile, &results, worker, value).map_err(|e| at(command.location, e))?)
+                        Some(from_layers(dockerfile, results, worker, value).map_err(|e| at(command.location, e))?)
                     }
                 };
                 let workdir = container.working_dir.clone().unwrap_or_default();
