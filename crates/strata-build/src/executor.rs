@@ -159,6 +159,10 @@ pub struct CopyStep {
     pub sources: Vec<String>,
     /// Heredoc sources: (file name, content), created with mode 0644.
     pub inline: Vec<(String, Vec<u8>)>,
+    /// ADD: `http(s)://` sources, downloaded (never unpacked), mode 0600 unless `--chmod`.
+    pub remote: Vec<String>,
+    /// ADD `--checksum=sha256:...` of the one remote source.
+    pub checksum: Option<String>,
     /// Absolute destination inside the image (a trailing `/` means a directory).
     pub dest: String,
     /// `--chown=user[:group]` (names looked up in the destination's /etc/passwd and /etc/group).
@@ -561,17 +565,35 @@ fn build_stage(
             }
             Instruction::Copy(_) | Instruction::Add(_) => {
                 // ADD is COPY plus local archives unpacked at the destination.
+                let mut remote_sources: Vec<String> = Vec::new();
                 let (keyword, copy, extract) = match &instruction {
                     Instruction::Copy(copy) => ("COPY", copy.clone(), false),
                     Instruction::Add(add) => {
-                        if add.sources.iter().any(|s| s.contains("://") || s.starts_with("git@")) {
-                            return Err(at(
-                                command.location,
-                                "ADD of a URL or git source is not supported yet".to_owned(),
-                            ));
+                        let is_url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
+                        let is_git = |s: &String| {
+                            s.starts_with("git@") || s.starts_with("git://") || (is_url(s) && s.contains(".git"))
+                        };
+                        if add.sources.iter().any(is_git) {
+                            return Err(at(command.location, "ADD of a git source is not supported yet".to_owned()));
                         }
+                        let remote: Vec<String> = add.sources.iter().filter(|s| is_url(s)).cloned().collect();
+                        if let Some(checksum) = &add.checksum {
+                            if remote.len() != 1 || add.sources.len() != 1 {
+                                return Err(at(
+                                    command.location,
+                                    "checksum can't be specified for multiple sources or non-HTTP sources".to_owned(),
+                                ));
+                            }
+                            if !checksum.starts_with("sha256:") || checksum.len() != 71 {
+                                return Err(at(
+                                    command.location,
+                                    format!("invalid checksum {checksum:?}: use sha256:<64 hex digits>"),
+                                ));
+                            }
+                        }
+                        remote_sources = remote;
                         let copy = strata_dockerfile::instructions::Copy {
-                            sources: add.sources.clone(),
+                            sources: add.sources.iter().filter(|s| !is_url(s)).cloned().collect(),
                             inline: add.inline.clone(),
                             dest: add.dest.clone(),
                             from: None,
@@ -609,6 +631,11 @@ fn build_stage(
                     from,
                     sources: copy.sources.clone(),
                     inline: copy.inline.iter().map(|i| (i.name.clone(), i.data.clone().into_bytes())).collect(),
+                    remote: remote_sources.clone(),
+                    checksum: match &instruction {
+                        Instruction::Add(add) => add.checksum.clone(),
+                        _ => None,
+                    },
                     dest,
                     chown: copy.chown.clone(),
                     chmod,
@@ -634,7 +661,10 @@ fn build_stage(
                         flags_text.push_str(&format!("--{flag}={value} "));
                     }
                 }
-                let mut sources_text: Vec<String> = copy.sources.clone();
+                let mut sources_text: Vec<String> = match &instruction {
+                    Instruction::Add(add) => add.sources.clone(),
+                    _ => copy.sources.clone(),
+                };
                 sources_text.extend(copy.inline.iter().map(|i| format!("<<{}", i.name)));
                 let created_by = format!("{keyword} {flags_text}{} {} # buildkit", sources_text.join(" "), copy.dest);
                 history.push(

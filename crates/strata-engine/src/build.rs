@@ -1042,8 +1042,8 @@ struct Selection {
     keep_owners: bool,
     /// ADD: where source files that are tar archives are unpacked instead of copied.
     extract_into: Option<String>,
-    /// Heredoc files: (path inside the image, content).
-    inline: Vec<(String, Vec<u8>)>,
+    /// Files made by the step (heredocs, downloads): not read from any tree.
+    inline: Vec<MadeFile>,
 }
 
 struct Entry {
@@ -1401,8 +1401,8 @@ impl Selection {
             };
             let _ = writeln!(text, "{}\t{}\t{:o}\t{}", entry.name, kind, meta.mode() & 0o7777, meta.mtime());
         }
-        for (name, data) in &self.inline {
-            let _ = writeln!(text, "{name}\tinline{}", Digest::of(data));
+        for made in &self.inline {
+            let _ = writeln!(text, "{}\tmade{}\t{:o}\t{}", made.path, Digest::of(&made.data), made.mode, made.mtime);
         }
         Ok(Digest::of(text.as_bytes()))
     }
@@ -1436,15 +1436,82 @@ impl Selection {
                 append_file(&mut builder, &entry.path, meta, &entry.name, self.keep_owners)?;
             }
         }
-        for (name, data) in &self.inline {
+        for made in &self.inline {
             let mut header = tar::Header::new_gnu();
-            header.set_mode(0o644);
+            header.set_mode(made.mode);
+            header.set_mtime(made.mtime);
             header.set_entry_type(tar::EntryType::Regular);
-            header.set_size(data.len() as u64);
-            builder.append_data(&mut header, name, &data[..]).map_err(|e| EngineError::Archive(e.to_string()))?;
+            header.set_size(made.data.len() as u64);
+            builder
+                .append_data(&mut header, &made.path, &made.data[..])
+                .map_err(|e| EngineError::Archive(e.to_string()))?;
         }
         builder.into_inner().map_err(|e| EngineError::Archive(e.to_string()))
     }
+}
+
+/// The largest file `ADD URL` downloads.
+const MAX_DOWNLOAD: u64 = 4 << 30;
+
+/// `ADD URL`: the body of a successful GET and its Last-Modified time (0 without one).
+fn download(url: &str) -> std::result::Result<(Vec<u8>, u64), String> {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).user_agent("strata-build").build().into();
+    let mut response = agent.get(url).call().map_err(|e| format!("failed to load {url}: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("failed to load {url}: invalid response status {}", status.as_u16()));
+    }
+    let mtime =
+        response.headers().get("last-modified").and_then(|v| v.to_str().ok()).and_then(parse_http_date).unwrap_or(0);
+    let data = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_DOWNLOAD)
+        .read_to_vec()
+        .map_err(|e| format!("failed to load {url}: {e}"))?;
+    Ok((data, mtime))
+}
+
+/// The file name an `ADD URL` lands as: the last segment of the URL's path, as BuildKit.
+fn url_file_name(url: &str) -> String {
+    let path = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let path = path.split_once('/').map_or("", |(_, p)| p);
+    path.rsplit('/').find(|s| !s.is_empty() && *s != ".").unwrap_or("__unnamed__").to_owned()
+}
+
+/// An HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`, RFC 7231's preferred form) as Unix seconds.
+fn parse_http_date(text: &str) -> Option<u64> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else { return None };
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| m == month)? as i64
+        + 1;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<i64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let [h, m, s] = hms.as_slice() else { return None };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + m * 60 + s).ok()
+}
+
+/// A file a COPY/ADD makes itself: a heredoc (0644, time 0) or a download (0600, its
+/// Last-Modified time), as BuildKit makes them.
+#[derive(Debug, Clone)]
+struct MadeFile {
+    /// Path inside the image, relative to `/`.
+    path: String,
+    data: Vec<u8>,
+    mode: u32,
+    mtime: u64,
 }
 
 /// Whether a relative path climbs above its start.
@@ -1572,15 +1639,50 @@ impl Worker for EngineWorker<'_> {
             parents: step.parents,
         };
         let mut selection = select(&step.context, &step.sources, &step.dest, &filters).map_err(|e| e.to_string())?;
-        let dest_is_dir = step.dest.ends_with('/') || step.sources.len() + step.inline.len() > 1;
+        let dest_is_dir = step.dest.ends_with('/') || step.sources.len() + step.inline.len() + step.remote.len() > 1;
         let dest_root = step.dest.trim_start_matches('/').trim_end_matches('/');
-        for (name, data) in &step.inline {
-            let path = if dest_is_dir || dest_root.is_empty() {
+        let landing = |name: &str| {
+            if dest_is_dir || dest_root.is_empty() {
                 format!("{dest_root}/{name}").trim_start_matches('/').to_owned()
             } else {
                 dest_root.to_owned()
-            };
-            selection.inline.push((path, data.clone()));
+            }
+        };
+        for (name, data) in &step.inline {
+            selection.inline.push(MadeFile { path: landing(name), data: data.clone(), mode: 0o644, mtime: 0 });
+        }
+        // With --checksum the content is known before downloading: a cached step downloads
+        // nothing.
+        let checksum_key = match (&step.checksum, step.remote.as_slice()) {
+            (Some(checksum), [url]) => {
+                let key = Digest::of(
+                    format!(
+                        "add-url\n{}\n{url}\n{checksum}\n{}\n{:?}\n{:?}",
+                        Self::parent_identity(layers).map_err(|e| e.to_string())?,
+                        step.dest,
+                        step.chown,
+                        step.chmod
+                    )
+                    .as_bytes(),
+                );
+                if let Some(layer) = self.cached(&key) {
+                    return Ok(layer);
+                }
+                Some(key)
+            }
+            _ => None,
+        };
+        for url in &step.remote {
+            let (data, mtime) = download(url)?;
+            if let Some(expected) = &step.checksum {
+                let actual = Digest::of(&data).to_string();
+                if &actual != expected {
+                    return Err(format!(
+                        "digest mismatch for {url}: --checksum expects {expected}, the download is {actual}"
+                    ));
+                }
+            }
+            selection.inline.push(MadeFile { path: landing(&url_file_name(url)), data, mode: 0o600, mtime });
         }
         if step.extract_archives {
             selection.extract_into = Some(step.dest.trim_start_matches('/').trim_end_matches('/').to_owned());
@@ -1601,6 +1703,9 @@ impl Worker for EngineWorker<'_> {
         let tar = selection.tar().map_err(|e| e.to_string())?;
         let layer = self.copy_step(layers, tar, step).map_err(|e| e.to_string())?;
         self.remember(&key, layers, &layer, links(step));
+        if let Some(checksum_key) = checksum_key {
+            self.remember(&checksum_key, layers, &layer, links(step));
+        }
         Ok(layer)
     }
 
@@ -1668,6 +1773,16 @@ mod tests {
         ] {
             assert_eq!(go_match(pattern, name), expected, "{pattern} vs {name}");
         }
+    }
+
+    #[test]
+    fn download_names_and_dates() {
+        assert_eq!(url_file_name("http://h:8080/a/b/file.tar.gz?x=1#f"), "file.tar.gz");
+        assert_eq!(url_file_name("https://h/dir/"), "dir");
+        assert_eq!(url_file_name("https://h"), "__unnamed__");
+        assert_eq!(parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT"), Some(1_445_412_480));
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("yesterday"), None);
     }
 
     #[test]

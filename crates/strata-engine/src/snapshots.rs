@@ -58,10 +58,11 @@ fn unique_suffix() -> String {
     format!("{}-{nanos}", std::process::id())
 }
 
-/// Moves this (single-threaded) process into a mount namespace of its own, so what it mounts
+/// Moves the calling thread into a mount namespace of its own, so what it mounts
 /// is gone with it whatever happens, and nothing it mounts propagates to the host.
 pub(crate) fn private_mount_namespace() -> Result<()> {
-    // SAFETY: unshare of this (single-threaded) process's mount namespace.
+    // SAFETY: unshare of the calling thread's mount namespace (CLONE_NEWNS implies CLONE_FS, so
+    // other threads keep theirs: parallel build stages each get their own).
     if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
         return Err(EngineError::Io { path: "unshare".into(), source: std::io::Error::last_os_error() });
     }

@@ -824,6 +824,94 @@ fn progress_modes() {
     assert!(bad.stderr().contains("--progress \"fancy\""), "{}", bad.stderr());
 }
 
+/// A tiny HTTP/1.1 server on 127.0.0.1 serving `files` (path, body) with a Last-Modified
+/// date, 404 otherwise; counts the requests it answers. Stops when the test ends.
+fn serve(files: Vec<(&'static str, Vec<u8>)>) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).map_or(true, |n| n == 0) || header == "\r\n" {
+                    break;
+                }
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let target = request.split_whitespace().nth(1).unwrap_or_default();
+            let path = target.split('?').next().unwrap_or_default().to_owned();
+            let mut stream = stream;
+            match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body));
+                }
+                None => {
+                    let _ =
+                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                }
+            }
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn add_downloads_urls_with_checksums() {
+    require_root!();
+    let body = b"downloaded content\n".to_vec();
+    let (port, requests) = serve(vec![("/files/hello.txt", body.clone())]);
+    let sum = strata_testkit::tool("sh", &["-c", "printf 'downloaded content\\n' | sha256sum"]).ok().stdout();
+    let checksum = format!("sha256:{}", &sum[..64]);
+    let base = format!("http://127.0.0.1:{port}/files");
+    let dockerfile = format!(
+        "FROM busybox\nADD {base}/hello.txt /downloads/\nADD --checksum={checksum} {base}/hello.txt /checked.txt\nADD --chmod=644 {base}/hello.txt?v=1 /chmod.txt\n"
+    );
+    let (root, context) = setup(&[("Dockerfile", &dockerfile)]);
+    let ctx = context.to_str().expect("utf-8");
+    strata(&root, &["build", "-t", "urls", ctx]).ok();
+    let out = strata(
+        &root,
+        &["run", "--rm", "urls", "stat", "-c", "%n %a %Y %s", "/downloads/hello.txt", "/checked.txt", "/chmod.txt"],
+    )
+    .ok()
+    .stdout();
+    assert_eq!(
+        out,
+        "/downloads/hello.txt 600 1445412480 19\n/checked.txt 600 1445412480 19\n/chmod.txt 644 1445412480 19\n"
+    );
+    assert_eq!(strata(&root, &["run", "--rm", "urls", "cat", "/checked.txt"]).ok().stdout().as_bytes(), &body[..]);
+    // A rebuild fetches the URLs without a checksum again (their content decides), not the
+    // one with a checksum; all steps are cached.
+    let before = requests.load(std::sync::atomic::Ordering::SeqCst);
+    let again = strata(&root, &["build", "-t", "urls", ctx]).ok();
+    assert_eq!(again.stderr().matches("CACHED").count(), 3, "{}", again.stderr());
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst) - before, 2);
+    // Wrong checksum, missing file: clear errors with the line.
+    let wrong = format!("FROM busybox\nADD --checksum=sha256:{} {base}/hello.txt /x\n", "0".repeat(64));
+    std::fs::write(context.join("Dockerfile"), wrong).expect("write");
+    let failed = strata(&root, &["build", ctx]).fails();
+    assert!(failed.stderr().contains("Dockerfile:2: digest mismatch for"), "{}", failed.stderr());
+    std::fs::write(context.join("Dockerfile"), format!("FROM busybox\nADD {base}/nothere /x\n")).expect("write");
+    let missing = strata(&root, &["build", ctx]).fails();
+    assert!(
+        missing.stderr().contains("Dockerfile:2: failed to load") && missing.stderr().contains("404"),
+        "{}",
+        missing.stderr()
+    );
+}
+
 #[test]
 fn prune_during_a_build_waits_and_loses_nothing() {
     require_root!();
