@@ -685,6 +685,10 @@ fn build_stage(
                 history.push(json!({"created": last_created, "created_by": config::arg_history(&values), "comment": "buildkit.dockerfile.v0", "empty_layer": true}));
             }
             other => {
+                if let Instruction::Maintainer(name) = other {
+                    // The image's `author`, not a setting of the container config.
+                    image["author"] = json!(name);
+                }
                 if let Some(text) =
                     config::apply(&mut container, &mut flags, other).map_err(|e| at(command.location, e))?
                 {

@@ -431,6 +431,12 @@ impl EngineWorker<'_> {
             // Only empty ones: a directory the step wrote into is its doing after all.
             remove_created(&upper, path);
         }
+        // A reproducible build clamps times in the snapshot too, so that containers and
+        // exports of it see what the blob holds. Only where the snapshot holds just the
+        // changes (overlay): the copy snapshotter's tree is the whole filesystem.
+        if let (Some(epoch), "overlay") = (self.epoch, snapshotter.name()) {
+            clamp_times(&upper, epoch);
+        }
         let _guard = self.engine.store.ingest_guard()?;
         let mut writer = self.engine.store.content().writer()?;
         let options = DiffOptions {
@@ -1115,7 +1121,8 @@ fn select(context: &Path, sources: &[String], dest: &str, filters: &Filters) -> 
                 clean.trim_start_matches('/')
             ))
         };
-        let relative = clean.trim_start_matches('/').trim_end_matches('/').to_owned();
+        // `.`, `./a/`, `a//b` name what `a/b` names: patterns see the clean form.
+        let relative = clean_relative(clean);
         if !relative.is_empty() && ignore.ignores(&relative) {
             return Err(not_found());
         }
@@ -1284,7 +1291,7 @@ impl Ignore {
     }
 
     fn ignores(&self, relative: &str) -> bool {
-        let parts: Vec<&str> = relative.split('/').filter(|c| !c.is_empty()).collect();
+        let parts: Vec<&str> = relative.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
         let mut ignored = false;
         for (exception, pattern) in &self.patterns {
             // The path itself or any of its parents.
@@ -1512,6 +1519,30 @@ struct MadeFile {
     data: Vec<u8>,
     mode: u32,
     mtime: u64,
+}
+
+/// Sets every time later than `epoch` below `dir` (itself excluded) to `epoch`, symlinks
+/// themselves rather than their targets.
+fn clamp_times(dir: &Path, epoch: i64) {
+    use rustix::fs::{AtFlags, Timespec, Timestamps};
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+        if meta.is_dir() {
+            clamp_times(&path, epoch);
+        }
+        if meta.mtime() > epoch || meta.atime() > epoch {
+            let at = Timespec { tv_sec: epoch, tv_nsec: 0 };
+            let times = Timestamps { last_access: at, last_modification: at };
+            let _ = rustix::fs::utimensat(rustix::fs::CWD, &path, &times, AtFlags::SYMLINK_NOFOLLOW);
+        }
+    }
+}
+
+/// A relative path without empty or `.` components (`./a//b/.` → `a/b`, `.` → ``).
+fn clean_relative(path: &str) -> String {
+    path.split('/').filter(|part| !part.is_empty() && *part != ".").collect::<Vec<_>>().join("/")
 }
 
 /// Whether a relative path climbs above its start.
