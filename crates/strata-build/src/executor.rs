@@ -178,7 +178,14 @@ pub struct CopyStep {
     /// `--link`: the layer is the copied files alone, independent of the layers below, so its
     /// cache survives a change of the base.
     pub link: bool,
+    /// WORKDIR: make the destination directory itself (and its parents) where missing, owned
+    /// by `chown` (the stage's USER).
+    pub make_dest: bool,
 }
+
+/// The diffID of a layer that changes nothing (an empty tar): BuildKit leaves such layers out
+/// of the image and marks their history entries `empty_layer`.
+pub const EMPTY_LAYER_DIFF_ID: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
 
 /// What the engine does for the builder.
 pub trait Worker {
@@ -282,9 +289,18 @@ impl<'a> Reporter<'a> {
     }
 }
 
-/// The instructions that are steps of their own in the progress (they make a layer).
+/// The instructions that are steps of their own in the progress (they may make a layer).
 fn makes_layer(instruction: &Instruction) -> bool {
-    matches!(instruction, Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_))
+    matches!(instruction, Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_))
+}
+
+/// A history entry as BuildKit writes it; `empty` when the step made no layer.
+fn history_entry(created: &str, created_by: &str, empty: bool) -> Value {
+    let mut entry = json!({"created": created, "created_by": created_by, "comment": "buildkit.dockerfile.v0"});
+    if empty {
+        entry["empty_layer"] = json!(true);
+    }
+    entry
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -437,6 +453,11 @@ fn build_stage(
         .map(str::to_owned)
         .unwrap_or_else(|| strata_oci::time::Timestamp::now().to_rfc3339());
     let mut flags = StageFlags::default();
+    // BuildKit gives a stage a PATH when its base has none.
+    let env = container.env.get_or_insert_with(Vec::new);
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
     let image_env = container.env.clone().unwrap_or_default();
     let mut scope = StageScope::new(global, &options.context, &image_env);
     // The base's ONBUILD triggers run first, as if written right after FROM; the new
@@ -554,14 +575,17 @@ fn build_stage(
                 })?;
                 last_created = layer.created.clone();
                 finish(if layer.cached { Outcome::Cached } else { Outcome::Done });
-                layers.push(layer);
+                let empty = layer.diff_id == EMPTY_LAYER_DIFF_ID;
+                if !empty {
+                    layers.push(layer);
+                }
                 let build_args: Vec<(String, String)> = scope
                     .arg_values()
                     .iter()
                     .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
                     .filter(|(k, _)| stage_declares_arg(stage, k))
                     .collect();
-                history.push(json!({"created": last_created, "created_by": config::run_history(&args, &build_args), "comment": "buildkit.dockerfile.v0"}));
+                history.push(history_entry(&last_created, &config::run_history(&args, &build_args), empty));
             }
             Instruction::Copy(_) | Instruction::Add(_) => {
                 // ADD is COPY plus local archives unpacked at the destination.
@@ -643,6 +667,7 @@ fn build_stage(
                     exclude: copy.exclude.clone(),
                     parents: copy.parents,
                     link: copy.link,
+                    make_dest: false,
                 };
                 let layer = worker.copy(&layers, &step).map_err(|e| {
                     finish(Outcome::Error);
@@ -650,7 +675,10 @@ fn build_stage(
                 })?;
                 last_created = layer.created.clone();
                 finish(if layer.cached { Outcome::Cached } else { Outcome::Done });
-                layers.push(layer);
+                let empty = layer.diff_id == EMPTY_LAYER_DIFF_ID;
+                if !empty {
+                    layers.push(layer);
+                }
                 // BuildKit's text: `--chown`/`--chmod` (not `--from`) before the sources.
                 let mut flags_text = String::new();
                 if copy.parents {
@@ -667,9 +695,7 @@ fn build_stage(
                 };
                 sources_text.extend(copy.inline.iter().map(|i| format!("<<{}", i.name)));
                 let created_by = format!("{keyword} {flags_text}{} {} # buildkit", sources_text.join(" "), copy.dest);
-                history.push(
-                    json!({"created": last_created, "created_by": created_by, "comment": "buildkit.dockerfile.v0"}),
-                );
+                history.push(history_entry(&last_created, &created_by, empty));
             }
             Instruction::Arg(definitions) => {
                 let values: Vec<(String, Option<String>)> = definitions
@@ -683,6 +709,46 @@ fn build_stage(
                     })
                     .collect();
                 history.push(json!({"created": last_created, "created_by": config::arg_history(&values), "comment": "buildkit.dockerfile.v0", "empty_layer": true}));
+            }
+            Instruction::Workdir(_) => {
+                // As BuildKit: the directory is made (owned by the USER), a layer when that
+                // changed anything.
+                let text = config::apply(&mut container, &mut flags, &instruction)
+                    .map_err(|e| at(command.location, e))?
+                    .unwrap_or_default();
+                let workdir = container.working_dir.clone().unwrap_or_else(|| "/".to_owned());
+                let mut empty = true;
+                if workdir != "/" {
+                    let step = CopyStep {
+                        context: options.context_dir.clone(),
+                        from: None,
+                        sources: Vec::new(),
+                        inline: Vec::new(),
+                        remote: Vec::new(),
+                        checksum: None,
+                        dest: format!("{}/", workdir.trim_end_matches('/')),
+                        chown: container.user.clone().filter(|u| !u.is_empty()),
+                        chmod: None,
+                        extract_archives: false,
+                        exclude: Vec::new(),
+                        parents: false,
+                        link: false,
+                        make_dest: true,
+                    };
+                    let layer = worker.copy(&layers, &step).map_err(|e| {
+                        finish(Outcome::Error);
+                        at(command.location, e)
+                    })?;
+                    finish(if layer.cached { Outcome::Cached } else { Outcome::Done });
+                    empty = layer.diff_id == EMPTY_LAYER_DIFF_ID;
+                    if !empty {
+                        last_created = layer.created.clone();
+                        layers.push(layer);
+                    }
+                } else {
+                    finish(Outcome::Done);
+                }
+                history.push(history_entry(&last_created, &text, empty));
             }
             other => {
                 if let Instruction::Maintainer(name) = other {
@@ -796,12 +862,15 @@ fn stage_declares_arg(stage: &strata_dockerfile::Stage, name: &str) -> bool {
         .any(|c| matches!(&c.instruction, Instruction::Arg(defs) if defs.iter().any(|d| d.name == name)))
 }
 
+/// BuildKit's PATH for stages whose base sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The config of `FROM scratch`.
 fn scratch_config() -> Value {
     json!({
         "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
         "os": "linux",
-        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "config": {"Env": [format!("PATH={DEFAULT_PATH}")], "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": []},
         "history": [],
     })
@@ -884,6 +953,18 @@ mod tests {
             })
         }
         fn copy(&self, layers: &[Layer], step: &CopyStep) -> Result<Layer, String> {
+            if step.make_dest {
+                // WORKDIR: a directory under /new is made (a layer), any other exists already.
+                self.steps.lock().expect("lock").push(format!("mkdir {} as {:?}", step.dest, step.chown));
+                let made = step.dest.starts_with("/new");
+                return Ok(Layer {
+                    blob: "sha256:m".into(),
+                    diff_id: if made { "sha256:md".into() } else { EMPTY_LAYER_DIFF_ID.into() },
+                    size: 1,
+                    created: "tm".into(),
+                    cached: false,
+                });
+            }
             self.steps.lock().expect("lock").push(format!(
                 "copy {:?} to {} on {}",
                 step.sources,
@@ -926,10 +1007,11 @@ mod tests {
             None,
         );
         assert_eq!(result, Ok("sha256:image".to_owned()));
-        assert_eq!(steps[0], "run /bin/sh -c echo $X > f on 1 as \"nobody\" in /app");
-        assert_eq!(steps[1], "copy [\"a\", \"b/\"] to /app/ on 2");
-        assert_eq!(steps[2], "image 3 layers [\"app\"]");
-        let config: Value = serde_json::from_str(&steps[3]).expect("json");
+        assert_eq!(steps[0], "mkdir /app/ as None", "WORKDIR makes its directory");
+        assert_eq!(steps[1], "run /bin/sh -c echo $X > f on 1 as \"nobody\" in /app");
+        assert_eq!(steps[2], "copy [\"a\", \"b/\"] to /app/ on 2");
+        assert_eq!(steps[3], "image 3 layers [\"app\"]");
+        let config: Value = serde_json::from_str(&steps[4]).expect("json");
         assert_eq!(config["config"]["Env"], json!(["PATH=/bin", "X=1"]));
         assert_eq!(config["config"]["Cmd"], json!(["./run"]));
         assert_eq!(config["config"]["WorkingDir"], "/app");
@@ -968,6 +1050,24 @@ mod tests {
         let empty: Vec<bool> =
             config["history"].as_array().expect("history").iter().map(|h| h["empty_layer"] == true).collect();
         assert_eq!(empty, [false, true, true, true, true, false, false, true]);
+    }
+
+    #[test]
+    fn workdir_layers_and_empty_steps() {
+        let (result, steps) = build_text("FROM busybox\nUSER nobody\nWORKDIR /new/dir\nWORKDIR /etc\n", None);
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(&steps[..2], ["mkdir /new/dir/ as Some(\"nobody\")", "mkdir /etc/ as Some(\"nobody\")"]);
+        let config: Value = serde_json::from_str(steps.last().expect("config")).expect("json");
+        assert_eq!(config["rootfs"]["diff_ids"], json!(["sha256:d", "sha256:md"]), "an empty mkdir adds no layer");
+        let history = config["history"].as_array().expect("history");
+        assert_eq!(history[2]["created_by"], "WORKDIR /new/dir");
+        assert!(history[2].get("empty_layer").is_none());
+        assert_eq!(history[3]["empty_layer"], true);
+        assert_eq!(config["config"]["Env"], json!(["PATH=/bin"]));
+        let (_, steps) = build_text("FROM scratch\nCMD [\"x\"]\n", None);
+        let config: Value = serde_json::from_str(steps.last().expect("config")).expect("json");
+        assert_eq!(config["config"]["WorkingDir"], "/", "BuildKit's empty image");
+        assert_eq!(config["config"]["Env"], json!([format!("PATH={DEFAULT_PATH}")]));
     }
 
     #[test]

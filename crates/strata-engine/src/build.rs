@@ -431,6 +431,16 @@ impl EngineWorker<'_> {
             // Only empty ones: a directory the step wrote into is its doing after all.
             remove_created(&upper, path);
         }
+        if snapshotter.name() == "overlay" {
+            // Making a stub copied its directory up; where that left an empty copy with the
+            // lower's owner and mode, the copy goes, so an unchanged directory is no change.
+            let lowers = snapshotter.parent_dirs(key)?;
+            for path in created {
+                if let Some((parent, _)) = path.rsplit_once('/') {
+                    undo_copy_up(&upper, &lowers, parent);
+                }
+            }
+        }
         // A reproducible build clamps times in the snapshot too, so that containers and
         // exports of it see what the blob holds. Only where the snapshot holds just the
         // changes (overlay): the copy snapshotter's tree is the whole filesystem.
@@ -716,10 +726,18 @@ impl EngineWorker<'_> {
             // kernel's), in a mount namespace of our own so nothing stays mounted if we die.
             let mounts = self.engine.snapshotter().mounts(&key)?;
             self.engine.with_mounted(&mounts, &key, |root| {
-                let tar = match (&step.chown, step.chmod) {
-                    (None, None) => tar,
-                    (chown, chmod) => {
+                let tar = match (&step.chown, step.chmod, step.make_dest) {
+                    (None, None, false) => tar,
+                    (chown, chmod, make_dest) => {
                         let ids = chown.as_deref().map(|spec| chown_ids(root, spec)).transpose()?;
+                        // Directories the copy creates to reach its destination belong to the
+                        // --chown owner too (BuildKit's MkdirAll with the chowner); WORKDIR
+                        // makes its whole path.
+                        let tar = if ids.is_some() || make_dest {
+                            with_missing_dest_dirs(root, &tar, &step.dest, make_dest)?
+                        } else {
+                            tar
+                        };
                         rewrite_tar(&tar, ids, chmod)?
                     }
                 };
@@ -747,6 +765,11 @@ impl EngineWorker<'_> {
     /// stored as they are; the next step unpacks it onto whatever base it lands on.
     fn linked_layer(&self, tar: Vec<u8>, step: &CopyStep) -> Result<Layer> {
         let archive_error = |e: std::io::Error| EngineError::Archive(e.to_string());
+        let link_ids = step.chown.as_deref().map(|spec| {
+            let mut parts = spec.split(':').map(|p| p.parse::<u32>().unwrap_or(0));
+            let uid = parts.next().unwrap_or(0);
+            (uid, parts.next().unwrap_or(uid))
+        });
         let mut builder = tar::Builder::new(Vec::with_capacity(tar.len() + 1024));
         let dest_root = step.dest.trim_start_matches('/').trim_end_matches('/');
         let mut prefix = String::new();
@@ -760,17 +783,13 @@ impl EngineWorker<'_> {
             header.set_entry_type(tar::EntryType::Directory);
             header.set_mode(0o755);
             header.set_size(0);
+            if let Some((uid, gid)) = link_ids {
+                header.set_uid(u64::from(uid));
+                header.set_gid(u64::from(gid));
+            }
             builder.append_data(&mut header, format!("{prefix}/"), std::io::empty()).map_err(archive_error)?;
         }
-        let ids = match &step.chown {
-            Some(spec) => {
-                let mut parts = spec.split(':').map(|p| p.parse::<u32>().unwrap_or(0));
-                let uid = parts.next().unwrap_or(0);
-                Some((uid, parts.next().unwrap_or(uid)))
-            }
-            None => None,
-        };
-        let tar = if ids.is_some() { rewrite_tar(&tar, ids, None)? } else { tar };
+        let tar = if link_ids.is_some() { rewrite_tar(&tar, link_ids, None)? } else { tar };
         let mut archive = tar::Archive::new(&tar[..]);
         for entry in archive.entries().map_err(archive_error)? {
             let mut entry = entry.map_err(archive_error)?;
@@ -803,6 +822,44 @@ impl EngineWorker<'_> {
             cached: false,
         })
     }
+}
+
+/// The tar with entries (mode 0755) first for the destination's directories that do not
+/// exist below `root` yet: the destination itself when files go inside it, else its parents.
+fn with_missing_dest_dirs(root: &Path, tar: &[u8], dest: &str, whole: bool) -> Result<Vec<u8>> {
+    let archive_error = |e: std::io::Error| EngineError::Archive(e.to_string());
+    let dest_root = dest.trim_start_matches('/').trim_end_matches('/');
+    let parts: Vec<&str> = dest_root.split('/').filter(|p| !p.is_empty()).collect();
+    let inside = whole || tar_has_prefix(tar, dest_root);
+    let depth = if inside { parts.len() } else { parts.len().saturating_sub(1) };
+    let mut builder = tar::Builder::new(Vec::with_capacity(tar.len() + 1024));
+    for n in 1..=depth {
+        let dir = parts[..n].join("/");
+        if resolve_in(root, &dir).is_ok() {
+            continue;
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_size(0);
+        header.set_mtime(strata_oci::time::Timestamp::now().seconds.max(0) as u64);
+        builder.append_data(&mut header, format!("{dir}/"), std::io::empty()).map_err(archive_error)?;
+    }
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries().map_err(archive_error)? {
+        let mut entry = entry.map_err(archive_error)?;
+        let mut header = entry.header().clone();
+        let path = entry.path().map_err(archive_error)?.into_owned();
+        if header.entry_type().is_symlink() || header.entry_type().is_hard_link() {
+            let target = entry.link_name().map_err(archive_error)?.map(|t| t.into_owned()).unwrap_or_default();
+            builder.append_link(&mut header, &path, &target).map_err(archive_error)?;
+        } else {
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).map_err(archive_error)?;
+            builder.append_data(&mut header, &path, &data[..]).map_err(archive_error)?;
+        }
+    }
+    builder.into_inner().map_err(archive_error)
 }
 
 /// Whether the tar holds entries below `prefix/` (a directory copied to that name).
@@ -1521,6 +1578,31 @@ struct MadeFile {
     mtime: u64,
 }
 
+/// Removes `relative` and its parents from an overlay upper directory while each is an empty,
+/// non-opaque directory whose topmost lower has the same type, mode and owner (a copy-up that
+/// changed nothing).
+fn undo_copy_up(upper: &Path, lowers: &[PathBuf], relative: &str) {
+    let mut current = relative.trim_matches('/').to_owned();
+    while !current.is_empty() {
+        let dir = upper.join(&current);
+        let Ok(meta) = fs::symlink_metadata(&dir) else { return };
+        let empty = fs::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        let mut opaque = [0u8; 2];
+        let is_opaque = rustix::fs::lgetxattr(&dir, "trusted.overlay.opaque", &mut opaque).is_ok();
+        if !meta.is_dir() || !empty || is_opaque {
+            return;
+        }
+        let Some(lower) = lowers.iter().find_map(|l| fs::symlink_metadata(l.join(&current)).ok()) else { return };
+        if !lower.is_dir() || lower.mode() != meta.mode() || lower.uid() != meta.uid() || lower.gid() != meta.gid() {
+            return;
+        }
+        if fs::remove_dir(&dir).is_err() {
+            return;
+        }
+        current = current.rsplit_once('/').map(|(p, _)| p.to_owned()).unwrap_or_default();
+    }
+}
+
 /// Sets every time later than `epoch` below `dir` (itself excluded) to `epoch`, symlinks
 /// themselves rather than their targets.
 fn clamp_times(dir: &Path, epoch: i64) {
@@ -1723,8 +1805,8 @@ impl Worker for EngineWorker<'_> {
             if links(step) { "link".to_owned() } else { Self::parent_identity(layers).map_err(|e| e.to_string())? };
         let key = Digest::of(
             format!(
-                "copy\n{parent}\n{}\n{fingerprint}\n{:?}\n{:?}\n{}",
-                step.dest, step.chown, step.chmod, step.extract_archives
+                "copy\n{parent}\n{}\n{fingerprint}\n{:?}\n{:?}\n{}\n{}",
+                step.dest, step.chown, step.chmod, step.extract_archives, step.make_dest
             )
             .as_bytes(),
         );
