@@ -277,6 +277,26 @@ impl Engine {
         Ok(report)
     }
 
+    /// What killed builds leave (called under the GC lock, after abandoned snapshots went):
+    /// step scratch directories whose snapshot is gone, and cache files half-written by a dead
+    /// process. A live build's scratch directory always has its snapshot, so it is kept.
+    pub(crate) fn sweep_build_leftovers(&self) {
+        let scratch = self.store.root().join("build");
+        for item in fs::read_dir(&scratch).into_iter().flatten().flatten() {
+            let key = item.file_name().to_string_lossy().into_owned();
+            if key.starts_with("build-") && matches!(self.snapshotter().stat(&key), Ok(None)) {
+                let _ = fs::remove_dir_all(item.path());
+            }
+        }
+        for item in fs::read_dir(self.build_cache_dir()).into_iter().flatten().flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            let pid = name.rsplit_once(".tmp-").and_then(|(_, pid)| pid.parse::<u32>().ok());
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = fs::remove_file(item.path());
+            }
+        }
+    }
+
     /// The cache's size cap: `STRATA_BUILD_CACHE_MAX` (bytes, `k`/`m`/`g` suffixes), else a
     /// tenth of the store's filesystem, as BuildKit's default policy.
     pub fn build_cache_cap(&self) -> u64 {
@@ -527,6 +547,7 @@ impl EngineWorker<'_> {
                 masked_paths: MASKED_PATHS.iter().map(|p| (*p).to_owned()).collect(),
                 readonly_paths: READONLY_PATHS.iter().map(|p| (*p).to_owned()).collect(),
                 limits: Limits::default(),
+                kill_with_parent: true,
                 ..Spec::default()
             };
             // The step's output is build progress: both streams go to our stderr (nowhere with -q).

@@ -625,6 +625,7 @@ impl Engine {
             terminal: options.tty,
             limits,
             init: options.init,
+            kill_with_parent: false,
         };
         let record = ContainerRecord {
             id: id.clone(),

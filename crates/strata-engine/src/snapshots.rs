@@ -204,6 +204,7 @@ impl Engine {
         let (cached_blobs, cached_chains) = self.build_cache_roots();
         let report = self.store.collect_garbage_locked(&cached_blobs)?;
         self.gc_snapshots(&cached_chains)?;
+        self.sweep_build_leftovers();
         Ok(report.freed_bytes)
     }
 

@@ -253,6 +253,10 @@ pub fn setup_console(console: OwnedFd) -> Result<(), InitError> {
 }
 
 fn prepare(spec: &Spec, console: Option<OwnedFd>) -> Result<(), InitError> {
+    if spec.kill_with_parent {
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+            .map_err(errno("set the parent-death signal"))?;
+    }
     // Nothing we mount may propagate back to the host.
     rustix::mount::mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
         .map_err(errno("make / private"))?;

@@ -90,6 +90,10 @@ pub struct Spec {
     /// `--init`: a minimal init as PID 1 that forwards signals and reaps zombies.
     #[serde(default)]
     pub init: bool,
+    /// Killed (SIGKILL) when the thread that started it dies: a build step must not outlive a
+    /// killed build.
+    #[serde(default)]
+    pub kill_with_parent: bool,
 }
 
 /// Docker's default capabilities.

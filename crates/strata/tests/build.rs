@@ -918,6 +918,58 @@ fn add_downloads_urls_with_checksums() {
 }
 
 #[test]
+fn a_killed_build_leaves_a_working_store() {
+    require_root!();
+    let dockerfile = "FROM busybox\nCOPY a.txt /a.txt\nRUN --mount=type=secret,id=s touch /started-$(cat /run/secrets/s) && sleep 37\n";
+    let (root, context) = setup(&[("Dockerfile", dockerfile), ("a.txt", "a\n")]);
+    let ctx = context.to_str().expect("utf-8");
+    std::fs::write(root.path("s"), "x").expect("secret");
+    let spec = format!("id=s,src={}", root.path("s").display());
+    let mut command = root.strata(STRATA);
+    command.args(["build", "--progress", "plain", "--secret", &spec, "-t", "killed", ctx]);
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = command.spawn().expect("spawn");
+    // Wait until the RUN step is running (its snapshot exists), then kill the CLI outright.
+    let scratch = root.root().join("build");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_dir(&scratch).map_or(true, |mut d| d.next().is_none()) {
+        assert!(std::time::Instant::now() < deadline, "the RUN step did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    // The step's process does not outlive the build (it gets SIGKILL when its parent dies).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let running = std::process::Command::new("pgrep").args(["-f", "sleep 37"]).output().expect("pgrep");
+        if running.stdout.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = std::process::Command::new("pkill").args(["-9", "-f", "sleep 37"]).status();
+            panic!("the RUN step outlived the killed build");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(strata(&root, &["images", "-q", "killed"]).ok().stdout(), "", "nothing was tagged");
+    // The store works: the same build completes (the COPY step from the cache), and a GC
+    // sweeps what the killed build left.
+    std::fs::write(context.join("Dockerfile"), "FROM busybox\nCOPY a.txt /a.txt\nRUN echo done > /done\n")
+        .expect("write");
+    let rebuilt = strata(&root, &["build", "--progress", "plain", "-t", "killed", ctx]).ok();
+    assert!(rebuilt.stderr().contains("#2 CACHED"), "{}", rebuilt.stderr());
+    strata(&root, &["system", "prune", "-f"]).ok();
+    let left: Vec<String> = std::fs::read_dir(&scratch)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "scratch directories left: {left:?}");
+    let snapshots = strata(&root, &["fsck"]);
+    assert_eq!(snapshots.code(), 0, "{}{}", snapshots.stdout(), snapshots.stderr());
+    assert_eq!(strata(&root, &["run", "--rm", "killed", "cat", "/a.txt", "/done"]).ok().stdout(), "a\ndone\n");
+}
+
+#[test]
 fn prune_during_a_build_waits_and_loses_nothing() {
     require_root!();
     let dockerfile = "FROM busybox\nRUN echo one > /one\nRUN sleep 1 && echo two > /two\n";
