@@ -980,7 +980,7 @@ fn missing_prefixes(parents: &[PathBuf], target: &str) -> Vec<String> {
 fn append_archive(builder: &mut tar::Builder<Vec<u8>>, path: &Path, into: &str) -> Result<bool> {
     let io = |e: std::io::Error| EngineError::Io { path: path.to_owned(), source: e };
     let file = std::io::BufReader::new(fs::File::open(path).map_err(io)?);
-    let (_, mut reader) = strata_layer::compression::decompress(file).map_err(io)?;
+    let mut reader = archive_reader(file).map_err(io)?;
     let mut head = vec![0u8; 512];
     let mut filled = 0;
     while filled < head.len() {
@@ -1023,6 +1023,19 @@ fn append_archive(builder: &mut tar::Builder<Vec<u8>>, path: &Path, into: &str) 
         }
     }
     Ok(true)
+}
+
+/// The decompressed stream of a file ADD may unpack: what layers use (gzip, zstd, plain) and
+/// what Docker also accepts for ADD (bzip2, xz), by magic number.
+fn archive_reader<'a>(mut file: impl std::io::BufRead + 'a) -> std::io::Result<Box<dyn Read + 'a>> {
+    let head = file.fill_buf()?;
+    if head.starts_with(b"BZh") {
+        return Ok(Box::new(bzip2::bufread::MultiBzDecoder::new(file)));
+    }
+    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        return Ok(Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(file)));
+    }
+    Ok(strata_layer::compression::decompress(file)?.1)
 }
 
 /// `--chown=user[:group]` against the destination's /etc/passwd and /etc/group (read inside

@@ -325,9 +325,18 @@ fn add_unpacks_local_archives_and_copies_other_files() {
     };
     tar("app.tar.gz", "-czf");
     tar("app.tar", "-cf");
+    // The same archive as xz and bzip2 (as Docker, ADD unpacks those too).
+    let plain = std::fs::read(context.join("app.tar")).expect("tar");
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+    std::io::Write::write_all(&mut xz, &plain).expect("xz");
+    std::fs::write(context.join("app.tar.xz"), xz.finish().expect("xz")).expect("write");
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    std::io::Write::write_all(&mut bz, &plain).expect("bzip2");
+    std::fs::write(context.join("app.tar.bz2"), bz.finish().expect("bzip2")).expect("write");
     std::fs::write(
         context.join("Dockerfile"),
-        "FROM busybox\nADD app.tar.gz /opt/gz/\nADD app.tar plain.txt /opt/plain/\nADD --chown=1:2 app.tar /opt/owned\n",
+        "FROM busybox\nADD app.tar.gz /opt/gz/\nADD app.tar plain.txt /opt/plain/\nADD --chown=1:2 app.tar /opt/owned\n\
+         ADD app.tar.xz /xz/\nADD app.tar.bz2 /bz2/\n",
     )
     .expect("write");
     let ctx = context.to_str().expect("utf-8");
@@ -341,6 +350,9 @@ fn add_unpacks_local_archives_and_copies_other_files() {
     );
     let history = strata(&root, &["history", "--no-trunc", "--format", "{{.CreatedBy}}", "added"]).ok().stdout();
     assert!(history.contains("ADD --chown=1:2 app.tar /opt/owned # buildkit"), "{history}");
+    let unpacked =
+        strata(&root, &["run", "--rm", "added", "sh", "-c", "cat /xz/dir/x /bz2/dir/x && readlink /xz/link"]);
+    assert_eq!(unpacked.ok().stdout(), "x\nx\ndir/x\n");
     // Nobody listens on port 1: a clear error with the line.
     std::fs::write(context.join("Dockerfile"), "FROM busybox\nADD http://127.0.0.1:1/x /x\n").expect("write");
     let url = strata(&root, &["build", ctx]).fails();
