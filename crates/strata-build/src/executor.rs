@@ -435,6 +435,21 @@ fn build_stage(
             }
             Base::Image(reference) => {
                 let base = worker.resolve(reference).map_err(|e| at(stage.location, e))?;
+                // Without emulation, only an image of the asked platform can be used.
+                if let Some(wanted) = planned.platform.as_deref().filter(|p| !p.is_empty()) {
+                    let have = format!(
+                        "{}/{}",
+                        base.config["os"].as_str().unwrap_or("linux"),
+                        base.config["architecture"].as_str().unwrap_or("")
+                    );
+                    let wanted = wanted.trim_end_matches('/');
+                    if !wanted.eq_ignore_ascii_case(&have) && !wanted.starts_with(&format!("{have}/")) {
+                        return Err(at(
+                            stage.location,
+                            format!("image {reference} is for {have}, not {wanted}: strata builds for this machine's platform only (no emulation)"),
+                        ));
+                    }
+                }
                 (base.config, base.layers)
             }
         })
