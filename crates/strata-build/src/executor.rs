@@ -47,6 +47,7 @@ pub struct RunStep {
     pub env: Vec<String>,
     pub cwd: String,
     pub user: String,
+    /// The host's network (the default and `--network=host`), else none (`--network=none`).
     pub network_host: bool,
     /// `-q`: the step's output is not shown.
     pub quiet: bool,
@@ -571,7 +572,9 @@ fn build_stage(
                     env: scope.run_env(),
                     cwd: container.working_dir.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| "/".to_owned()),
                     user: container.user.clone().unwrap_or_default(),
-                    network_host: matches!(run.network, Some(strata_dockerfile::instructions::NetworkMode::Host)),
+                    // The default is the host's network, as buildkitd's "auto" mode without CNI
+                    // (strata has no bridge network yet); `--network=none` isolates the step.
+                    network_host: !matches!(run.network, Some(strata_dockerfile::instructions::NetworkMode::None)),
                     quiet: options.quiet,
                     mounts,
                     secret_env,
