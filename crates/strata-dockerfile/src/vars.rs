@@ -241,8 +241,8 @@ impl<'g> StageScope<'g> {
         self.lexer.process_words(word, &self.expansion_env())
     }
 
-    /// Heredoc sources with an unquoted delimiter are expanded as one word, as BuildKit does
-    /// (which also means its quote removal applies to them).
+    /// Heredoc sources with an unquoted delimiter have their variables expanded as one word,
+    /// quotes kept as written (BuildKit's raw expansion: `\\` escapes, SkipProcessQuotes).
     fn expand_inline(
         &self,
         inline: &[crate::instructions::InlineSource],
@@ -252,7 +252,9 @@ impl<'g> StageScope<'g> {
             .map(|source| {
                 let mut source = source.clone();
                 if source.expand {
-                    source.data = self.expand_word(&source.data)?;
+                    let mut lexer = crate::shell::Lexer::new('\\');
+                    lexer.skip_process_quotes = true;
+                    source.data = lexer.process_word(&source.data, &self.expansion_env())?;
                 }
                 Ok(source)
             })
