@@ -1878,6 +1878,12 @@ impl Worker for EngineWorker<'_> {
             .map_err(|e| e.to_string())?;
         // Layers that came from a base image keep their own records (media type, sizes).
         let db = self.engine.store.read_db().map_err(|e| e.to_string())?;
+        // The same image, already under every tag asked for (an unchanged rebuild): nothing to
+        // write, not even a tag time.
+        let id = Digest::of(&config_bytes);
+        if db.images.contains_key(id.hex()) && tags.iter().all(|t| db.tags.get(&crate::tag_key(t)) == Some(&id)) {
+            return Ok(id.to_string());
+        }
         let records: Vec<(Digest, LayerRecord)> = records
             .into_iter()
             .map(|(blob, record)| match db.layers.get(&blob) {
@@ -1886,7 +1892,6 @@ impl Worker for EngineWorker<'_> {
             })
             .collect();
         let manifest = self.engine.put_manifest(&config_bytes, &records).map_err(|e| e.to_string())?;
-        let id = Digest::of(&config_bytes);
         let created = config.get("created").and_then(Value::as_str).map(str::to_owned);
         self.engine
             .store
