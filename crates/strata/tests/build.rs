@@ -249,7 +249,7 @@ fn copy_from_a_stage_keeps_owners_and_is_cached() {
     let history = strata(&root, &["history", "--no-trunc", "--format", "{{.CreatedBy}}", "slim"]).ok().stdout();
     assert!(history.contains("COPY /out/artifact /bin/busybox / # buildkit"), "{history}");
     let again = strata(&root, &["build", "-t", "slim", ctx]).ok();
-    assert_eq!(again.stderr().matches("CACHED").count(), 5, "{}", again.stderr());
+    assert_eq!(again.stderr().matches("CACHED").count(), 3, "{}", again.stderr());
     std::fs::write(context.join("Dockerfile"), "FROM busybox AS a\nFROM scratch\nCOPY --from=a /nothere /x\n")
         .expect("write");
     let missing = strata(&root, &["build", ctx]);
