@@ -1,0 +1,625 @@
+//! The OCI distribution client: which host a reference lives on (as Docker names them), auth
+//! (anonymous, basic, bearer tokens from the `WWW-Authenticate` challenge, cached per scope),
+//! manifests (size-limited, media type checked, digest verified) and blobs (verified while they
+//! stream, so a consumer fails before anything it wrote is committed), pushes (existing blobs
+//! skipped with HEAD, cross-repository mounts, monolithic uploads). Blocking (ureq): each layer
+//! is a blocking pipeline — download, hash, decompress, unpack — run on a thread of its own.
+//!
+//! Not yet: TLS (plain HTTP only, which is what `localhost`/`127.0.0.0/8` and insecure
+//! registries use), chunked and resumed uploads, mirrors, the referrers API.
+
+pub mod auth;
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+use strata_oci::{media_types, Digest};
+
+/// The largest manifest read into memory (the distribution spec's recommended limit).
+pub const MAX_MANIFEST: u64 = 4 << 20;
+
+/// Attempts for a request that failed with a connection error, 429 or 5xx.
+const ATTEMPTS: u32 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry answered with an error status and (usually) a distribution-spec error body.
+    #[error("{message}")]
+    Status { status: u16, code: String, message: String },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{url}: {source}")]
+    Transport { url: String, source: Box<ureq::Error> },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+impl RegistryError {
+    /// The distribution-spec error code (`MANIFEST_UNKNOWN`, ...), if the registry gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            RegistryError::Status { code, .. } if !code.is_empty() => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RegistryError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, RegistryError>;
+
+/// Where a registry named in a reference is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// As references name it (`docker.io`, `localhost:5000`).
+    pub registry: String,
+    /// The host (and port) requests go to (`registry-1.docker.io`).
+    pub host: String,
+    pub scheme: &'static str,
+}
+
+impl Endpoint {
+    /// Docker's rules: `docker.io` is served by `registry-1.docker.io`; `localhost`, the
+    /// loopback addresses and the registries listed as insecure are spoken to in plain HTTP.
+    pub fn for_registry(registry: &str, insecure: &[String]) -> Endpoint {
+        let host = if registry == "docker.io" || registry == "index.docker.io" {
+            "registry-1.docker.io".to_owned()
+        } else {
+            registry.to_owned()
+        };
+        let plain = is_loopback(&host) || insecure.iter().any(|i| i == registry || i == &host);
+        Endpoint { registry: registry.to_owned(), host, scheme: if plain { "http" } else { "https" } }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}://{}{path}", self.scheme, self.host)
+    }
+}
+
+/// `localhost[:port]`, `127.x.y.z[:port]`, `[::1][:port]`.
+pub fn is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host })
+    };
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A manifest or index as the registry sent it.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    Stream(&'a dyn Fn() -> io::Result<Box<dyn Read + Send>>),
+}
+
+/// One registry, with the credentials to use there and the tokens it handed out.
+pub struct Client {
+    agent: ureq::Agent,
+    endpoint: Endpoint,
+    credentials: Option<auth::Credentials>,
+    /// Authorization header values by scope (`repository:x:pull`); `*` for basic auth.
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+impl Client {
+    pub fn new(endpoint: Endpoint, credentials: Option<auth::Credentials>) -> Client {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .max_redirects(5)
+            .build()
+            .into();
+        Client { agent, endpoint, credentials, tokens: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// `GET /v2/`: reachable, and are the credentials good? (what `login` checks)
+    pub fn ping(&self) -> Result<()> {
+        let response = self.send("GET", &self.endpoint.url("/v2/"), "registry:catalog:*", &[], Body::Empty)?;
+        expect_success(response, "/v2/").map(|_| ())
+    }
+
+    /// A manifest or index by tag or digest, at most [`MAX_MANIFEST`] bytes; verified when
+    /// asked for by digest; its declared media type must agree with the body's.
+    pub fn get_manifest(&self, repository: &str, reference: &str) -> Result<FetchedManifest> {
+        let path = format!("/v2/{repository}/manifests/{reference}");
+        let accept = [
+            media_types::OCI_INDEX,
+            media_types::OCI_MANIFEST,
+            media_types::DOCKER_MANIFEST_LIST,
+            media_types::DOCKER_MANIFEST,
+        ]
+        .join(", ");
+        let response = self.send(
+            "GET",
+            &self.endpoint.url(&path),
+            &pull_scope(repository),
+            &[("Accept", accept.as_str())],
+            Body::Empty,
+        )?;
+        let mut response = expect_success(response, &format!("{repository}:{reference}"))?;
+        let header_type =
+            header(&response, "content-type").map(|t| t.split(';').next().unwrap_or("").trim().to_owned());
+        if let Some(length) = header(&response, "content-length").and_then(|l| l.parse::<u64>().ok()) {
+            if length > MAX_MANIFEST {
+                return Err(RegistryError::Invalid(format!(
+                    "manifest {repository}:{reference} is {length} bytes, more than the {MAX_MANIFEST}-byte limit"
+                )));
+            }
+        }
+        let bytes = response.body_mut().with_config().limit(MAX_MANIFEST).read_to_vec().map_err(|e| {
+            RegistryError::Invalid(format!(
+                "manifest {repository}:{reference}: {e} (the limit is {MAX_MANIFEST} bytes)"
+            ))
+        })?;
+        let digest = Digest::of(&bytes);
+        if let Ok(wanted) = reference.parse::<Digest>() {
+            if wanted != digest {
+                return Err(RegistryError::Invalid(format!(
+                    "manifest {repository}@{wanted}: the registry sent content whose digest is {digest}"
+                )));
+            }
+        }
+        let body: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| RegistryError::Invalid(format!("manifest {repository}:{reference} is not JSON: {e}")))?;
+        let body_type = body.get("mediaType").and_then(|t| t.as_str()).map(str::to_owned);
+        let media_type = match (header_type, body_type) {
+            (Some(h), Some(b)) if h != b && is_manifest_type(&h) => {
+                return Err(RegistryError::Invalid(format!(
+                    "manifest {repository}:{reference}: the registry says {h} but the manifest says {b}"
+                )))
+            }
+            (_, Some(b)) => b,
+            (Some(h), None) if is_manifest_type(&h) => h,
+            _ if body.get("manifests").is_some() => media_types::OCI_INDEX.to_owned(),
+            _ => media_types::OCI_MANIFEST.to_owned(),
+        };
+        if !is_manifest_type(&media_type) {
+            return Err(RegistryError::Invalid(format!(
+                "manifest {repository}:{reference} has the unsupported media type {media_type}"
+            )));
+        }
+        Ok(FetchedManifest { bytes, media_type, digest })
+    }
+
+    /// A blob's body, verified against `digest` and `size` as it is read: the read that would
+    /// end a wrong or truncated body fails instead.
+    pub fn get_blob(&self, repository: &str, digest: &Digest, size: u64) -> Result<VerifiedBlob> {
+        let path = format!("/v2/{repository}/blobs/{digest}");
+        let response = self.send("GET", &self.endpoint.url(&path), &pull_scope(repository), &[], Body::Empty)?;
+        let response = expect_success(response, &format!("blob {digest}"))?;
+        Ok(VerifiedBlob {
+            inner: Box::new(response.into_body().into_reader()),
+            hasher: Sha256::new(),
+            read: 0,
+            expected: digest.clone(),
+            size,
+        })
+    }
+
+    /// Whether the repository already has the blob (`HEAD`).
+    pub fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool> {
+        let path = format!("/v2/{repository}/blobs/{digest}");
+        let response = self.send("HEAD", &self.endpoint.url(&path), &push_scope(repository), &[], Body::Empty)?;
+        match response.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => expect_success(response, &format!("blob {digest}")).map(|_| true),
+        }
+    }
+
+    /// Uploads a blob (monolithic: one POST for the session, one PUT with the content), or
+    /// mounts it from `mount_from` of the same registry when the registry allows it. `open`
+    /// gives the content from its start (called again if a request is retried).
+    pub fn push_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        mount_from: Option<&str>,
+        open: &dyn Fn() -> io::Result<Box<dyn Read + Send>>,
+    ) -> Result<()> {
+        let scope = push_scope(repository);
+        let mut start = format!("/v2/{repository}/blobs/uploads/");
+        if let Some(from) = mount_from.filter(|f| *f != repository) {
+            start.push_str(&format!("?mount={digest}&from={from}"));
+        }
+        let response = self.send("POST", &self.endpoint.url(&start), &scope, &[], Body::Empty)?;
+        if response.status().as_u16() == 201 {
+            return Ok(()); // mounted
+        }
+        let response = expect_success(response, &format!("upload of {digest}"))?;
+        let location = header(&response, "location")
+            .ok_or_else(|| RegistryError::Invalid(format!("upload of {digest}: the registry gave no Location")))?;
+        let mut url = self.absolute(&location);
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&format!("digest={digest}"));
+        let response =
+            self.send("PUT", &url, &scope, &[("Content-Type", "application/octet-stream")], Body::Stream(open))?;
+        expect_success(response, &format!("upload of {digest}")).map(|_| ())
+    }
+
+    /// Stores a manifest under a tag (or its digest); returns the digest the registry names it by.
+    pub fn put_manifest(&self, repository: &str, reference: &str, media_type: &str, bytes: &[u8]) -> Result<Digest> {
+        let path = format!("/v2/{repository}/manifests/{reference}");
+        let response = self.send(
+            "PUT",
+            &self.endpoint.url(&path),
+            &push_scope(repository),
+            &[("Content-Type", media_type)],
+            Body::Bytes(bytes),
+        )?;
+        let response = expect_success(response, &format!("manifest {repository}:{reference}"))?;
+        let ours = Digest::of(bytes);
+        if let Some(theirs) = header(&response, "docker-content-digest").and_then(|d| d.parse::<Digest>().ok()) {
+            if theirs != ours {
+                return Err(RegistryError::Invalid(format!(
+                    "manifest {repository}:{reference}: the registry stored {theirs}, not {ours}"
+                )));
+            }
+        }
+        Ok(ours)
+    }
+
+    fn absolute(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else {
+            self.endpoint.url(location)
+        }
+    }
+
+    /// One request with auth (answering a 401 challenge once) and bounded retries with
+    /// back-off on connection errors, 429 and 5xx.
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        scope: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        let mut challenged = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let authorization = self.tokens.lock().ok().and_then(|t| t.get(scope).or_else(|| t.get("*")).cloned());
+            let result = self.once(method, url, headers, authorization.as_deref(), &body);
+            let retry_after = Duration::from_millis(100 << attempt.min(6));
+            match result {
+                Ok(response) if response.status().as_u16() == 401 && !challenged => {
+                    challenged = true;
+                    let challenge = header(&response, "www-authenticate").unwrap_or_default();
+                    self.answer(&challenge, scope)?;
+                }
+                Ok(response)
+                    if (response.status().as_u16() == 429 || response.status().is_server_error())
+                        && attempt < ATTEMPTS =>
+                {
+                    std::thread::sleep(retry_after);
+                }
+                Ok(response) => return Ok(response),
+                Err(e) if attempt < ATTEMPTS && retryable(&e) => std::thread::sleep(retry_after),
+                Err(e) => return Err(RegistryError::Transport { url: url.to_owned(), source: Box::new(e) }),
+            }
+        }
+    }
+
+    fn once(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        authorization: Option<&str>,
+        body: &Body<'_>,
+    ) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        macro_rules! with_headers {
+            ($request:expr) => {{
+                let mut request = $request;
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                if let Some(value) = authorization {
+                    request = request.header("Authorization", value);
+                }
+                request
+            }};
+        }
+        match method {
+            "GET" => with_headers!(self.agent.get(url)).call(),
+            "HEAD" => with_headers!(self.agent.head(url)).call(),
+            "DELETE" => with_headers!(self.agent.delete(url)).call(),
+            "POST" | "PUT" => {
+                let request = if method == "POST" { self.agent.post(url) } else { self.agent.put(url) };
+                let request = with_headers!(request);
+                match body {
+                    Body::Empty => request.send_empty(),
+                    Body::Bytes(bytes) => request.send(*bytes),
+                    Body::Stream(open) => {
+                        let mut reader = open().map_err(ureq::Error::Io)?;
+                        request.send(ureq::SendBody::from_reader(&mut reader))
+                    }
+                }
+            }
+            other => Err(ureq::Error::Io(io::Error::new(io::ErrorKind::InvalidInput, format!("method {other}")))),
+        }
+    }
+
+    /// Answers a `WWW-Authenticate` challenge: basic with the stored credentials, or a bearer
+    /// token from the token service (with the credentials, if any, as basic auth).
+    fn answer(&self, challenge: &str, scope: &str) -> Result<()> {
+        let (kind, params) = parse_challenge(challenge);
+        let who = &self.endpoint.registry;
+        let value = match kind.to_ascii_lowercase().as_str() {
+            "basic" => {
+                let Some(credentials) = &self.credentials else {
+                    return Err(RegistryError::Unauthorized(format!(
+                        "{who}: authentication required (strata login {who})"
+                    )));
+                };
+                credentials.basic_header()
+            }
+            "bearer" => {
+                let realm = params
+                    .get("realm")
+                    .ok_or_else(|| RegistryError::Invalid(format!("{who}: a bearer challenge without a realm")))?;
+                let mut url = realm.clone();
+                url.push(if url.contains('?') { '&' } else { '?' });
+                let mut query = Vec::new();
+                if let Some(service) = params.get("service") {
+                    query.push(format!("service={}", encode(service)));
+                }
+                let wanted = params.get("scope").cloned().unwrap_or_else(|| scope.to_owned());
+                query.push(format!("scope={}", encode(&wanted)));
+                url.push_str(&query.join("&"));
+                let mut request = self.agent.get(&url);
+                if let Some(credentials) = &self.credentials {
+                    request = request.header("Authorization", credentials.basic_header());
+                }
+                let mut response =
+                    request.call().map_err(|e| RegistryError::Transport { url: url.clone(), source: Box::new(e) })?;
+                if response.status().as_u16() == 401 || response.status().as_u16() == 403 {
+                    return Err(RegistryError::Unauthorized(format!(
+                        "{who}: the token service refused the credentials (unauthorized: incorrect username or password)"
+                    )));
+                }
+                if !response.status().is_success() {
+                    return Err(RegistryError::Unauthorized(format!(
+                        "{who}: the token service answered {}",
+                        response.status().as_u16()
+                    )));
+                }
+                let data = response
+                    .body_mut()
+                    .with_config()
+                    .limit(1 << 20)
+                    .read_to_vec()
+                    .map_err(|e| RegistryError::Invalid(format!("{who}: token response: {e}")))?;
+                let body: serde_json::Value = serde_json::from_slice(&data)
+                    .map_err(|e| RegistryError::Invalid(format!("{who}: token response: {e}")))?;
+                let token = body
+                    .get("token")
+                    .or_else(|| body.get("access_token"))
+                    .and_then(|t| t.as_str())
+                    .ok_or_else(|| RegistryError::Invalid(format!("{who}: the token response holds no token")))?;
+                format!("Bearer {token}")
+            }
+            _ => {
+                return Err(RegistryError::Unauthorized(format!(
+                    "{who}: unsupported authentication challenge {challenge:?}"
+                )))
+            }
+        };
+        let key = if kind.eq_ignore_ascii_case("basic") { "*" } else { scope };
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.insert(key.to_owned(), value);
+        }
+        Ok(())
+    }
+}
+
+/// A blob body checked against its digest and size as it is read.
+pub struct VerifiedBlob {
+    inner: Box<dyn Read + Send>,
+    hasher: Sha256,
+    read: u64,
+    expected: Digest,
+    size: u64,
+}
+
+impl Read for VerifiedBlob {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("blob {}: more than the {} bytes its descriptor says", self.expected, self.size),
+            ));
+        }
+        self.hasher.update(&buf[..n]);
+        if n == 0 || self.read == self.size {
+            if self.read != self.size {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("blob {}: the body ended after {} of {} bytes", self.expected, self.read, self.size),
+                ));
+            }
+            let actual = format!("sha256:{:x}", self.hasher.clone().finalize());
+            if actual != self.expected.to_string() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "blob {}: the content's digest is {actual} (corrupted in transit or by the registry)",
+                        self.expected
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn is_manifest_type(media_type: &str) -> bool {
+    [media_types::OCI_INDEX, media_types::OCI_MANIFEST, media_types::DOCKER_MANIFEST_LIST, media_types::DOCKER_MANIFEST]
+        .contains(&media_type)
+}
+
+fn pull_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull")
+}
+
+fn push_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull,push")
+}
+
+fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+fn retryable(error: &ureq::Error) -> bool {
+    matches!(error, ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::Timeout(_))
+}
+
+/// A success, or the registry's error as a [`RegistryError::Status`] (the first error of a
+/// distribution-spec error body, else the status).
+fn expect_success(
+    mut response: ureq::http::Response<ureq::Body>,
+    what: &str,
+) -> Result<ureq::http::Response<ureq::Body>> {
+    let status = response.status().as_u16();
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let data = response.body_mut().with_config().limit(1 << 20).read_to_vec().unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_slice(&data).unwrap_or(serde_json::Value::Null);
+    let first = &body["errors"][0];
+    let code = first["code"].as_str().unwrap_or_default().to_owned();
+    let detail = first["message"].as_str().unwrap_or_default().to_owned();
+    let message = match (status, code.as_str()) {
+        (401, _) => return Err(RegistryError::Unauthorized(format!("{what}: unauthorized: {detail}"))),
+        (_, "") => format!("{what}: the registry answered {status}"),
+        (_, code) => format!("{what}: {}: {detail}", code.to_ascii_lowercase().replace('_', " ")),
+    };
+    Err(RegistryError::Status { status, code, message })
+}
+
+/// `Bearer realm="https://auth",service="registry",scope="repository:x:pull"` →
+/// ("Bearer", {realm, service, scope}).
+pub fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {
+    let header = header.trim();
+    let (kind, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let mut params = HashMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=')).collect();
+        if key.is_empty() || chars.next().is_none() {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value = std::iter::from_fn(|| chars.next_if(|c| *c != ',')).collect();
+        }
+        params.insert(key.trim().to_ascii_lowercase(), value.trim().to_owned());
+    }
+    (kind.to_owned(), params)
+}
+
+/// Percent-encoding for a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_as_docker_names_them() {
+        let hub = Endpoint::for_registry("docker.io", &[]);
+        assert_eq!((hub.host.as_str(), hub.scheme), ("registry-1.docker.io", "https"));
+        assert_eq!(Endpoint::for_registry("localhost:5000", &[]).scheme, "http");
+        assert_eq!(Endpoint::for_registry("127.0.0.1:5000", &[]).scheme, "http");
+        assert_eq!(Endpoint::for_registry("127.1.2.3", &[]).scheme, "http");
+        assert_eq!(Endpoint::for_registry("[::1]:5000", &[]).scheme, "http");
+        assert_eq!(Endpoint::for_registry("registry.example:5000", &[]).scheme, "https");
+        assert_eq!(Endpoint::for_registry("registry.example:5000", &["registry.example:5000".into()]).scheme, "http");
+    }
+
+    #[test]
+    fn challenges() {
+        let (kind, params) = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(kind, "Bearer");
+        assert_eq!(params["realm"], "https://auth.example/token");
+        assert_eq!(params["service"], "registry.example");
+        assert_eq!(params["scope"], "repository:a/b:pull,push");
+        let (kind, params) = parse_challenge(r#"Basic realm="Registry Realm""#);
+        assert_eq!((kind.as_str(), params["realm"].as_str()), ("Basic", "Registry Realm"));
+        assert_eq!(encode("repository:a/b:pull,push"), "repository%3Aa%2Fb%3Apull%2Cpush");
+    }
+
+    #[test]
+    fn blobs_are_verified_while_read() {
+        let data = b"layer bytes".to_vec();
+        let digest = Digest::of(&data);
+        let blob = |body: Vec<u8>, size: u64| VerifiedBlob {
+            inner: Box::new(io::Cursor::new(body)),
+            hasher: Sha256::new(),
+            read: 0,
+            expected: digest.clone(),
+            size,
+        };
+        let mut out = Vec::new();
+        blob(data.clone(), data.len() as u64).read_to_end(&mut out).expect("good blob");
+        assert_eq!(out, data);
+        let mut flipped = data.clone();
+        flipped[3] ^= 1;
+        let error = blob(flipped, data.len() as u64).read_to_end(&mut Vec::new()).expect_err("corrupt");
+        assert!(error.to_string().contains("corrupted"), "{error}");
+        let error = blob(data[..5].to_vec(), data.len() as u64).read_to_end(&mut Vec::new()).expect_err("short");
+        assert!(error.to_string().contains("ended after 5 of 11 bytes"), "{error}");
+        let error = blob(data.clone(), 4).read_to_end(&mut Vec::new()).expect_err("long");
+        assert!(error.to_string().contains("more than the 4 bytes"), "{error}");
+    }
+}
