@@ -28,6 +28,12 @@ pub enum EngineError {
     Conflict(String),
     #[error("invalid archive: {0}")]
     Archive(String),
+    /// Something a registry does not have (a manifest, a repository), or no local image to push.
+    #[error("{0}")]
+    NotFound(String),
+    /// A registry refused, failed, or sent what does not verify.
+    #[error("{0}")]
+    Registry(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -54,9 +60,11 @@ pub enum ErrorKind {
 impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::ImageNotFound(_) | EngineError::ContainerNotFound(_) | EngineError::VolumeNotFound(_) => {
-                ErrorKind::NotFound
-            }
+            EngineError::ImageNotFound(_)
+            | EngineError::ContainerNotFound(_)
+            | EngineError::VolumeNotFound(_)
+            | EngineError::NotFound(_) => ErrorKind::NotFound,
+            EngineError::Registry(_) => ErrorKind::Internal,
             EngineError::Start { .. } => ErrorKind::InvalidArgument,
             EngineError::Reference { .. } | EngineError::InvalidArgument(_) | EngineError::Archive(_) => {
                 ErrorKind::InvalidArgument

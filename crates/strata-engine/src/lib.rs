@@ -10,6 +10,7 @@ pub mod error;
 pub mod fsck;
 pub mod images;
 pub mod import;
+pub mod registry;
 pub mod run;
 pub mod snapshots;
 pub mod terminal;

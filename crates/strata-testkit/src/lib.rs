@@ -198,3 +198,66 @@ impl Run {
         self
     }
 }
+
+/// Debian's `docker-registry` (distribution 2.8) on 127.0.0.1, storage and config in a temp
+/// dir, killed on drop.
+pub struct Registry {
+    child: std::process::Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts one; `auth` is an extra YAML block under `auth:` (e.g. htpasswd), if any. `None`
+    /// (with the reason printed) when the registry is not installed.
+    pub fn start(auth: Option<&str>) -> Option<Registry> {
+        const BINARY: &str = "/usr/bin/docker-registry";
+        if !Path::new(BINARY).exists() {
+            eprintln!("SKIPPED: {BINARY} is not installed (apt-get install docker-registry)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A free port: bind, read it, let it go for the registry.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let mut config = format!(
+            "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
+            dir.path().join("data").display()
+        );
+        if let Some(auth) = auth {
+            config.push_str(&format!("auth:\n{auth}\n"));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("registry config");
+        let child = Command::new(BINARY)
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("registry.log")).expect("log"))
+            .spawn()
+            .expect("start docker-registry");
+        let registry = Registry { child, port, _dir: dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "docker-registry did not listen on {port}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some(registry)
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The directory holding its config, data and log.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -11,6 +11,7 @@ mod import;
 mod inspect;
 mod load;
 mod mount;
+mod registry;
 mod rmi;
 mod save;
 mod system;
@@ -69,6 +70,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => rmi::run(&engine, args),
         Command::Save(args) | Command::Image(ImageCommand::Save(args)) => save::run(&engine, args),
         Command::Load(args) | Command::Image(ImageCommand::Load(args)) => load::run(&engine, args),
+        Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => registry::pull(&engine, args),
+        Command::Push(args) | Command::Image(ImageCommand::Push(args)) => registry::push(&engine, args),
+        Command::Login(args) => registry::login(args),
+        Command::Logout(args) => registry::logout(args),
         Command::Image(ImageCommand::Prune(args)) => system::prune(&engine, args, false),
         Command::Image(ImageCommand::Mount(args)) => mount::mount(&engine, args),
         Command::Image(ImageCommand::Umount(args)) => mount::umount(&engine, args),

@@ -1,0 +1,337 @@
+//! `pull` and `push` through the distribution client: manifests and indexes (the host's
+//! platform, or `--platform`), config and layer blobs verified while they stream into the
+//! content store (several at once), layers unpacked into snapshots, `RepoDigests` recorded.
+
+use std::io::Read;
+use std::sync::Mutex;
+
+use strata_oci::reference::{self, Reference};
+use strata_oci::spec::{ImageConfig, Index, Manifest};
+use strata_oci::{media_types, Digest};
+use strata_registry::{auth, Client, Endpoint, RegistryError};
+use strata_store::LayerRecord;
+
+use crate::error::{EngineError, Result};
+use crate::import::record_image;
+use crate::{tag_key, Engine};
+
+/// What `pull` reports as it goes (Docker's lines are made from these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullEvent {
+    /// `latest: Pulling from library/busybox`
+    Start {
+        tag: String,
+        repository: String,
+    },
+    /// A layer was already in the store.
+    Exists(Digest),
+    Downloaded(Digest),
+    Unpacked(Digest),
+}
+
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// `os/arch[/variant]`; default the host's.
+    pub platform: Option<String>,
+    /// Layers downloaded at once.
+    pub parallel: usize,
+    pub insecure: Vec<String>,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions { platform: None, parallel: 3, insecure: insecure_registries() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    pub id: Digest,
+    /// The digest the registry names the pulled manifest (or index) by.
+    pub digest: Digest,
+    /// The reference as pulled (`docker.io/library/busybox:latest`).
+    pub reference: Reference,
+    pub downloaded: usize,
+    /// The image already was in the store under that name.
+    pub up_to_date: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushEvent {
+    /// `The push refers to repository [localhost:5000/app]`
+    Start(String),
+    Exists(Digest),
+    Mounted(Digest),
+    Pushed(Digest),
+}
+
+#[derive(Debug, Clone)]
+pub struct PushReport {
+    pub tag: String,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// `STRATA_INSECURE_REGISTRIES` (comma-separated): registries spoken to in plain HTTP besides
+/// the loopback ones.
+pub fn insecure_registries() -> Vec<String> {
+    std::env::var("STRATA_INSECURE_REGISTRIES")
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+/// This machine's platform as OCI names it.
+pub fn host_platform() -> (String, String) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    ("linux".to_owned(), arch.to_owned())
+}
+
+fn registry_error(reference: &Reference, e: RegistryError) -> EngineError {
+    match e.code() {
+        Some("MANIFEST_UNKNOWN") | Some("NAME_UNKNOWN") => EngineError::NotFound(format!(
+            "manifest for {} not found: manifest unknown: manifest unknown",
+            reference.familiar_string()
+        )),
+        _ => match e {
+            RegistryError::Unauthorized(message) => EngineError::InvalidArgument(message),
+            other => EngineError::Registry(other.to_string()),
+        },
+    }
+}
+
+fn client_for(reference: &Reference, insecure: &[String]) -> Result<Client> {
+    let endpoint = Endpoint::for_registry(reference.domain(), insecure);
+    let credentials = auth::lookup(reference.domain()).map_err(EngineError::InvalidArgument)?;
+    Ok(Client::new(endpoint, credentials))
+}
+
+impl Engine {
+    /// `docker pull NAME[:TAG|@DIGEST]`.
+    pub fn pull(&self, name: &str, options: &PullOptions, events: &(dyn Fn(PullEvent) + Sync)) -> Result<PullReport> {
+        let parsed = reference::parse_normalized_named(name)
+            .map_err(|e| EngineError::InvalidArgument(format!("invalid reference format: {e}")))?;
+        let reference =
+            if parsed.tag().is_none() && parsed.digest().is_none() { parsed.with_default_tag() } else { parsed };
+        let repository = reference.path().to_owned();
+        let wanted =
+            reference.digest().map_or_else(|| reference.tag().unwrap_or("latest").to_owned(), ToString::to_string);
+        let client = client_for(&reference, &options.insecure)?;
+        events(PullEvent::Start { tag: wanted.clone(), repository: repository.clone() });
+        let top = client.get_manifest(&repository, &wanted).map_err(|e| registry_error(&reference, e))?;
+        // An index (or manifest list): the entry for the platform asked for.
+        let manifest = if top.media_type == media_types::OCI_INDEX
+            || top.media_type == media_types::DOCKER_MANIFEST_LIST
+        {
+            let index: Index = serde_json::from_slice(&top.bytes)
+                .map_err(|e| EngineError::Archive(format!("index {}: {e}", top.digest)))?;
+            let (os, arch) = match &options.platform {
+                Some(p) => {
+                    let mut parts = p.split('/');
+                    (parts.next().unwrap_or("linux").to_owned(), parts.next().unwrap_or_default().to_owned())
+                }
+                None => host_platform(),
+            };
+            let entry = index
+                .manifests
+                .iter()
+                .find(|d| d.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == arch))
+                .ok_or_else(|| {
+                    EngineError::NotFound(format!(
+                        "no matching manifest for {os}/{arch} in the manifest list entries of {}",
+                        reference.familiar_string()
+                    ))
+                })?;
+            client.get_manifest(&repository, &entry.digest.to_string()).map_err(|e| registry_error(&reference, e))?
+        } else {
+            top.clone()
+        };
+        let parsed: Manifest = serde_json::from_slice(&manifest.bytes)
+            .map_err(|e| EngineError::Archive(format!("manifest {}: {e}", manifest.digest)))?;
+        if parsed.config.size > crate::MAX_JSON_BLOB {
+            return Err(EngineError::Archive(format!("config {} is larger than 4 MiB", parsed.config.digest)));
+        }
+        let repo_digest = format!("{}@{}", reference.name(), top.digest);
+
+        // Already here under that name, with that manifest: nothing to do.
+        let db = self.store.read_db()?;
+        let id = parsed.config.digest.clone();
+        if let Some(image) = db.images.get(id.hex()) {
+            let tagged = reference.tag().is_none_or(|_| db.tags.get(&tag_key(&reference)) == Some(&id));
+            if tagged && image.repo_digests.contains(&repo_digest) {
+                return Ok(PullReport { id, digest: top.digest, reference, downloaded: 0, up_to_date: true });
+            }
+        }
+        drop(db);
+
+        // Blobs go to the content store verified; the ingest guard keeps a GC from taking them
+        // before the image record names them.
+        let _ingest = self.store.ingest_guard()?;
+        let content = self.store.content();
+        let fetch = |digest: &Digest, size: u64| -> Result<()> {
+            if content.exists(digest) {
+                return Ok(());
+            }
+            let mut blob = client.get_blob(&repository, digest, size).map_err(|e| registry_error(&reference, e))?;
+            let mut writer = content.writer()?;
+            std::io::copy(&mut blob, &mut writer).map_err(|e| EngineError::Registry(e.to_string()))?;
+            writer.commit(Some(digest), Some(size))?;
+            Ok(())
+        };
+        fetch(&parsed.config.digest, parsed.config.size)?;
+        let config_bytes = content.read_blob(&parsed.config.digest, crate::MAX_JSON_BLOB)?;
+        let config: ImageConfig = serde_json::from_slice(&config_bytes)
+            .map_err(|e| EngineError::Archive(format!("config {}: {e}", parsed.config.digest)))?;
+        if config.rootfs.diff_ids.len() != parsed.layers.len() {
+            return Err(EngineError::Archive(format!(
+                "manifest {} lists {} layers, its config {}",
+                manifest.digest,
+                parsed.layers.len(),
+                config.rootfs.diff_ids.len()
+            )));
+        }
+        // Layers: several downloads at once, each a stream verified into the store.
+        let queue = Mutex::new(parsed.layers.iter().collect::<Vec<_>>());
+        let failure: Mutex<Option<EngineError>> = Mutex::new(None);
+        let downloaded = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..options.parallel.max(1) {
+                scope.spawn(|| loop {
+                    if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                        return;
+                    }
+                    let Some(layer) = queue.lock().ok().and_then(|mut q| q.pop()) else { return };
+                    if content.exists(&layer.digest) {
+                        events(PullEvent::Exists(layer.digest.clone()));
+                        continue;
+                    }
+                    match fetch(&layer.digest, layer.size) {
+                        Ok(()) => {
+                            downloaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            events(PullEvent::Downloaded(layer.digest.clone()));
+                        }
+                        Err(e) => {
+                            if let Ok(mut f) = failure.lock() {
+                                f.get_or_insert(e);
+                            }
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failure.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        let blobs: Vec<Digest> = parsed.layers.iter().map(|l| l.digest.clone()).collect();
+        self.unpack_layers(&blobs, &config.rootfs.diff_ids)?;
+        for blob in &blobs {
+            events(PullEvent::Unpacked(blob.clone()));
+        }
+        let manifest_digest = content.put(&manifest.bytes)?;
+        let descriptor =
+            strata_oci::spec::Descriptor::new(&manifest.media_type, manifest_digest, manifest.bytes.len() as u64);
+        let records: Vec<(Digest, LayerRecord)> = parsed
+            .layers
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .map(|(layer, diff_id)| {
+                (
+                    layer.digest.clone(),
+                    LayerRecord {
+                        diff_id: diff_id.clone(),
+                        media_type: layer.media_type.clone(),
+                        size: layer.size,
+                        // Known for uncompressed layers; compressed ones are counted by their blob.
+                        uncompressed_size: layer.size,
+                        snapshot: None,
+                    },
+                )
+            })
+            .collect();
+        let tags: Vec<Reference> = reference.tag().map(|_| vec![reference.clone()]).unwrap_or_default();
+        self.store.update(|db| {
+            record_image(db, &id, descriptor, records, config.created.clone(), &tags);
+            if let Some(image) = db.images.get_mut(id.hex()) {
+                if !image.repo_digests.contains(&repo_digest) {
+                    image.repo_digests.push(repo_digest.clone());
+                }
+            }
+            Ok::<_, strata_store::StoreError>(())
+        })?;
+        Ok(PullReport { id, digest: top.digest, reference, downloaded: downloaded.into_inner(), up_to_date: false })
+    }
+
+    /// `docker push NAME[:TAG]`: the image tagged NAME goes to NAME's registry; blobs the
+    /// repository has are skipped, blobs from another repository of the same registry are
+    /// mounted.
+    pub fn push(&self, name: &str, insecure: &[String], events: &dyn Fn(PushEvent)) -> Result<PushReport> {
+        let parsed = reference::parse_normalized_named(name)
+            .map_err(|e| EngineError::InvalidArgument(format!("invalid reference format: {e}")))?;
+        let reference =
+            if parsed.tag().is_none() && parsed.digest().is_none() { parsed.with_default_tag() } else { parsed };
+        let db = self.store.read_db()?;
+        let id = db.tags.get(&tag_key(&reference)).cloned().ok_or_else(|| {
+            EngineError::NotFound(format!(
+                "An image does not exist locally with the tag: {}",
+                reference.familiar_name()
+            ))
+        })?;
+        let image = db
+            .images
+            .get(id.hex())
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(format!("image {id} has no record")))?;
+        drop(db);
+        let repository = reference.path().to_owned();
+        let tag = reference.tag().unwrap_or("latest").to_owned();
+        events(PushEvent::Start(reference.name()));
+        let client = client_for(&reference, insecure)?;
+        let manifest_bytes = self.store.content().read_blob(&image.manifest.digest, crate::MAX_JSON_BLOB)?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| EngineError::Archive(format!("manifest {}: {e}", image.manifest.digest)))?;
+        // A repository of the same registry the image came from can lend its blobs.
+        let mount_from: Option<String> = image.repo_digests.iter().find_map(|rd| {
+            let other = reference::parse_normalized_named(rd).ok()?;
+            (other.domain() == reference.domain() && other.path() != repository).then(|| other.path().to_owned())
+        });
+        let content = self.store.content();
+        let mut blobs: Vec<&strata_oci::spec::Descriptor> = manifest.layers.iter().collect();
+        blobs.push(&manifest.config);
+        for blob in blobs {
+            if client.blob_exists(&repository, &blob.digest).map_err(|e| registry_error(&reference, e))? {
+                events(PushEvent::Exists(blob.digest.clone()));
+                continue;
+            }
+            let digest = blob.digest.clone();
+            let open = || -> std::io::Result<Box<dyn Read + Send>> {
+                let file = content.open_blob(&digest).map_err(|e| std::io::Error::other(e.to_string()))?;
+                Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+            };
+            client
+                .push_blob(&repository, &digest, mount_from.as_deref(), &open)
+                .map_err(|e| registry_error(&reference, e))?;
+            events(if mount_from.is_some() { PushEvent::Mounted(digest) } else { PushEvent::Pushed(digest) });
+        }
+        let media_type = image.manifest.media_type.clone();
+        let media_type = if media_type.is_empty() { media_types::OCI_MANIFEST.to_owned() } else { media_type };
+        let digest = client
+            .put_manifest(&repository, &tag, &media_type, &manifest_bytes)
+            .map_err(|e| registry_error(&reference, e))?;
+        let repo_digest = format!("{}@{digest}", reference.name());
+        self.store.update(|db| {
+            if let Some(record) = db.images.get_mut(id.hex()) {
+                if !record.repo_digests.contains(&repo_digest) {
+                    record.repo_digests.push(repo_digest.clone());
+                }
+            }
+            Ok::<_, strata_store::StoreError>(())
+        })?;
+        Ok(PushReport { tag, digest, size: manifest_bytes.len() as u64 })
+    }
+}

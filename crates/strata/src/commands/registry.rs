@@ -1,0 +1,120 @@
+//! `strata pull`, `push`, `login`, `logout`, printing what Docker prints.
+
+use std::io::Read;
+
+use strata_engine::registry::{insecure_registries, PullEvent, PullOptions, PushEvent};
+use strata_engine::Engine;
+use strata_registry::{auth, Client, Endpoint};
+
+use crate::cli::{LoginArgs, LogoutArgs, PullArgs, PushArgs};
+use crate::output::print;
+
+/// The 12-hex short form Docker shows layers by.
+fn short(digest: &strata_oci::Digest) -> String {
+    digest.hex()[..12].to_owned()
+}
+
+/// Progress lines, on stdout as Docker prints them (nothing with `-q`).
+fn say(quiet: bool, line: String) {
+    if !quiet {
+        let _ = print(&format!("{line}\n"));
+    }
+}
+
+pub fn pull(engine: &Engine, args: PullArgs) -> anyhow::Result<u8> {
+    let options = PullOptions { platform: args.platform.clone(), ..PullOptions::default() };
+    let quiet = args.quiet;
+    let events = move |event: PullEvent| match event {
+        PullEvent::Start { tag, repository } => say(quiet, format!("{tag}: Pulling from {repository}")),
+        PullEvent::Exists(digest) => say(quiet, format!("{}: Already exists", short(&digest))),
+        PullEvent::Downloaded(digest) => say(quiet, format!("{}: Pull complete", short(&digest))),
+        PullEvent::Unpacked(_) => {}
+    };
+    let report = engine.pull(&args.name, &options, &events)?;
+    let shown = report.reference.familiar_string();
+    say(quiet, format!("Digest: {}", report.digest));
+    if report.up_to_date {
+        say(quiet, format!("Status: Image is up to date for {shown}"));
+    } else {
+        say(quiet, format!("Status: Downloaded newer image for {shown}"));
+    }
+    print(&format!("{}\n", report.reference))?;
+    Ok(0)
+}
+
+pub fn push(engine: &Engine, args: PushArgs) -> anyhow::Result<u8> {
+    let quiet = args.quiet;
+    let events = move |event: PushEvent| match event {
+        PushEvent::Start(repository) => say(quiet, format!("The push refers to repository [{repository}]")),
+        PushEvent::Exists(digest) => say(quiet, format!("{}: Layer already exists", short(&digest))),
+        PushEvent::Mounted(digest) => say(quiet, format!("{}: Mounted from another repository", short(&digest))),
+        PushEvent::Pushed(digest) => say(quiet, format!("{}: Pushed", short(&digest))),
+    };
+    let report = engine.push(&args.name, &insecure_registries(), &events)?;
+    if quiet {
+        print(&format!("{}\n", args.name))?;
+    } else {
+        print(&format!("{}: digest: {} size: {}\n", report.tag, report.digest, report.size))?;
+    }
+    Ok(0)
+}
+
+/// The registry a `login`/`logout` argument names (`https://host/...` → `host`; none → Hub).
+fn registry_of(server: Option<&str>) -> String {
+    let Some(server) = server.filter(|s| !s.is_empty()) else { return "docker.io".to_owned() };
+    let host = server.split("://").last().unwrap_or(server);
+    let host = host.split('/').next().unwrap_or(host);
+    if host == "index.docker.io" || host == "registry-1.docker.io" {
+        "docker.io".to_owned()
+    } else {
+        host.to_owned()
+    }
+}
+
+pub fn login(args: LoginArgs) -> anyhow::Result<u8> {
+    let registry = registry_of(args.server.as_deref());
+    let username = match args.username {
+        Some(user) => user,
+        None => {
+            eprint!("Username: ");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim().to_owned()
+        }
+    };
+    let password = match (args.password, args.password_stdin) {
+        (Some(_), true) => anyhow::bail!("--password and --password-stdin are mutually exclusive"),
+        (Some(password), false) => {
+            eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+            password
+        }
+        (None, _) => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            text.trim_end_matches(['\n', '\r']).to_owned()
+        }
+    };
+    if username.is_empty() || password.is_empty() {
+        anyhow::bail!("Error: Cannot perform an interactive login from a non TTY device");
+    }
+    let credentials = auth::Credentials { username, secret: password };
+    // Checked against the registry before anything is stored.
+    let client = Client::new(Endpoint::for_registry(&registry, &insecure_registries()), Some(credentials.clone()));
+    if let Err(e) = client.ping() {
+        eprintln!("Error response from daemon: login to {registry} failed: {e}");
+        return Ok(1);
+    }
+    auth::store(&registry, &credentials).map_err(anyhow::Error::msg)?;
+    print("Login Succeeded\n")?;
+    Ok(0)
+}
+
+pub fn logout(args: LogoutArgs) -> anyhow::Result<u8> {
+    let registry = registry_of(args.server.as_deref());
+    if auth::erase(&registry).map_err(anyhow::Error::msg)? {
+        print(&format!("Removing login credentials for {}\n", auth::config_key(&registry)))?;
+    } else {
+        print(&format!("Not logged in to {}\n", auth::config_key(&registry)))?;
+    }
+    Ok(0)
+}

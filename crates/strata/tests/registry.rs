@@ -1,0 +1,284 @@
+//! `pull`, `push`, `login`, `logout` against Debian's real `docker-registry` on 127.0.0.1, and
+//! through a small proxy in the test that breaks what the registry sends (a flipped byte, 500s,
+//! an endless manifest). Needs root for the build and run around the transfers.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use strata_testkit::{busybox_rootfs_tar, Registry, Run, TestRoot};
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+macro_rules! require_root {
+    () => {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: building and running images needs root (namespaces, mounts)");
+            return;
+        }
+    };
+}
+
+fn strata(root: &TestRoot, args: &[&str]) -> Run {
+    let mut command = root.strata(STRATA);
+    command.args(args);
+    Run::of(command)
+}
+
+/// A store with busybox and an image `NAME` built on it (a file `/pushed` with `content`).
+fn store_with_image(name: &str, content: &str) -> TestRoot {
+    let root = TestRoot::new();
+    let tar = busybox_rootfs_tar(root.dir.path());
+    strata(&root, &["import", tar.to_str().expect("utf-8"), "busybox"]).ok();
+    let context = root.path("context");
+    std::fs::create_dir_all(&context).expect("context");
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM busybox\nRUN echo {content} > /pushed\nCMD [\"cat\", \"/pushed\"]\n"),
+    )
+    .expect("Dockerfile");
+    strata(&root, &["build", "-q", "-t", name, context.to_str().expect("utf-8")]).ok();
+    root
+}
+
+fn image_id(root: &TestRoot, name: &str) -> String {
+    strata(root, &["images", "-q", "--no-trunc", name]).ok().stdout().trim().to_owned()
+}
+
+#[test]
+fn push_then_pull_into_another_store_gives_the_same_image() {
+    require_root!();
+    let Some(registry) = Registry::start(None) else { return };
+    let name = format!("{}/demo/app:v1", registry.host());
+    let source = store_with_image(&name, "round-trip");
+    let pushed = strata(&source, &["push", &name]).ok().stdout();
+    assert!(pushed.contains("The push refers to repository") && pushed.contains(": Pushed"), "{pushed}");
+    assert!(pushed.contains("v1: digest: sha256:"), "{pushed}");
+    // Pushed again: the registry has every blob.
+    let again = strata(&source, &["push", &name]).ok().stdout();
+    assert!(again.contains("Layer already exists") && !again.contains(": Pushed"), "{again}");
+
+    let target = TestRoot::new();
+    let pulled = strata(&target, &["pull", &name]).ok().stdout();
+    assert!(pulled.contains("v1: Pulling from demo/app") && pulled.contains("Pull complete"), "{pulled}");
+    assert!(pulled.trim_end().ends_with(&name), "the last line is the reference: {pulled}");
+    assert_eq!(image_id(&target, &name), image_id(&source, &name), "the same image ID");
+    assert_eq!(strata(&target, &["run", "--rm", &name]).ok().stdout(), "round-trip\n");
+    // RepoDigests after push and after pull name the same manifest.
+    let digest = |root: &TestRoot| strata(root, &["inspect", "--format", "{{json .RepoDigests}}", &name]).ok().stdout();
+    assert_eq!(digest(&source), digest(&target));
+    assert!(digest(&target).contains("demo/app@sha256:"), "{}", digest(&target));
+    let up_to_date = strata(&target, &["pull", &name]).ok().stdout();
+    assert!(up_to_date.contains("Status: Image is up to date"), "{up_to_date}");
+    let quiet = strata(&target, &["pull", "-q", &name]).ok().stdout();
+    assert_eq!(quiet.trim(), name);
+
+    // skopeo reads what strata pushed.
+    if strata_testkit::have("skopeo") {
+        let inspected = strata_testkit::tool("skopeo", &["inspect", "--tls-verify=false", &format!("docker://{name}")])
+            .ok()
+            .stdout();
+        assert!(inspected.contains("\"Name\":") && inspected.contains("demo/app"), "{inspected}");
+    } else {
+        eprintln!("SKIPPED (part): skopeo is not installed");
+    }
+
+    // An unknown tag, an image not tagged with the name: Docker's messages.
+    let unknown = strata(&target, &["pull", &format!("{}/demo/app:nope", registry.host())]).fails();
+    assert!(
+        unknown
+            .stderr()
+            .contains(&format!("manifest for {}/demo/app:nope not found: manifest unknown", registry.host())),
+        "{}",
+        unknown.stderr()
+    );
+    let untagged = strata(&target, &["push", &format!("{}/demo/other:v1", registry.host())]).fails();
+    assert!(untagged.stderr().contains("An image does not exist locally with the tag"), "{}", untagged.stderr());
+}
+
+#[test]
+fn an_image_skopeo_pushed_pulls_and_runs() {
+    require_root!();
+    if !strata_testkit::have("skopeo") {
+        eprintln!("SKIPPED: skopeo is not installed");
+        return;
+    }
+    let Some(registry) = Registry::start(None) else { return };
+    let source = store_with_image("made:1", "via-skopeo");
+    let archive = source.path("made.tar");
+    strata(&source, &["save", "-o", archive.to_str().expect("utf-8"), "made:1"]).ok();
+    let destination = format!("docker://{}/skopeo/made:1", registry.host());
+    strata_testkit::tool(
+        "skopeo",
+        &["copy", "--dest-tls-verify=false", &format!("docker-archive:{}", archive.display()), &destination],
+    )
+    .ok();
+    let target = TestRoot::new();
+    let name = format!("{}/skopeo/made:1", registry.host());
+    strata(&target, &["pull", &name]).ok();
+    assert_eq!(image_id(&target, &name), image_id(&source, "made:1"));
+    assert_eq!(strata(&target, &["run", "--rm", &name]).ok().stdout(), "via-skopeo\n");
+}
+
+/// What the proxy does to the registry's answers.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Flip a byte in the middle of every blob body.
+    FlipBlobByte,
+    /// Answer the first N requests with a 500.
+    FailFirst(usize),
+    /// Answer manifests with a 10 GB body (sent until the client hangs up).
+    EndlessManifest,
+}
+
+/// A one-request-per-connection HTTP proxy to the registry, with a fault; counts requests.
+fn proxy(upstream: u16, fault: Fault) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let _ = serve(client, upstream, fault, n);
+            });
+        }
+    });
+    (port, count)
+}
+
+fn serve(mut client: TcpStream, upstream: u16, fault: Fault, n: usize) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let request_line = text.lines().next().unwrap_or_default().to_owned();
+    let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+    match fault {
+        Fault::FailFirst(k) if n < k => {
+            let body = br#"{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}"#;
+            let head = format!(
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            client.write_all(head.as_bytes())?;
+            return client.write_all(body);
+        }
+        Fault::EndlessManifest if path.contains("/manifests/") => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 10737418240\r\nConnection: close\r\n\r\n";
+            client.write_all(head.as_bytes())?;
+            let chunk = vec![b' '; 1 << 16];
+            for _ in 0..(10u64 << 30) / chunk.len() as u64 {
+                client.write_all(&chunk)?;
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    // Forward, one request per connection.
+    let forwarded: String = text
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
+        + "\r\nConnection: close\r\n\r\n";
+    let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
+    server.write_all(forwarded.as_bytes())?;
+    let mut response = Vec::new();
+    server.read_to_end(&mut response)?;
+    if let (Fault::FlipBlobByte, true) = (fault, path.contains("/blobs/sha256:") && request_line.starts_with("GET")) {
+        if let Some(start) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            let body_start = start + 4;
+            if response.len() > body_start + 1 {
+                let middle = body_start + (response.len() - body_start) / 2;
+                response[middle] ^= 0x20;
+            }
+        }
+    }
+    client.write_all(&response)
+}
+
+#[test]
+fn faults_fail_cleanly_or_are_retried() {
+    require_root!();
+    let Some(registry) = Registry::start(None) else { return };
+    let name = format!("{}/demo/app:v1", registry.host());
+    let source = store_with_image(&name, "faults");
+    strata(&source, &["push", &name]).ok();
+    let target = TestRoot::new();
+
+    // A corrupted blob: the pull fails naming the digest; nothing is recorded, the store checks.
+    let (port, _) = proxy(registry.port, Fault::FlipBlobByte);
+    let through = format!("127.0.0.1:{port}/demo/app:v1");
+    let corrupted = strata(&target, &["pull", &through]).fails();
+    assert!(corrupted.stderr().contains("digest is sha256:"), "{}", corrupted.stderr());
+    assert_eq!(strata(&target, &["images", "-q"]).ok().stdout(), "");
+    strata(&target, &["fsck"]).ok();
+
+    // Two 500s, then the registry answers: retried with back-off, the pull succeeds.
+    let (port, requests) = proxy(registry.port, Fault::FailFirst(2));
+    let retried = format!("127.0.0.1:{port}/demo/app:v1");
+    strata(&target, &["pull", &retried]).ok();
+    assert!(requests.load(Ordering::SeqCst) >= 3);
+    assert_eq!(strata(&target, &["run", "--rm", &retried]).ok().stdout(), "faults\n");
+
+    // A 10 GB manifest is refused by the size limit, quickly.
+    let (port, _) = proxy(registry.port, Fault::EndlessManifest);
+    let started = std::time::Instant::now();
+    let endless = strata(&target, &["pull", &format!("127.0.0.1:{port}/demo/app:v1")]).fails();
+    assert!(endless.stderr().contains("limit"), "{}", endless.stderr());
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "it did not read 10 GB first");
+}
+
+#[test]
+fn login_logout_and_basic_auth() {
+    require_root!();
+    if !strata_testkit::have("htpasswd") {
+        eprintln!("SKIPPED: htpasswd (apache2-utils) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let htpasswd = dir.path().join("htpasswd");
+    let made = std::process::Command::new("htpasswd")
+        .args(["-Bbc", htpasswd.to_str().expect("utf-8"), "tester", "s3cret"])
+        .output()
+        .expect("htpasswd");
+    assert!(made.status.success());
+    let auth = format!("  htpasswd:\n    realm: strata-test\n    path: {}", htpasswd.display());
+    let Some(registry) = Registry::start(Some(&auth)) else { return };
+    let name = format!("{}/private/app:v1", registry.host());
+    let source = store_with_image(&name, "private");
+    let config = dir.path().join("docker-config");
+    let with_config = |args: &[&str], stdin: &[u8]| {
+        let mut command = source.strata(STRATA);
+        command.env("DOCKER_CONFIG", &config).args(args);
+        Run::with_stdin(command, stdin)
+    };
+    // Without credentials, and with a wrong password: clear refusals, nothing stored.
+    let anonymous = with_config(&["push", &name], b"").fails();
+    assert!(anonymous.stderr().contains("strata login"), "{}", anonymous.stderr());
+    let wrong = with_config(&["login", "-u", "tester", "--password-stdin", &registry.host()], b"nope\n");
+    assert_eq!(wrong.code(), 1, "{}", wrong.stderr());
+    assert!(wrong.stderr().contains("unauthorized"), "{}", wrong.stderr());
+    assert!(!config.join("config.json").exists());
+    // Logged in: the file Docker uses holds the entry; push and pull work.
+    let login = with_config(&["login", "-u", "tester", "--password-stdin", &registry.host()], b"s3cret\n").ok();
+    assert_eq!(login.stdout(), "Login Succeeded\n");
+    let stored = std::fs::read_to_string(config.join("config.json")).expect("config.json");
+    assert!(stored.contains(&registry.host()) && stored.contains("\"auth\""), "{stored}");
+    with_config(&["push", &name], b"").ok();
+    with_config(&["rmi", &name], b"").ok();
+    with_config(&["pull", &name], b"").ok();
+    let logout = with_config(&["logout", &registry.host()], b"").ok();
+    assert!(logout.stdout().contains("Removing login credentials"), "{}", logout.stdout());
+    assert!(!std::fs::read_to_string(config.join("config.json")).expect("config").contains(&registry.host()));
+}
