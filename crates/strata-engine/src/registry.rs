@@ -111,7 +111,52 @@ fn client_for(reference: &Reference, insecure: &[String]) -> Result<Client> {
     Ok(Client::new(endpoint, credentials))
 }
 
+/// Copies what is read into the blob being written (the layer goes to the store as it is
+/// unpacked).
+struct Tee<'a> {
+    inner: strata_registry::VerifiedBlob,
+    out: &'a std::cell::RefCell<Option<strata_store::content::BlobWriter>>,
+}
+
+impl Read for Tee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            let mut out = self.out.borrow_mut();
+            let writer = out.as_mut().ok_or_else(|| std::io::Error::other("the blob was already committed"))?;
+            std::io::Write::write_all(writer, &buf[..n])?;
+        }
+        Ok(n)
+    }
+}
+
 impl Engine {
+    /// One layer in one pass: downloaded, verified, stored and unpacked as the snapshot
+    /// `chain`; the blob and the snapshot are committed only when the digest checks.
+    fn stream_layer(
+        &self,
+        client: &Client,
+        repository: &str,
+        layer: &strata_oci::spec::Descriptor,
+        diff_id: &Digest,
+        chain: &str,
+        parent: Option<&str>,
+    ) -> Result<()> {
+        let blob =
+            client.get_blob(repository, &layer.digest, layer.size).map_err(|e| EngineError::Registry(e.to_string()))?;
+        let writer = std::cell::RefCell::new(Some(self.store.content().writer()?));
+        let mut tee = Tee { inner: blob, out: &writer };
+        let what = format!("layer {}", layer.digest);
+        self.unpack_layer_from(&mut tee, &what, diff_id, chain, parent, &mut |rest| {
+            // The unpacker stops at the tar's end: the rest still counts for the digest.
+            std::io::copy(rest, &mut std::io::sink()).map_err(|e| EngineError::Registry(e.to_string()))?;
+            let blob_writer =
+                writer.borrow_mut().take().ok_or_else(|| EngineError::Registry(format!("{what}: verified twice")))?;
+            blob_writer.commit(Some(&layer.digest), Some(layer.size))?;
+            Ok(())
+        })
+    }
+
     /// `docker pull NAME[:TAG|@DIGEST]`.
     pub fn pull(&self, name: &str, options: &PullOptions, events: &(dyn Fn(PullEvent) + Sync)) -> Result<PullReport> {
         let parsed = reference::parse_normalized_named(name)
@@ -195,43 +240,93 @@ impl Engine {
                 config.rootfs.diff_ids.len()
             )));
         }
-        // Layers: several downloads at once, each a stream verified into the store.
-        let queue = Mutex::new(parsed.layers.iter().collect::<Vec<_>>());
+        // Layers: this thread unpacks them in order, each in one streaming pass (download →
+        // verify → decompress → unpack, the blob stored on the way) unless a prefetch thread
+        // already has it; the prefetch threads download the others, top layer first, into the
+        // store. Pull time is then about the longer of the two, not their sum.
+        let layers = &parsed.layers;
+        let diff_ids = &config.rootfs.diff_ids;
+        let chains: Vec<String> = crate::snapshots::chain_ids(diff_ids).iter().map(ToString::to_string).collect();
+        // 0: not claimed, 1: being downloaded by a prefetch thread, 2: in the store.
+        let states: Vec<std::sync::atomic::AtomicU8> = layers
+            .iter()
+            .map(|l| std::sync::atomic::AtomicU8::new(if content.exists(&l.digest) { 2 } else { 0 }))
+            .collect();
+        for (layer, state) in layers.iter().zip(&states) {
+            if state.load(std::sync::atomic::Ordering::SeqCst) == 2 {
+                events(PullEvent::Exists(layer.digest.clone()));
+            }
+        }
         let failure: Mutex<Option<EngineError>> = Mutex::new(None);
+        let failed = || failure.lock().map(|f| f.is_some()).unwrap_or(true);
+        let fail = |e: EngineError| {
+            if let Ok(mut f) = failure.lock() {
+                f.get_or_insert(e);
+            }
+        };
         let downloaded = std::sync::atomic::AtomicUsize::new(0);
+        use std::sync::atomic::Ordering::SeqCst;
         std::thread::scope(|scope| {
-            for _ in 0..options.parallel.max(1) {
+            for _ in 1..options.parallel.max(1) {
                 scope.spawn(|| loop {
-                    if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                    if failed() {
                         return;
                     }
-                    let Some(layer) = queue.lock().ok().and_then(|mut q| q.pop()) else { return };
-                    if content.exists(&layer.digest) {
-                        events(PullEvent::Exists(layer.digest.clone()));
-                        continue;
-                    }
-                    match fetch(&layer.digest, layer.size) {
+                    let claimed =
+                        (0..layers.len()).rev().find(|&i| states[i].compare_exchange(0, 1, SeqCst, SeqCst).is_ok());
+                    let Some(i) = claimed else { return };
+                    match fetch(&layers[i].digest, layers[i].size) {
                         Ok(()) => {
-                            downloaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            events(PullEvent::Downloaded(layer.digest.clone()));
+                            states[i].store(2, SeqCst);
+                            downloaded.fetch_add(1, SeqCst);
+                            events(PullEvent::Downloaded(layers[i].digest.clone()));
                         }
                         Err(e) => {
-                            if let Ok(mut f) = failure.lock() {
-                                f.get_or_insert(e);
-                            }
+                            fail(e);
                             return;
                         }
                     }
                 });
             }
+            let mut parent: Option<&str> = None;
+            for (i, layer) in layers.iter().enumerate() {
+                if failed() {
+                    return;
+                }
+                let chain = chains[i].as_str();
+                let result = if self.snapshotter().stat(chain).ok().flatten().is_some() {
+                    Ok(())
+                } else {
+                    loop {
+                        match states[i].load(SeqCst) {
+                            2 => break self.unpack_layer(&layer.digest, &diff_ids[i], chain, parent),
+                            0 if states[i].compare_exchange(0, 1, SeqCst, SeqCst).is_ok() => {
+                                let streamed =
+                                    self.stream_layer(&client, &repository, layer, &diff_ids[i], chain, parent);
+                                if streamed.is_ok() {
+                                    states[i].store(2, SeqCst);
+                                    downloaded.fetch_add(1, SeqCst);
+                                    events(PullEvent::Downloaded(layer.digest.clone()));
+                                }
+                                break streamed;
+                            }
+                            _ if failed() => return,
+                            _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+                        }
+                    }
+                };
+                match result {
+                    Ok(()) => events(PullEvent::Unpacked(layer.digest.clone())),
+                    Err(e) => {
+                        fail(e);
+                        return;
+                    }
+                }
+                parent = Some(chain);
+            }
         });
         if let Some(e) = failure.into_inner().ok().flatten() {
             return Err(e);
-        }
-        let blobs: Vec<Digest> = parsed.layers.iter().map(|l| l.digest.clone()).collect();
-        self.unpack_layers(&blobs, &config.rootfs.diff_ids)?;
-        for blob in &blobs {
-            events(PullEvent::Unpacked(blob.clone()));
         }
         let manifest_digest = content.put(&manifest.bytes)?;
         let descriptor =

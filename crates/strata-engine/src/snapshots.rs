@@ -120,7 +120,30 @@ impl Engine {
         Ok(chains.last().cloned())
     }
 
-    fn unpack_layer(&self, blob: &Digest, diff_id: &Digest, chain: &str, parent: Option<&str>) -> Result<()> {
+    pub(crate) fn unpack_layer(
+        &self,
+        blob: &Digest,
+        diff_id: &Digest,
+        chain: &str,
+        parent: Option<&str>,
+    ) -> Result<()> {
+        let mut file = self.store.content().open_blob(blob)?;
+        self.unpack_layer_from(&mut file, &format!("layer {blob}"), diff_id, chain, parent, &mut |_| Ok(()))
+    }
+
+    /// Unpacks one layer read from `input` (any compression) as the snapshot `chain` on
+    /// `parent`, checked against `diff_id`; `verify` gets the rest of `input` after the unpack
+    /// and runs before the snapshot is committed (a download reads its blob to the end and
+    /// checks its digest there): nothing is committed unless all of it checks.
+    pub(crate) fn unpack_layer_from(
+        &self,
+        input: &mut dyn std::io::Read,
+        what: &str,
+        diff_id: &Digest,
+        chain: &str,
+        parent: Option<&str>,
+        verify: &mut dyn FnMut(&mut dyn std::io::Read) -> Result<()>,
+    ) -> Result<()> {
         let snapshotter = self.snapshotter();
         let key = format!("extract-{}-{}", unique_suffix(), diff_id.hex());
         snapshotter.prepare(&key, parent)?;
@@ -128,11 +151,15 @@ impl Engine {
             let target = snapshotter.apply_target(&key)?;
             let options =
                 ApplyOptions { whiteouts: target.whiteouts, lowers: target.lowers, ..ApplyOptions::default() };
-            let file = self.store.content().open_blob(blob)?;
-            let report = apply_layer(file, &target.dir, &options)?;
+            let report = match apply_layer(&mut *input, &target.dir, &options) {
+                Ok(report) => report,
+                // A broken stream is better explained by its digest, when that fails too.
+                Err(e) => return Err(verify(input).err().unwrap_or(e.into())),
+            };
+            verify(input)?;
             if &report.diff_id != diff_id {
                 return Err(EngineError::Archive(format!(
-                    "layer {blob}: digest mismatch: the config expects diffID {diff_id}, the content is {}",
+                    "{what}: digest mismatch: the config expects diffID {diff_id}, the content is {}",
                     report.diff_id
                 )));
             }

@@ -1,0 +1,76 @@
+#!/bin/bash
+# Pull and push against Debian's docker-registry on 127.0.0.1, side by side in one run:
+# strata vs docker (dockerd, when it answers) and skopeo (to containers-storage), plus plain
+# `tar -x` of the same rootfs on the same disk as the floor. Images: debian:local (~121 MB,
+# debootstrap) and big (busybox + 200 MB of text, one layer), put in the registry gzip-compressed
+# by skopeo as Docker would push them. Each pull goes into an empty store.
+# Usage: bench/registry.sh [RUNS] (default 5). Needs root; ../shared/peers/setup.sh first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-5}
+PEERS=${PEERS:-$(cd .. && pwd)/shared/peers}
+export OUT_DIR=${OUT_DIR:-/tmp/peers}
+export MIRROR=${MIRROR:-$(grep -h -o -E 'https?://[^ ]+' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v -E 'security|nodesource|cloud' | head -1)}
+command -v skopeo >/dev/null && command -v podman >/dev/null || bash "$PEERS/setup.sh" --no-docker
+[ -f "$OUT_DIR/debian-rootfs.tar" ] || bash "$PEERS/make-debian-rootfs.sh" >/dev/null
+[ -f "$OUT_DIR/big-rootfs.tar" ] || python3 "$PEERS/make-big-image.py" "$OUT_DIR" >/dev/null
+cargo build --release -q
+STRATA=$PWD/target/release/strata
+WORK=/var/tmp/strata-registry-bench
+rm -rf "$WORK"; mkdir -p "$WORK"
+PORT=5077
+REG=127.0.0.1:$PORT
+PORT=$PORT OUT_DIR=$WORK bash "$PEERS/start-registry.sh" >/dev/null
+trap 'kill $(cat $WORK/pids/registry.pid) 2>/dev/null || true' EXIT
+M="python3 bench/measure.py $RUNS"
+measure() { read -r secs mib < <($M "$2" "$3"); echo "$1 $secs $mib"; }
+
+# The images, into the registry through skopeo (gzip, as docker push would).
+SEED=$WORK/seed
+for image in debian big; do
+  tarball=$OUT_DIR/$image-rootfs.tar
+  $STRATA --root "$SEED" import "$tarball" "bench/$image:1" >/dev/null
+  $STRATA --root "$SEED" save -o "$WORK/$image.tar" "bench/$image:1"
+  skopeo copy -q --dest-tls-verify=false "docker-archive:$WORK/$image.tar" "docker://$REG/bench/$image:1" >/dev/null
+done
+DOCKER=""
+if [ -x /usr/bin/docker ] && /usr/bin/docker info >/dev/null 2>&1; then DOCKER=/usr/bin/docker; fi
+
+results=()
+for image in debian big; do
+  ref=$REG/bench/$image:1
+  results+=("$(measure "strata-pull-$image" "rm -rf $WORK/s; sync" "$STRATA --root $WORK/s pull -q $ref")")
+  results+=("$(measure "skopeo-pull-$image" "podman rmi -f cs-$image:1 >/dev/null 2>&1; sync; true" \
+    "skopeo copy -q --src-tls-verify=false docker://$ref containers-storage:cs-$image:1")")
+  if [ -n "$DOCKER" ]; then
+    results+=("$(measure "docker-pull-$image" "$DOCKER rmi -f $ref >/dev/null 2>&1; sync; true" "$DOCKER pull -q $ref")")
+  fi
+  results+=("$(measure "tar-x-$image" "rm -rf $WORK/t; mkdir -p $WORK/t; sync" "tar -xf $OUT_DIR/$image-rootfs.tar -C $WORK/t")")
+done
+# Push: to a new repository each run (blobs are uploaded again; the registry dedups storage).
+$STRATA --root "$WORK/s" pull -q "$REG/bench/debian:1" >/dev/null
+results+=("$(measure strata-push "n=\$(date +%s%N); $STRATA --root $WORK/s tag $REG/bench/debian:1 $REG/push/s\$n:1; echo \$n > $WORK/n" \
+  "$STRATA --root $WORK/s push -q $REG/push/s\$(cat $WORK/n):1")")
+results+=("$(measure skopeo-push "date +%s%N > $WORK/n" \
+  "skopeo copy -q --dest-tls-verify=false docker-archive:$WORK/debian.tar docker://$REG/push/k\$(cat $WORK/n):1")")
+
+python3 - "${results[@]}" <<'PY' | tee "$WORK/section.md"
+import sys
+rows = {}
+for line in sys.argv[1:]:
+    name, secs, mib = line.split()
+    rows[name] = (float(secs), float(mib))
+def cell(name, base):
+    if name not in rows: return "–"
+    s, m = rows[name]
+    ratio = f" ({s / rows[base][0]:.2f}× strata)" if base in rows and name != base else ""
+    return f"{s:.2f} s{ratio}, {m:.0f} MiB"
+print("## registry (bench/registry.sh, docker-registry on 127.0.0.1, median of runs)\n")
+print("| case | strata | skopeo | docker | tar -x (floor) |")
+print("|---|---|---|---|---|")
+for image, label in (("debian", "pull debian:local (~121 MB, gzip)"), ("big", "pull big (200 MB text, one layer, gzip)")):
+    print(f"| {label} | {cell(f'strata-pull-{image}', '')} | {cell(f'skopeo-pull-{image}', f'strata-pull-{image}')} | "
+          f"{cell(f'docker-pull-{image}', f'strata-pull-{image}')} | {cell(f'tar-x-{image}', f'strata-pull-{image}')} |")
+print(f"| push debian (new repository) | {cell('strata-push', '')} | {cell('skopeo-push', 'strata-push')} | – | – |")
+PY
+python3 bench/update_results.py registry < "$WORK/section.md"
