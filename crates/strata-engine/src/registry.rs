@@ -36,11 +36,14 @@ pub struct PullOptions {
     /// Layers downloaded at once.
     pub parallel: usize,
     pub insecure: Vec<String>,
+    /// `--tls-verify`: `Some(true)` checks every certificate, `Some(false)` none; `None` is
+    /// Docker's rule (loopback and insecure registries unchecked, with a plain-HTTP fallback).
+    pub tls_verify: Option<bool>,
 }
 
 impl Default for PullOptions {
     fn default() -> Self {
-        PullOptions { platform: None, parallel: 3, insecure: insecure_registries() }
+        PullOptions { platform: None, parallel: 3, insecure: insecure_registries(), tls_verify: None }
     }
 }
 
@@ -105,8 +108,8 @@ fn registry_error(reference: &Reference, e: RegistryError) -> EngineError {
     }
 }
 
-fn client_for(reference: &Reference, insecure: &[String]) -> Result<Client> {
-    let endpoint = Endpoint::for_registry(reference.domain(), insecure);
+fn client_for(reference: &Reference, insecure: &[String], tls_verify: Option<bool>) -> Result<Client> {
+    let endpoint = Endpoint::for_registry(reference.domain(), insecure, tls_verify);
     let credentials = auth::lookup(reference.domain()).map_err(EngineError::InvalidArgument)?;
     Ok(Client::new(endpoint, credentials))
 }
@@ -166,7 +169,7 @@ impl Engine {
         let repository = reference.path().to_owned();
         let wanted =
             reference.digest().map_or_else(|| reference.tag().unwrap_or("latest").to_owned(), ToString::to_string);
-        let client = client_for(&reference, &options.insecure)?;
+        let client = client_for(&reference, &options.insecure, options.tls_verify)?;
         events(PullEvent::Start { tag: wanted.clone(), repository: repository.clone() });
         let top = client.get_manifest(&repository, &wanted).map_err(|e| registry_error(&reference, e))?;
         // An index (or manifest list): the entry for the platform asked for.
@@ -365,7 +368,13 @@ impl Engine {
     /// `docker push NAME[:TAG]`: the image tagged NAME goes to NAME's registry; blobs the
     /// repository has are skipped, blobs from another repository of the same registry are
     /// mounted.
-    pub fn push(&self, name: &str, insecure: &[String], events: &dyn Fn(PushEvent)) -> Result<PushReport> {
+    pub fn push(
+        &self,
+        name: &str,
+        insecure: &[String],
+        tls_verify: Option<bool>,
+        events: &dyn Fn(PushEvent),
+    ) -> Result<PushReport> {
         let parsed = reference::parse_normalized_named(name)
             .map_err(|e| EngineError::InvalidArgument(format!("invalid reference format: {e}")))?;
         let reference =
@@ -386,7 +395,7 @@ impl Engine {
         let repository = reference.path().to_owned();
         let tag = reference.tag().unwrap_or("latest").to_owned();
         events(PushEvent::Start(reference.name()));
-        let client = client_for(&reference, insecure)?;
+        let client = client_for(&reference, insecure, tls_verify)?;
         let manifest_bytes = self.store.content().read_blob(&image.manifest.digest, crate::MAX_JSON_BLOB)?;
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| EngineError::Archive(format!("manifest {}: {e}", image.manifest.digest)))?;

@@ -5,8 +5,10 @@
 //! skipped with HEAD, cross-repository mounts, monolithic uploads). Blocking (ureq): each layer
 //! is a blocking pipeline — download, hash, decompress, unpack — run on a thread of its own.
 //!
-//! Not yet: TLS (plain HTTP only, which is what `localhost`/`127.0.0.0/8` and insecure
-//! registries use), chunked and resumed uploads, mirrors, the referrers API.
+//! TLS is rustls with the platform's roots, or the CA certificates Docker's way
+//! (`certs.d/<registry>/*.crt`); loopback and insecure registries are tried over HTTPS without
+//! verification first and plain HTTP after, as Docker does. Not yet: chunked and resumed
+//! uploads, mirrors, the referrers API.
 
 pub mod auth;
 
@@ -58,32 +60,61 @@ impl RegistryError {
 
 pub type Result<T> = std::result::Result<T, RegistryError>;
 
-/// Where a registry named in a reference is reached.
+/// Where a registry named in a reference is reached, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// As references name it (`docker.io`, `localhost:5000`).
     pub registry: String,
     /// The host (and port) requests go to (`registry-1.docker.io`).
     pub host: String,
-    pub scheme: &'static str,
+    /// Check the server's certificate (the platform's roots, or the registry's CA files).
+    pub verify: bool,
+    /// When HTTPS does not answer, plain HTTP (loopback and insecure registries).
+    pub http_fallback: bool,
 }
 
 impl Endpoint {
     /// Docker's rules: `docker.io` is served by `registry-1.docker.io`; `localhost`, the
-    /// loopback addresses and the registries listed as insecure are spoken to in plain HTTP.
-    pub fn for_registry(registry: &str, insecure: &[String]) -> Endpoint {
+    /// loopback addresses and the registries listed as insecure are tried over HTTPS without
+    /// checking the certificate, then over plain HTTP. `tls_verify` (`--tls-verify`) overrides:
+    /// `true` checks every certificate and never falls back, `false` checks none.
+    pub fn for_registry(registry: &str, insecure: &[String], tls_verify: Option<bool>) -> Endpoint {
         let host = if registry == "docker.io" || registry == "index.docker.io" {
             "registry-1.docker.io".to_owned()
         } else {
             registry.to_owned()
         };
-        let plain = is_loopback(&host) || insecure.iter().any(|i| i == registry || i == &host);
-        Endpoint { registry: registry.to_owned(), host, scheme: if plain { "http" } else { "https" } }
+        let lenient = is_loopback(&host) || insecure.iter().any(|i| i == registry || i == &host);
+        let (verify, http_fallback) = match tls_verify {
+            Some(true) => (true, false),
+            Some(false) => (false, true),
+            None => (!lenient, lenient),
+        };
+        Endpoint { registry: registry.to_owned(), host, verify, http_fallback }
     }
+}
 
-    fn url(&self, path: &str) -> String {
-        format!("{}://{}{path}", self.scheme, self.host)
+/// The directory of per-registry CA files: `STRATA_CERTS_D`, else Docker's `/etc/docker/certs.d`.
+pub fn certs_dir() -> std::path::PathBuf {
+    std::env::var_os("STRATA_CERTS_D").map_or_else(|| "/etc/docker/certs.d".into(), Into::into)
+}
+
+/// The CA certificates (`*.crt`, PEM) configured for a registry, if any.
+fn registry_roots(registry: &str) -> Vec<ureq::tls::Certificate<'static>> {
+    let Ok(entries) = std::fs::read_dir(certs_dir().join(registry)) else { return Vec::new() };
+    let mut roots = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "crt") {
+            if let Ok(pem) = std::fs::read(&path) {
+                roots.extend(ureq::tls::parse_pem(&pem).filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                    _ => None,
+                }));
+            }
+        }
     }
+    roots
 }
 
 /// `localhost[:port]`, `127.x.y.z[:port]`, `[::1][:port]`.
@@ -117,18 +148,34 @@ pub struct Client {
     credentials: Option<auth::Credentials>,
     /// Authorization header values by scope (`repository:x:pull`); `*` for basic auth.
     tokens: Mutex<HashMap<String, String>>,
+    /// `https`, or `http` once HTTPS failed on a registry that may fall back.
+    scheme: Mutex<&'static str>,
 }
 
 impl Client {
     pub fn new(endpoint: Endpoint, credentials: Option<auth::Credentials>) -> Client {
+        let roots = registry_roots(&endpoint.registry);
+        let roots = if roots.is_empty() {
+            ureq::tls::RootCerts::PlatformVerifier
+        } else {
+            ureq::tls::RootCerts::new_with_certs(&roots)
+        };
+        let tls = ureq::tls::TlsConfig::builder().root_certs(roots).disable_verification(!endpoint.verify).build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
             .timeout_connect(Some(Duration::from_secs(15)))
             .max_redirects(5)
             .build()
             .into();
-        Client { agent, endpoint, credentials, tokens: Mutex::new(HashMap::new()) }
+        Client { agent, endpoint, credentials, tokens: Mutex::new(HashMap::new()), scheme: Mutex::new("https") }
+    }
+
+    /// `SCHEME://HOST/path` with the scheme that works for this registry so far.
+    fn url(&self, path: &str) -> String {
+        let scheme = self.scheme.lock().map(|s| *s).unwrap_or("https");
+        format!("{scheme}://{}{path}", self.endpoint.host)
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -137,7 +184,7 @@ impl Client {
 
     /// `GET /v2/`: reachable, and are the credentials good? (what `login` checks)
     pub fn ping(&self) -> Result<()> {
-        let response = self.send("GET", &self.endpoint.url("/v2/"), "registry:catalog:*", &[], Body::Empty)?;
+        let response = self.send("GET", &self.url("/v2/"), "registry:catalog:*", &[], Body::Empty)?;
         expect_success(response, "/v2/").map(|_| ())
     }
 
@@ -152,13 +199,8 @@ impl Client {
             media_types::DOCKER_MANIFEST,
         ]
         .join(", ");
-        let response = self.send(
-            "GET",
-            &self.endpoint.url(&path),
-            &pull_scope(repository),
-            &[("Accept", accept.as_str())],
-            Body::Empty,
-        )?;
+        let response =
+            self.send("GET", &self.url(&path), &pull_scope(repository), &[("Accept", accept.as_str())], Body::Empty)?;
         let mut response = expect_success(response, &format!("{repository}:{reference}"))?;
         let header_type =
             header(&response, "content-type").map(|t| t.split(';').next().unwrap_or("").trim().to_owned());
@@ -208,7 +250,7 @@ impl Client {
     /// end a wrong or truncated body fails instead.
     pub fn get_blob(&self, repository: &str, digest: &Digest, size: u64) -> Result<VerifiedBlob> {
         let path = format!("/v2/{repository}/blobs/{digest}");
-        let response = self.send("GET", &self.endpoint.url(&path), &pull_scope(repository), &[], Body::Empty)?;
+        let response = self.send("GET", &self.url(&path), &pull_scope(repository), &[], Body::Empty)?;
         let response = expect_success(response, &format!("blob {digest}"))?;
         Ok(VerifiedBlob {
             inner: Box::new(response.into_body().into_reader()),
@@ -222,7 +264,7 @@ impl Client {
     /// Whether the repository already has the blob (`HEAD`).
     pub fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool> {
         let path = format!("/v2/{repository}/blobs/{digest}");
-        let response = self.send("HEAD", &self.endpoint.url(&path), &push_scope(repository), &[], Body::Empty)?;
+        let response = self.send("HEAD", &self.url(&path), &push_scope(repository), &[], Body::Empty)?;
         match response.status().as_u16() {
             200 => Ok(true),
             404 => Ok(false),
@@ -245,7 +287,7 @@ impl Client {
         if let Some(from) = mount_from.filter(|f| *f != repository) {
             start.push_str(&format!("?mount={digest}&from={from}"));
         }
-        let response = self.send("POST", &self.endpoint.url(&start), &scope, &[], Body::Empty)?;
+        let response = self.send("POST", &self.url(&start), &scope, &[], Body::Empty)?;
         if response.status().as_u16() == 201 {
             return Ok(()); // mounted
         }
@@ -265,7 +307,7 @@ impl Client {
         let path = format!("/v2/{repository}/manifests/{reference}");
         let response = self.send(
             "PUT",
-            &self.endpoint.url(&path),
+            &self.url(&path),
             &push_scope(repository),
             &[("Content-Type", media_type)],
             Body::Bytes(bytes),
@@ -286,8 +328,21 @@ impl Client {
         if location.starts_with("http://") || location.starts_with("https://") {
             location.to_owned()
         } else {
-            self.endpoint.url(location)
+            self.url(location)
         }
+    }
+
+    /// After a connection or TLS failure over HTTPS, a registry allowed to fall back is spoken
+    /// to in plain HTTP from then on; returns the URL to retry with.
+    fn fall_back(&self, url: &str) -> Option<String> {
+        let rest = url.strip_prefix("https://")?;
+        if !self.endpoint.http_fallback {
+            return None;
+        }
+        if let Ok(mut scheme) = self.scheme.lock() {
+            *scheme = "http";
+        }
+        Some(format!("http://{rest}"))
     }
 
     /// One request with auth (answering a 401 challenge once) and bounded retries with
@@ -302,10 +357,18 @@ impl Client {
     ) -> Result<ureq::http::Response<ureq::Body>> {
         let mut challenged = false;
         let mut attempt = 0;
+        let mut url = url.to_owned();
         loop {
             attempt += 1;
             let authorization = self.tokens.lock().ok().and_then(|t| t.get(scope).or_else(|| t.get("*")).cloned());
-            let result = self.once(method, url, headers, authorization.as_deref(), &body);
+            let result = self.once(method, &url, headers, authorization.as_deref(), &body);
+            if result.is_err() {
+                if let Some(plain) = self.fall_back(&url) {
+                    url = plain;
+                    attempt -= 1;
+                    continue;
+                }
+            }
             let retry_after = Duration::from_millis(100 << attempt.min(6));
             match result {
                 Ok(response) if response.status().as_u16() == 401 && !challenged => {
@@ -321,7 +384,7 @@ impl Client {
                 }
                 Ok(response) => return Ok(response),
                 Err(e) if attempt < ATTEMPTS && retryable(&e) => std::thread::sleep(retry_after),
-                Err(e) => return Err(RegistryError::Transport { url: url.to_owned(), source: Box::new(e) }),
+                Err(e) => return Err(RegistryError::Transport { url: url.clone(), source: Box::new(e) }),
             }
         }
     }
@@ -575,14 +638,17 @@ mod tests {
 
     #[test]
     fn hosts_as_docker_names_them() {
-        let hub = Endpoint::for_registry("docker.io", &[]);
-        assert_eq!((hub.host.as_str(), hub.scheme), ("registry-1.docker.io", "https"));
-        assert_eq!(Endpoint::for_registry("localhost:5000", &[]).scheme, "http");
-        assert_eq!(Endpoint::for_registry("127.0.0.1:5000", &[]).scheme, "http");
-        assert_eq!(Endpoint::for_registry("127.1.2.3", &[]).scheme, "http");
-        assert_eq!(Endpoint::for_registry("[::1]:5000", &[]).scheme, "http");
-        assert_eq!(Endpoint::for_registry("registry.example:5000", &[]).scheme, "https");
-        assert_eq!(Endpoint::for_registry("registry.example:5000", &["registry.example:5000".into()]).scheme, "http");
+        let hub = Endpoint::for_registry("docker.io", &[], None);
+        assert_eq!((hub.host.as_str(), hub.verify, hub.http_fallback), ("registry-1.docker.io", true, false));
+        for lenient in ["localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000"] {
+            let endpoint = Endpoint::for_registry(lenient, &[], None);
+            assert_eq!((endpoint.verify, endpoint.http_fallback), (false, true), "{lenient}");
+        }
+        assert!(Endpoint::for_registry("registry.example:5000", &[], None).verify);
+        let insecure = Endpoint::for_registry("registry.example:5000", &["registry.example:5000".into()], None);
+        assert!(!insecure.verify && insecure.http_fallback);
+        let forced = Endpoint::for_registry("127.0.0.1:5000", &[], Some(true));
+        assert!(forced.verify && !forced.http_fallback);
     }
 
     #[test]

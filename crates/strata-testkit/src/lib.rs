@@ -211,6 +211,11 @@ impl Registry {
     /// Starts one; `auth` is an extra YAML block under `auth:` (e.g. htpasswd), if any. `None`
     /// (with the reason printed) when the registry is not installed.
     pub fn start(auth: Option<&str>) -> Option<Registry> {
+        Self::start_with(auth, None)
+    }
+
+    /// [`Registry::start`] serving HTTPS with `tls` (certificate, key) when given.
+    pub fn start_with(auth: Option<&str>, tls: Option<(&Path, &Path)>) -> Option<Registry> {
         const BINARY: &str = "/usr/bin/docker-registry";
         if !Path::new(BINARY).exists() {
             eprintln!("SKIPPED: {BINARY} is not installed (apt-get install docker-registry)");
@@ -219,8 +224,11 @@ impl Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         // A free port: bind, read it, let it go for the registry.
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let tls = tls.map_or_else(String::new, |(cert, key)| {
+            format!(", tls: {{certificate: {}, key: {}}}", cert.display(), key.display())
+        });
         let mut config = format!(
-            "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
+            "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{port}{tls}}}\n",
             dir.path().join("data").display()
         );
         if let Some(auth) = auth {

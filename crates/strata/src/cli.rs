@@ -487,6 +487,10 @@ pub struct PullArgs {
     /// Set platform if server is multi-platform capable (os/arch)
     #[arg(long)]
     pub platform: Option<String>,
+    /// Check the registry's TLS certificate (default: Docker's rule — not for localhost,
+    /// 127.0.0.0/8 and insecure registries, which may also fall back to plain HTTP)
+    #[arg(long = "tls-verify", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
 }
 
 #[derive(Debug, Args)]
@@ -496,6 +500,10 @@ pub struct PushArgs {
     /// Suppress verbose output
     #[arg(short, long)]
     pub quiet: bool,
+    /// Check the registry's TLS certificate (default: Docker's rule — not for localhost,
+    /// 127.0.0.0/8 and insecure registries, which may also fall back to plain HTTP)
+    #[arg(long = "tls-verify", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
 }
 
 #[derive(Debug, Args)]
@@ -511,6 +519,10 @@ pub struct LoginArgs {
     /// Take the password from stdin
     #[arg(long)]
     pub password_stdin: bool,
+    /// Check the registry's TLS certificate (default: Docker's rule — not for localhost,
+    /// 127.0.0.0/8 and insecure registries, which may also fall back to plain HTTP)
+    #[arg(long = "tls-verify", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
 }
 
 #[derive(Debug, Args)]

@@ -152,6 +152,14 @@ fn proxy(upstream: u16, fault: Fault) -> (u16, Arc<AtomicUsize>) {
 fn serve(mut client: TcpStream, upstream: u16, fault: Fault, n: usize) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
+    // Not HTTP (a TLS handshake probing for HTTPS): answer as Go's HTTP server does.
+    if client.read(&mut byte)? == 0 {
+        return Ok(());
+    }
+    if !byte[0].is_ascii_uppercase() {
+        return client.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n");
+    }
+    head.push(byte[0]);
     while !head.ends_with(b"\r\n\r\n") {
         if client.read(&mut byte)? == 0 {
             return Ok(());
@@ -281,4 +289,90 @@ fn login_logout_and_basic_auth() {
     let logout = with_config(&["logout", &registry.host()], b"").ok();
     assert!(logout.stdout().contains("Removing login credentials"), "{}", logout.stdout());
     assert!(!std::fs::read_to_string(config.join("config.json")).expect("config").contains(&registry.host()));
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with openssl in `dir`.
+fn make_certificates(dir: &std::path::Path) -> bool {
+    let run = |args: &[&str]| {
+        std::process::Command::new("openssl").current_dir(dir).args(args).output().is_ok_and(|o| o.status.success())
+    };
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=strata test CA",
+    ]) && run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]) && run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ])
+}
+
+#[test]
+fn tls_registries_with_a_private_ca() {
+    require_root!();
+    if !strata_testkit::have("openssl") {
+        eprintln!("SKIPPED: openssl is not installed (needed to make the test CA)");
+        return;
+    }
+    let certs = tempfile::tempdir().expect("tempdir");
+    assert!(make_certificates(certs.path()), "openssl made the certificates");
+    let Some(registry) =
+        Registry::start_with(None, Some((&certs.path().join("server.crt"), &certs.path().join("server.key"))))
+    else {
+        return;
+    };
+    let name = format!("{}/tls/app:v1", registry.host());
+    let source = store_with_image(&name, "over-tls");
+    // Docker's rule for 127.0.0.0/8: HTTPS without checking the certificate.
+    strata(&source, &["push", &name]).ok();
+    let target = TestRoot::new();
+    let certs_d = certs.path().join("certs.d");
+    let pull = |verify: &str| {
+        let mut command = target.strata(STRATA);
+        command.env("STRATA_CERTS_D", &certs_d).args(["pull", verify, &name]);
+        Run::of(command)
+    };
+    // Checked against the platform's roots, the private CA is unknown: refused.
+    let refused = pull("--tls-verify=true").fails();
+    assert!(refused.stderr().to_lowercase().contains("certificate"), "{}", refused.stderr());
+    assert_eq!(strata(&target, &["images", "-q"]).ok().stdout(), "");
+    // With the CA where Docker keeps them (certs.d/HOST:PORT/ca.crt): verified and pulled.
+    std::fs::create_dir_all(certs_d.join(registry.host())).expect("certs.d");
+    std::fs::copy(certs.path().join("ca.crt"), certs_d.join(registry.host()).join("ca.crt")).expect("ca");
+    pull("--tls-verify=true").ok();
+    assert_eq!(strata(&target, &["run", "--rm", &name]).ok().stdout(), "over-tls\n");
 }

@@ -22,7 +22,8 @@ fn say(quiet: bool, line: String) {
 }
 
 pub fn pull(engine: &Engine, args: PullArgs) -> anyhow::Result<u8> {
-    let options = PullOptions { platform: args.platform.clone(), ..PullOptions::default() };
+    let options =
+        PullOptions { platform: args.platform.clone(), tls_verify: args.tls_verify, ..PullOptions::default() };
     let quiet = args.quiet;
     let events = move |event: PullEvent| match event {
         PullEvent::Start { tag, repository } => say(quiet, format!("{tag}: Pulling from {repository}")),
@@ -50,7 +51,7 @@ pub fn push(engine: &Engine, args: PushArgs) -> anyhow::Result<u8> {
         PushEvent::Mounted(digest) => say(quiet, format!("{}: Mounted from another repository", short(&digest))),
         PushEvent::Pushed(digest) => say(quiet, format!("{}: Pushed", short(&digest))),
     };
-    let report = engine.push(&args.name, &insecure_registries(), &events)?;
+    let report = engine.push(&args.name, &insecure_registries(), args.tls_verify, &events)?;
     if quiet {
         print(&format!("{}\n", args.name))?;
     } else {
@@ -99,7 +100,8 @@ pub fn login(args: LoginArgs) -> anyhow::Result<u8> {
     }
     let credentials = auth::Credentials { username, secret: password };
     // Checked against the registry before anything is stored.
-    let client = Client::new(Endpoint::for_registry(&registry, &insecure_registries()), Some(credentials.clone()));
+    let endpoint = Endpoint::for_registry(&registry, &insecure_registries(), args.tls_verify);
+    let client = Client::new(endpoint, Some(credentials.clone()));
     if let Err(e) = client.ping() {
         eprintln!("Error response from daemon: login to {registry} failed: {e}");
         return Ok(1);
