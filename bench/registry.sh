@@ -36,23 +36,30 @@ done
 DOCKER=""
 if [ -x /usr/bin/docker ] && /usr/bin/docker info >/dev/null 2>&1; then DOCKER=/usr/bin/docker; fi
 
+# The peers must not hold these layers already (setup.sh imports the same rootfs tarballs as
+# debian:local and base:latest): removed before each of their runs.
+P_CLEAN="podman rmi -af >/dev/null 2>&1; sync; true"
+D_CLEAN="$DOCKER rmi -f \$($DOCKER images -aq) >/dev/null 2>&1; sync; true"
 results=()
 for image in debian big; do
   ref=$REG/bench/$image:1
   results+=("$(measure "strata-pull-$image" "rm -rf $WORK/s; sync" "$STRATA --root $WORK/s pull -q $ref")")
-  results+=("$(measure "skopeo-pull-$image" "podman rmi -f cs-$image:1 >/dev/null 2>&1; sync; true" \
+  results+=("$(measure "skopeo-pull-$image" "$P_CLEAN" \
     "skopeo copy -q --src-tls-verify=false docker://$ref containers-storage:cs-$image:1")")
   if [ -n "$DOCKER" ]; then
-    results+=("$(measure "docker-pull-$image" "$DOCKER rmi -f $ref >/dev/null 2>&1; sync; true" "$DOCKER pull -q $ref")")
+    results+=("$(measure "docker-pull-$image" "$D_CLEAN" "$DOCKER pull -q $ref")")
   fi
   results+=("$(measure "tar-x-$image" "rm -rf $WORK/t; mkdir -p $WORK/t; sync" "tar -xf $OUT_DIR/$image-rootfs.tar -C $WORK/t")")
 done
-# Push: to a new repository each run (blobs are uploaded again; the registry dedups storage).
-$STRATA --root "$WORK/s" pull -q "$REG/bench/debian:1" >/dev/null
-results+=("$(measure strata-push "n=\$(date +%s%N); $STRATA --root $WORK/s tag $REG/bench/debian:1 $REG/push/s\$n:1; echo \$n > $WORK/n" \
-  "$STRATA --root $WORK/s push -q $REG/push/s\$(cat $WORK/n):1")")
-results+=("$(measure skopeo-push "date +%s%N > $WORK/n" \
-  "skopeo copy -q --dest-tls-verify=false docker-archive:$WORK/debian.tar docker://$REG/push/k\$(cat $WORK/n):1")")
+# Push: into a registry started empty for each run, so every blob is uploaded (a registry
+# that has the blobs lets both tools skip or mount them).
+PPORT=5078
+fresh_registry="kill \$(cat $WORK/push/pids/registry.pid 2>/dev/null) 2>/dev/null; sleep 0.2; rm -rf $WORK/push; PORT=$PPORT OUT_DIR=$WORK/push bash $PEERS/start-registry.sh >/dev/null"
+$STRATA --root "$WORK/p" import "$OUT_DIR/debian-rootfs.tar" "127.0.0.1:$PPORT/push/debian:1" >/dev/null
+results+=("$(measure strata-push "$fresh_registry" "$STRATA --root $WORK/p push -q 127.0.0.1:$PPORT/push/debian:1")")
+results+=("$(measure skopeo-push "$fresh_registry" \
+  "skopeo copy -q --dest-tls-verify=false docker-archive:$WORK/debian.tar docker://127.0.0.1:$PPORT/push/debian:1")")
+kill "$(cat $WORK/push/pids/registry.pid)" 2>/dev/null || true
 
 python3 - "${results[@]}" <<'PY' | tee "$WORK/section.md"
 import sys
@@ -71,6 +78,6 @@ print("|---|---|---|---|---|")
 for image, label in (("debian", "pull debian:local (~121 MB, gzip)"), ("big", "pull big (200 MB text, one layer, gzip)")):
     print(f"| {label} | {cell(f'strata-pull-{image}', '')} | {cell(f'skopeo-pull-{image}', f'strata-pull-{image}')} | "
           f"{cell(f'docker-pull-{image}', f'strata-pull-{image}')} | {cell(f'tar-x-{image}', f'strata-pull-{image}')} |")
-print(f"| push debian (new repository) | {cell('strata-push', '')} | {cell('skopeo-push', 'strata-push')} | – | – |")
+print(f"| push debian (to an empty registry) | {cell('strata-push', '')} | {cell('skopeo-push', 'strata-push')} | – | – |")
 PY
 python3 bench/update_results.py registry < "$WORK/section.md"

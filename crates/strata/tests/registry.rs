@@ -376,3 +376,146 @@ fn tls_registries_with_a_private_ca() {
     pull("--tls-verify=true").ok();
     assert_eq!(strata(&target, &["run", "--rm", &name]).ok().stdout(), "over-tls\n");
 }
+
+/// base64url without padding (JWT's encoding).
+fn b64url(data: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Standard base64 with padding (the x5c certificate).
+fn b64(data: &[u8]) -> String {
+    let url = b64url(data).replace('-', "+").replace('_', "/");
+    let pad = (4 - url.len() % 4) % 4;
+    url + &"=".repeat(pad)
+}
+
+/// A token service as Docker Hub's: GET /token?service=..&scope=repository:NAME:ACTIONS with
+/// basic auth `tester:s3cret` → an RS256 JWT (signed by openssl with the test key, its
+/// certificate in `x5c`) granting the scope; wrong or missing credentials → 401.
+fn token_server(dir: &std::path::Path) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let dir = dir.to_owned();
+    std::thread::spawn(move || {
+        for mut client in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if client.read(&mut byte).unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let text = String::from_utf8_lossy(&head).into_owned();
+            let target = text.split_whitespace().nth(1).unwrap_or_default().to_owned();
+            let query = target.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
+            let decode = |v: &str| v.replace("%3A", ":").replace("%2F", "/").replace("%2C", ",");
+            let param = |name: &str| {
+                query.split('&').find_map(|kv| kv.strip_prefix(&format!("{name}="))).map(decode).unwrap_or_default()
+            };
+            let expected = format!("authorization: basic {}", b64(b"tester:s3cret")).to_lowercase();
+            if !text.to_lowercase().contains(&expected) {
+                let _ =
+                    client.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                continue;
+            }
+            let scope = param("scope");
+            let access: Vec<serde_json::Value> = scope
+                .split(' ')
+                .filter_map(|s| {
+                    let mut parts = s.splitn(3, ':');
+                    let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+                    (kind == "repository").then(|| serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+                })
+                .collect();
+            let cert_pem = std::fs::read_to_string(dir.join("token.crt")).expect("cert");
+            let der: String = cert_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [der]});
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
+            let claims = serde_json::json!({
+                "iss": "strata-test-issuer", "sub": "tester", "aud": param("service"),
+                "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{port}"), "access": access,
+            });
+            let signing_input =
+                format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
+            let mut openssl = std::process::Command::new("openssl")
+                .current_dir(&dir)
+                .args(["dgst", "-sha256", "-sign", "token.key"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("openssl");
+            openssl.stdin.take().expect("stdin").write_all(signing_input.as_bytes()).expect("sign input");
+            let signature = openssl.wait_with_output().expect("signature").stdout;
+            let body = serde_json::json!({"token": format!("{signing_input}.{}", b64url(&signature))}).to_string();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = client.write_all(response.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn bearer_tokens_from_a_token_service() {
+    require_root!();
+    if !strata_testkit::have("openssl") {
+        eprintln!("SKIPPED: openssl is not installed (needed to sign the test tokens)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let made = std::process::Command::new("openssl")
+        .current_dir(dir.path())
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "token.key",
+            "-out",
+            "token.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=strata token issuer",
+        ])
+        .output()
+        .expect("openssl");
+    assert!(made.status.success());
+    let token_port = token_server(dir.path());
+    let auth = format!(
+        "  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: strata-test\n    issuer: strata-test-issuer\n    rootcertbundle: {}",
+        dir.path().join("token.crt").display()
+    );
+    let Some(registry) = Registry::start(Some(&auth)) else { return };
+    let name = format!("{}/private/app:v1", registry.host());
+    let source = store_with_image(&name, "with-a-token");
+    let config = dir.path().join("docker-config");
+    let with_config = |root: &TestRoot, args: &[&str], stdin: &[u8]| {
+        let mut command = root.strata(STRATA);
+        command.env("DOCKER_CONFIG", &config).args(args);
+        Run::with_stdin(command, stdin)
+    };
+    // No credentials: the token service refuses, and the message says so.
+    let refused = with_config(&source, &["push", &name], b"").fails();
+    assert!(refused.stderr().contains("token service refused"), "{}", refused.stderr());
+    // Logged in: tokens per scope, push and pull.
+    with_config(&source, &["login", "-u", "tester", "--password-stdin", &registry.host()], b"s3cret\n").ok();
+    let pushed = with_config(&source, &["push", &name], b"").ok().stdout();
+    assert!(pushed.contains("Pushed"), "{pushed}");
+    let target = TestRoot::new();
+    with_config(&target, &["pull", &name], b"").ok();
+    assert_eq!(strata(&target, &["run", "--rm", &name]).ok().stdout(), "with-a-token\n");
+}
