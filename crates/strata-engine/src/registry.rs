@@ -27,6 +27,11 @@ pub enum PullEvent {
     Exists(Digest),
     Downloaded(Digest),
     Unpacked(Digest),
+    /// A mirror failed; the next source is tried.
+    MirrorFailed {
+        mirror: String,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -75,12 +80,69 @@ pub struct PushReport {
     pub size: u64,
 }
 
-/// `STRATA_INSECURE_REGISTRIES` (comma-separated): registries spoken to in plain HTTP besides
-/// the loopback ones.
+/// The registries file: `STRATA_REGISTRIES_CONF`, else `/etc/strata/registries.json`, in
+/// Docker's daemon.json words: `{"insecure-registries": [...], "registry-mirrors": [...]}` —
+/// mirrors as a list serve docker.io (as Docker), as an object any registry
+/// (`{"registry-mirrors": {"quay.io": ["127.0.0.1:5001"]}}`).
+#[derive(Debug, Default, Clone)]
+pub struct RegistriesConfig {
+    pub insecure: Vec<String>,
+    pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl RegistriesConfig {
+    pub fn path() -> std::path::PathBuf {
+        std::env::var_os("STRATA_REGISTRIES_CONF").map_or_else(|| "/etc/strata/registries.json".into(), Into::into)
+    }
+
+    /// The file's settings (none when it is missing or unreadable; a bad file is reported).
+    pub fn load() -> RegistriesConfig {
+        let path = Self::path();
+        let Ok(data) = std::fs::read(&path) else { return RegistriesConfig::default() };
+        let value: serde_json::Value = match serde_json::from_slice(&data) {
+            Ok(value) => value,
+            Err(e) => {
+                eprintln!("WARNING: {} is not valid JSON ({e}); ignored", path.display());
+                return RegistriesConfig::default();
+            }
+        };
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array().map(|a| a.iter().filter_map(|s| s.as_str()).map(strip_scheme).collect()).unwrap_or_default()
+        };
+        let mut config = RegistriesConfig { insecure: strings(&value["insecure-registries"]), ..Default::default() };
+        match &value["registry-mirrors"] {
+            serde_json::Value::Array(_) => {
+                config.mirrors.insert("docker.io".to_owned(), strings(&value["registry-mirrors"]));
+            }
+            serde_json::Value::Object(map) => {
+                for (registry, mirrors) in map {
+                    config.mirrors.insert(registry.clone(), strings(mirrors));
+                }
+            }
+            _ => {}
+        }
+        config
+    }
+
+    pub fn mirrors_of(&self, registry: &str) -> Vec<String> {
+        self.mirrors.get(registry).cloned().unwrap_or_default()
+    }
+}
+
+/// `https://mirror.example/` → `mirror.example`.
+fn strip_scheme(url: &str) -> String {
+    let rest = url.split("://").last().unwrap_or(url);
+    rest.trim_end_matches('/').to_owned()
+}
+
+/// `STRATA_INSECURE_REGISTRIES` (comma-separated) and the registries file's
+/// `insecure-registries`: spoken to without checking certificates, with a plain-HTTP fallback.
 pub fn insecure_registries() -> Vec<String> {
-    std::env::var("STRATA_INSECURE_REGISTRIES")
+    let mut insecure: Vec<String> = std::env::var("STRATA_INSECURE_REGISTRIES")
         .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    insecure.extend(RegistriesConfig::load().insecure);
+    insecure
 }
 
 /// This machine's platform as OCI names it.
@@ -169,9 +231,37 @@ impl Engine {
         let repository = reference.path().to_owned();
         let wanted =
             reference.digest().map_or_else(|| reference.tag().unwrap_or("latest").to_owned(), ToString::to_string);
-        let client = client_for(&reference, &options.insecure, options.tls_verify)?;
         events(PullEvent::Start { tag: wanted.clone(), repository: repository.clone() });
-        let top = client.get_manifest(&repository, &wanted).map_err(|e| registry_error(&reference, e))?;
+        // Mirrors first, in order, then the registry itself; a mirror that fails in any way is
+        // passed over.
+        let config = RegistriesConfig::load();
+        let mut insecure = options.insecure.clone();
+        insecure.extend(config.insecure.iter().cloned());
+        for mirror in config.mirrors_of(reference.domain()) {
+            let endpoint = Endpoint::for_registry(&mirror, &insecure, options.tls_verify);
+            let credentials = auth::lookup(&mirror).ok().flatten();
+            let client = Client::new(endpoint, credentials);
+            match self.pull_with(&client, &reference, &repository, &wanted, options, events) {
+                Ok(report) => return Ok(report),
+                Err(e) => events(PullEvent::MirrorFailed { mirror: mirror.clone(), error: e.to_string() }),
+            }
+        }
+        let client = client_for(&reference, &insecure, options.tls_verify)?;
+        self.pull_with(&client, &reference, &repository, &wanted, options, events)
+    }
+
+    fn pull_with(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        repository: &str,
+        wanted: &str,
+        options: &PullOptions,
+        events: &(dyn Fn(PullEvent) + Sync),
+    ) -> Result<PullReport> {
+        let reference = reference.clone();
+        let repository = repository.to_owned();
+        let top = client.get_manifest(&repository, wanted).map_err(|e| registry_error(&reference, e))?;
         // An index (or manifest list): the entry for the platform asked for.
         let manifest = if top.media_type == media_types::OCI_INDEX
             || top.media_type == media_types::DOCKER_MANIFEST_LIST
@@ -305,7 +395,7 @@ impl Engine {
                             2 => break self.unpack_layer(&layer.digest, &diff_ids[i], chain, parent),
                             0 if states[i].compare_exchange(0, 1, SeqCst, SeqCst).is_ok() => {
                                 let streamed =
-                                    self.stream_layer(&client, &repository, layer, &diff_ids[i], chain, parent);
+                                    self.stream_layer(client, &repository, layer, &diff_ids[i], chain, parent);
                                 if streamed.is_ok() {
                                     states[i].store(2, SeqCst);
                                     downloaded.fetch_add(1, SeqCst);

@@ -519,3 +519,38 @@ fn bearer_tokens_from_a_token_service() {
     with_config(&target, &["pull", &name], b"").ok();
     assert_eq!(strata(&target, &["run", "--rm", &name]).ok().stdout(), "with-a-token\n");
 }
+
+#[test]
+fn mirrors_serve_pulls_and_fall_back() {
+    require_root!();
+    let Some(origin) = Registry::start(None) else { return };
+    let Some(mirror) = Registry::start(None) else { return };
+    // The mirror has the image under the origin's repository name; the origin has a different
+    // one under the same name.
+    let in_mirror = format!("{}/team/app:v1", mirror.host());
+    let source = store_with_image(&in_mirror, "from-the-mirror");
+    strata(&source, &["push", &in_mirror]).ok();
+    let in_origin = format!("{}/team/app:v1", origin.host());
+    let other = store_with_image(&in_origin, "from-the-origin");
+    strata(&other, &["push", &in_origin]).ok();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("registries.json");
+    let pull = |root: &TestRoot| {
+        let mut command = root.strata(STRATA);
+        command.env("STRATA_REGISTRIES_CONF", &conf).args(["pull", &in_origin]);
+        Run::of(command)
+    };
+    std::fs::write(&conf, format!("{{\"registry-mirrors\": {{\"{}\": [\"{}\"]}}}}", origin.host(), mirror.host()))
+        .expect("conf");
+    let target = TestRoot::new();
+    pull(&target).ok();
+    assert_eq!(strata(&target, &["run", "--rm", &in_origin]).ok().stdout(), "from-the-mirror\n");
+    // A mirror that does not answer: passed over, the origin serves the pull.
+    std::fs::write(&conf, format!("{{\"registry-mirrors\": {{\"{}\": [\"127.0.0.1:1\"]}}}}", origin.host()))
+        .expect("conf");
+    let fallback = TestRoot::new();
+    let pulled = pull(&fallback).ok();
+    assert!(pulled.stderr().contains("mirror 127.0.0.1:1 failed"), "{}", pulled.stderr());
+    assert_eq!(strata(&fallback, &["run", "--rm", &in_origin]).ok().stdout(), "from-the-origin\n");
+}

@@ -30,6 +30,9 @@ pub fn pull(engine: &Engine, args: PullArgs) -> anyhow::Result<u8> {
         PullEvent::Exists(digest) => say(quiet, format!("{}: Already exists", short(&digest))),
         PullEvent::Downloaded(digest) => say(quiet, format!("{}: Pull complete", short(&digest))),
         PullEvent::Unpacked(_) => {}
+        PullEvent::MirrorFailed { mirror, error } => {
+            eprintln!("mirror {mirror} failed ({error}); trying the next source")
+        }
     };
     let report = engine.pull(&args.name, &options, &events)?;
     let shown = report.reference.familiar_string();
