@@ -184,8 +184,17 @@ struct Tee<'a> {
 }
 
 impl Read for Tee<'_> {
+    /// Fills as much of `buf` as the network gives until it is full (up to 1 MiB): the
+    /// unpacker's hashing threads are handed large chunks, not one per socket read.
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let want = buf.len().min(1 << 20);
+        let mut n = 0;
+        while n < want {
+            match self.inner.read(&mut buf[n..want])? {
+                0 => break,
+                got => n += got,
+            }
+        }
         if n > 0 {
             let mut out = self.out.borrow_mut();
             let writer = out.as_mut().ok_or_else(|| std::io::Error::other("the blob was already committed"))?;
