@@ -513,7 +513,12 @@ pub struct VerifiedBlob {
 
 impl Read for VerifiedBlob {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("blob {}: the download failed after {} of {} bytes: {e}", self.expected, self.read, self.size),
+            )
+        })?;
         self.read += n as u64;
         if self.read > self.size {
             return Err(io::Error::new(

@@ -130,6 +130,8 @@ enum Fault {
     FailFirst(usize),
     /// Answer manifests with a 10 GB body (sent until the client hangs up).
     EndlessManifest,
+    /// Send half of every blob body, then close the connection.
+    CutBlob,
 }
 
 /// A one-request-per-connection HTTP proxy to the registry, with a fault; counts requests.
@@ -203,6 +205,12 @@ fn serve(mut client: TcpStream, upstream: u16, fault: Fault, n: usize) -> std::i
     server.write_all(forwarded.as_bytes())?;
     let mut response = Vec::new();
     server.read_to_end(&mut response)?;
+    if let (Fault::CutBlob, true) = (fault, path.contains("/blobs/sha256:") && request_line.starts_with("GET")) {
+        if let Some(start) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            let body_start = start + 4;
+            response.truncate(body_start + (response.len() - body_start) / 2);
+        }
+    }
     if let (Fault::FlipBlobByte, true) = (fault, path.contains("/blobs/sha256:") && request_line.starts_with("GET")) {
         if let Some(start) = response.windows(4).position(|w| w == b"\r\n\r\n") {
             let body_start = start + 4;
@@ -229,6 +237,17 @@ fn faults_fail_cleanly_or_are_retried() {
     let through = format!("127.0.0.1:{port}/demo/app:v1");
     let corrupted = strata(&target, &["pull", &through]).fails();
     assert!(corrupted.stderr().contains("digest is sha256:"), "{}", corrupted.stderr());
+    assert_eq!(strata(&target, &["images", "-q"]).ok().stdout(), "");
+    strata(&target, &["fsck"]).ok();
+
+    // The connection cut in the middle of each layer: a clean failure, nothing recorded.
+    let (port, _) = proxy(registry.port, Fault::CutBlob);
+    let cut = strata(&target, &["pull", &format!("127.0.0.1:{port}/demo/app:v1")]).fails();
+    assert!(
+        cut.stderr().contains("the download failed after") || cut.stderr().contains("ended after"),
+        "{}",
+        cut.stderr()
+    );
     assert_eq!(strata(&target, &["images", "-q"]).ok().stdout(), "");
     strata(&target, &["fsck"]).ok();
 
