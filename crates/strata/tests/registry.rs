@@ -573,3 +573,57 @@ fn mirrors_serve_pulls_and_fall_back() {
     assert!(pulled.stderr().contains("mirror 127.0.0.1:1 failed"), "{}", pulled.stderr());
     assert_eq!(strata(&fallback, &["run", "--rm", &in_origin]).ok().stdout(), "from-the-origin\n");
 }
+
+#[test]
+fn credential_helpers_hold_the_secret() {
+    require_root!();
+    if !strata_testkit::have("htpasswd") {
+        eprintln!("SKIPPED: htpasswd (apache2-utils) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let htpasswd = dir.path().join("htpasswd");
+    let made = std::process::Command::new("htpasswd")
+        .args(["-Bbc", htpasswd.to_str().expect("utf-8"), "helped", "hunter2"])
+        .output()
+        .expect("htpasswd");
+    assert!(made.status.success());
+    let auth = format!("  htpasswd:\n    realm: strata-test\n    path: {}", htpasswd.display());
+    let Some(registry) = Registry::start(Some(&auth)) else { return };
+    // A credential helper as Docker runs them: `docker-credential-NAME get|store|erase`, JSON on
+    // stdin/stdout; this one keeps what it is given in a file.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let vault = dir.path().join("vault.json");
+    let helper = bin.join("docker-credential-strata-test");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n  store) cat > {vault} ;;\n  get) cat > /dev/null; if [ -f {vault} ]; then sed 's/ServerURL/Unused/' {vault}; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n  erase) cat > /dev/null; rm -f {vault} ;;\nesac\n",
+            vault = vault.display()
+        ),
+    )
+    .expect("helper");
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let config = dir.path().join("docker-config");
+    std::fs::create_dir_all(&config).expect("config dir");
+    std::fs::write(config.join("config.json"), "{\"credsStore\": \"strata-test\"}").expect("config");
+    let name = format!("{}/helped/app:v1", registry.host());
+    let source = store_with_image(&name, "helped");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let with_config = |args: &[&str], stdin: &[u8]| {
+        let mut command = source.strata(STRATA);
+        command.env("DOCKER_CONFIG", &config).env("PATH", &path).args(args);
+        Run::with_stdin(command, stdin)
+    };
+    with_config(&["login", "-u", "helped", "--password-stdin", &registry.host()], b"hunter2\n").ok();
+    let kept = std::fs::read_to_string(&vault).expect("the helper stored the credentials");
+    assert!(kept.contains("hunter2") && kept.contains("helped"), "{kept}");
+    let file = std::fs::read_to_string(config.join("config.json")).expect("config");
+    assert!(!file.contains("hunter2") && file.contains(&registry.host()), "the secret is only in the helper: {file}");
+    with_config(&["push", &name], b"").ok();
+    with_config(&["logout", &registry.host()], b"").ok();
+    assert!(!vault.exists(), "logout erased the helper's copy");
+    let anonymous = with_config(&["push", &name], b"").fails();
+    assert!(anonymous.stderr().contains("strata login"), "{}", anonymous.stderr());
+}
