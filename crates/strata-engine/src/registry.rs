@@ -145,6 +145,16 @@ pub fn insecure_registries() -> Vec<String> {
     insecure
 }
 
+/// Blobs larger than this are pushed in chunks of this size (`STRATA_PUSH_CHUNK`, bytes with
+/// k/m/g; default 64 MiB).
+pub fn push_chunk() -> u64 {
+    std::env::var("STRATA_PUSH_CHUNK")
+        .ok()
+        .and_then(|v| crate::run::parse_bytes(&v).ok())
+        .filter(|n| *n > 0)
+        .map_or(64 << 20, |n| n as u64)
+}
+
 /// This machine's platform as OCI names it.
 pub fn host_platform() -> (String, String) {
     let arch = match std::env::consts::ARCH {
@@ -512,13 +522,24 @@ impl Engine {
                 continue;
             }
             let digest = blob.digest.clone();
-            let open = || -> std::io::Result<Box<dyn Read + Send>> {
-                let file = content.open_blob(&digest).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let open = |offset: u64| -> std::io::Result<Box<dyn Read + Send>> {
+                let mut file = content.open_blob(&digest).map_err(|e| std::io::Error::other(e.to_string()))?;
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
                 Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
             };
-            client
-                .push_blob(&repository, &digest, mount_from.as_deref(), &open)
-                .map_err(|e| registry_error(&reference, e))?;
+            // The upload session is kept while it runs: a push killed half-way resumes it.
+            let sessions = self.store.root().join("uploads");
+            let _ = std::fs::create_dir_all(&sessions);
+            let session =
+                sessions.join(Digest::of(format!("{}/{repository}/{digest}", reference.domain()).as_bytes()).hex());
+            let upload = strata_registry::BlobUpload {
+                digest: &digest,
+                size: blob.size,
+                mount_from: mount_from.as_deref(),
+                chunk: push_chunk(),
+                session: Some(&session),
+            };
+            client.push_blob(&repository, &upload, &open).map_err(|e| registry_error(&reference, e))?;
             events(if mount_from.is_some() { PushEvent::Mounted(digest) } else { PushEvent::Pushed(digest) });
         }
         let media_type = image.manifest.media_type.clone();

@@ -127,6 +127,19 @@ pub fn is_loopback(host: &str) -> bool {
     name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A blob to push: what it is, where it may be mounted from, how to send it.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobUpload<'a> {
+    pub digest: &'a Digest,
+    pub size: u64,
+    /// Another repository of the same registry that may lend it (cross-repository mount).
+    pub mount_from: Option<&'a str>,
+    /// Larger blobs go in PATCH chunks of this size.
+    pub chunk: u64,
+    /// A file keeping the upload session's URL, so an interrupted push resumes it.
+    pub session: Option<&'a std::path::Path>,
+}
+
 /// A manifest or index as the registry sent it.
 #[derive(Debug, Clone)]
 pub struct FetchedManifest {
@@ -272,34 +285,145 @@ impl Client {
         }
     }
 
-    /// Uploads a blob (monolithic: one POST for the session, one PUT with the content), or
-    /// mounts it from `mount_from` of the same registry when the registry allows it. `open`
-    /// gives the content from its start (called again if a request is retried).
+    /// Uploads a blob, or mounts it from `mount_from` of the same registry when the registry
+    /// allows it. Blobs up to `chunk` bytes go in one PUT; larger ones in PATCH chunks, each
+    /// acknowledged by the registry, so an interrupted upload resumes where the registry says it
+    /// stopped — within this call (a failed chunk asks the session's status and goes on), and
+    /// across processes through `session` (a file keeping the upload's URL; removed when done).
+    /// `open(offset)` gives the content from that offset.
     pub fn push_blob(
         &self,
         repository: &str,
-        digest: &Digest,
-        mount_from: Option<&str>,
-        open: &dyn Fn() -> io::Result<Box<dyn Read + Send>>,
+        upload: &BlobUpload<'_>,
+        open: &dyn Fn(u64) -> io::Result<Box<dyn Read + Send>>,
     ) -> Result<()> {
+        let BlobUpload { digest, size, mount_from, chunk, session } = *upload;
         let scope = push_scope(repository);
-        let mut start = format!("/v2/{repository}/blobs/uploads/");
-        if let Some(from) = mount_from.filter(|f| *f != repository) {
-            start.push_str(&format!("?mount={digest}&from={from}"));
+        let what = format!("upload of {digest}");
+        // A session an earlier (interrupted) push left: where does the registry stand?
+        let mut resumed = None;
+        if let Some(saved) = session.and_then(|p| std::fs::read_to_string(p).ok()) {
+            let saved = saved.trim().to_owned();
+            if let Ok(Some(found)) = self.upload_offset(&saved, &scope) {
+                resumed = Some(found);
+            }
         }
-        let response = self.send("POST", &self.url(&start), &scope, &[], Body::Empty)?;
-        if response.status().as_u16() == 201 {
-            return Ok(()); // mounted
+        let start_session = || -> Result<Option<String>> {
+            let mut start = format!("/v2/{repository}/blobs/uploads/");
+            if let Some(from) = mount_from.filter(|f| *f != repository) {
+                start.push_str(&format!("?mount={digest}&from={from}"));
+            }
+            let response = self.send("POST", &self.url(&start), &scope, &[], Body::Empty)?;
+            if response.status().as_u16() == 201 {
+                return Ok(None); // mounted
+            }
+            let response = expect_success(response, &what)?;
+            let location = header(&response, "location")
+                .ok_or_else(|| RegistryError::Invalid(format!("{what}: the registry gave no Location")))?;
+            Ok(Some(self.absolute(&location)))
+        };
+        let (mut location, mut offset) = match resumed {
+            Some(found) => found,
+            None => match start_session()? {
+                Some(location) => (location, 0),
+                None => return Ok(()),
+            },
+        };
+        if let Some(path) = session {
+            let _ = std::fs::write(path, &location);
         }
-        let response = expect_success(response, &format!("upload of {digest}"))?;
-        let location = header(&response, "location")
-            .ok_or_else(|| RegistryError::Invalid(format!("upload of {digest}: the registry gave no Location")))?;
-        let mut url = self.absolute(&location);
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str(&format!("digest={digest}"));
-        let response =
-            self.send("PUT", &url, &scope, &[("Content-Type", "application/octet-stream")], Body::Stream(open))?;
-        expect_success(response, &format!("upload of {digest}")).map(|_| ())
+        if size > chunk {
+            let mut failures = 0;
+            while offset < size {
+                let end = (offset + chunk).min(size);
+                let range = format!("{offset}-{}", end - 1);
+                let length = (end - offset).to_string();
+                let from = offset;
+                let part = move || -> io::Result<Box<dyn Read + Send>> { Ok(Box::new(open(from)?.take(end - from))) };
+                let headers = [
+                    ("Content-Type", "application/octet-stream"),
+                    ("Content-Range", range.as_str()),
+                    ("Content-Length", length.as_str()),
+                ];
+                let sent = self.send("PATCH", &location, &scope, &headers, Body::Stream(&part));
+                match sent.and_then(|r| expect_success(r, &what)) {
+                    Ok(response) => {
+                        let next = header(&response, "location").map(|l| self.absolute(&l));
+                        location = next.unwrap_or(location);
+                        offset =
+                            header(&response, "range").and_then(|r| parse_range_end(&r)).map_or(end, |last| last + 1);
+                        if let Some(path) = session {
+                            let _ = std::fs::write(path, &location);
+                        }
+                    }
+                    Err(e) if failures < ATTEMPTS => {
+                        // Ask the registry how much it has and go on from there; a session it
+                        // cannot tell about any more (part of the cut chunk was written) is
+                        // started over, as Docker does.
+                        failures += 1;
+                        std::thread::sleep(Duration::from_millis(100 << failures));
+                        match self.upload_offset(&location, &scope) {
+                            Ok(Some((url, acknowledged))) => {
+                                location = url;
+                                offset = acknowledged;
+                            }
+                            Ok(None) => match start_session()? {
+                                Some(fresh) => {
+                                    location = fresh;
+                                    offset = 0;
+                                }
+                                None => return Ok(()),
+                            },
+                            Err(_) => return Err(e),
+                        }
+                        if let Some(path) = session {
+                            let _ = std::fs::write(path, &location);
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let mut url = location.clone();
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&format!("digest={digest}"));
+            let response = self.send("PUT", &url, &scope, &[("Content-Length", "0")], Body::Empty)?;
+            expect_success(response, &what)?;
+        } else {
+            let mut url = location.clone();
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&format!("digest={digest}"));
+            let whole = || open(0);
+            // A known length (not chunked transfer encoding), which every registry and proxy takes.
+            let length = size.to_string();
+            let headers = [("Content-Type", "application/octet-stream"), ("Content-Length", length.as_str())];
+            let response = self.send("PUT", &url, &scope, &headers, Body::Stream(&whole))?;
+            expect_success(response, &what)?;
+        }
+        if let Some(path) = session {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(())
+    }
+
+    /// Where an upload session stands: the URL to go on with and how many bytes the registry
+    /// holds (`GET` the session: 204 with `Range: 0-N`); `None` when the session is gone. A
+    /// state token that no longer matches (a chunk was cut half-way, part of it written) is
+    /// dropped: the session's own size says where to go on.
+    fn upload_offset(&self, location: &str, scope: &str) -> Result<Option<(String, u64)>> {
+        let stateless = strip_query_param(location, "_state");
+        let mut candidates = vec![location.to_owned()];
+        if stateless != location {
+            candidates.push(stateless);
+        }
+        for url in candidates {
+            let response = self.send("GET", &url, scope, &[], Body::Empty)?;
+            if matches!(response.status().as_u16(), 204 | 202 | 200) {
+                let offset = header(&response, "range").and_then(|r| parse_range_end(&r)).map_or(0, |last| last + 1);
+                let next = header(&response, "location").map_or(url, |l| self.absolute(&l));
+                return Ok(Some((next, offset)));
+            }
+        }
+        Ok(None)
     }
 
     /// Stores a manifest under a tag (or its digest); returns the digest the registry names it by.
@@ -383,7 +507,8 @@ impl Client {
                     std::thread::sleep(retry_after);
                 }
                 Ok(response) => return Ok(response),
-                Err(e) if attempt < ATTEMPTS && retryable(&e) => std::thread::sleep(retry_after),
+                // A PATCH is not repeated blindly: the caller asks where the upload stands.
+                Err(e) if attempt < ATTEMPTS && retryable(&e) && method != "PATCH" => std::thread::sleep(retry_after),
                 Err(e) => return Err(RegistryError::Transport { url: url.clone(), source: Box::new(e) }),
             }
         }
@@ -413,8 +538,12 @@ impl Client {
             "GET" => with_headers!(self.agent.get(url)).call(),
             "HEAD" => with_headers!(self.agent.head(url)).call(),
             "DELETE" => with_headers!(self.agent.delete(url)).call(),
-            "POST" | "PUT" => {
-                let request = if method == "POST" { self.agent.post(url) } else { self.agent.put(url) };
+            "POST" | "PUT" | "PATCH" => {
+                let request = match method {
+                    "POST" => self.agent.post(url),
+                    "PUT" => self.agent.put(url),
+                    _ => self.agent.patch(url),
+                };
                 let request = with_headers!(request);
                 match body {
                     Body::Empty => request.send_empty(),
@@ -547,6 +676,22 @@ impl Read for VerifiedBlob {
         }
         Ok(n)
     }
+}
+
+/// The URL without one query parameter.
+fn strip_query_param(url: &str, name: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else { return url.to_owned() };
+    let kept: Vec<&str> = query.split('&').filter(|kv| kv.split('=').next() != Some(name)).collect();
+    if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+/// `0-1023` (or `bytes=0-1023`) → 1023.
+fn parse_range_end(range: &str) -> Option<u64> {
+    range.trim().trim_start_matches("bytes=").split_once('-')?.1.trim().parse().ok()
 }
 
 fn is_manifest_type(media_type: &str) -> bool {

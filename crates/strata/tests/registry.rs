@@ -627,3 +627,138 @@ fn credential_helpers_hold_the_secret() {
     let anonymous = with_config(&["push", &name], b"").fails();
     assert!(anonymous.stderr().contains("strata login"), "{}", anonymous.stderr());
 }
+
+/// How the push proxy breaks PATCHes: not at all; every PATCH after the first dropped before
+/// the registry sees it (as a push killed between two chunks); or the next PATCH cut half-way
+/// (half of it written by the registry), once.
+const KEEP: u8 = 0;
+const DROP_LATER_PATCHES: u8 = 1;
+const CUT_NEXT_PATCH_ONCE: u8 = 2;
+
+/// A proxy for pushes: forwards requests with their bodies, breaks PATCHes as `mode` says,
+/// records the Content-Range of every PATCH it passes on.
+fn upload_proxy(upstream: u16) -> (u16, Arc<std::sync::atomic::AtomicU8>, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mode = Arc::new(std::sync::atomic::AtomicU8::new(KEEP));
+    let ranges = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (fault, seen) = (mode.clone(), ranges.clone());
+    std::thread::spawn(move || {
+        let mut patches = 0;
+        for mut client in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            // A TLS handshake probing for HTTPS: answered at once, as Go's server does.
+            if client.read(&mut byte).unwrap_or(0) == 0 || !byte[0].is_ascii_uppercase() {
+                let _ = client.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
+                continue;
+            }
+            head.push(byte[0]);
+            while !head.ends_with(b"\r\n\r\n") {
+                if client.read(&mut byte).unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let text = String::from_utf8_lossy(&head).into_owned();
+            let header = |name: &str| {
+                text.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                })
+            };
+            let length: usize = header("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+            if header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
+                let _ = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            let mut body = vec![0u8; length];
+            if client.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let is_patch = text.starts_with("PATCH");
+            if is_patch {
+                patches += 1;
+                match fault.load(Ordering::SeqCst) {
+                    DROP_LATER_PATCHES if patches > 1 => {
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                        continue;
+                    }
+                    _ => {}
+                }
+                seen.lock().expect("ranges").push(header("content-range").unwrap_or_default());
+            }
+            let forwarded: String = text
+                .lines()
+                .filter(|l| {
+                    let lower = l.to_ascii_lowercase();
+                    !lower.starts_with("connection:") && !lower.starts_with("expect:")
+                })
+                .map(|l| format!("{l}\r\n"))
+                .collect::<String>()
+                .trim_end()
+                .to_owned()
+                + "\r\nConnection: close\r\n\r\n";
+            let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+            let _ = server.write_all(forwarded.as_bytes());
+            if is_patch
+                && patches > 1
+                && fault.compare_exchange(CUT_NEXT_PATCH_ONCE, KEEP, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+            {
+                // Half the chunk reaches the registry, then the connection goes away.
+                let _ = server.write_all(&body[..length / 2]);
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let _ = server.shutdown(std::net::Shutdown::Both);
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                continue;
+            }
+            let _ = server.write_all(&body);
+            let mut response = Vec::new();
+            let _ = server.read_to_end(&mut response);
+            let _ = client.write_all(&response);
+        }
+    });
+    (port, mode, ranges)
+}
+
+#[test]
+fn chunked_pushes_resume_after_an_interruption() {
+    require_root!();
+    let Some(registry) = Registry::start(None) else { return };
+    let (port, mode, ranges) = upload_proxy(registry.port);
+    let name = format!("127.0.0.1:{port}/chunked/app:v1");
+    let source = store_with_image(&name, "in-chunks");
+    let push = || {
+        let mut command = source.strata(STRATA);
+        command.env("STRATA_PUSH_CHUNK", "256k").args(["push", &name]);
+        Run::of(command)
+    };
+    let sessions = || std::fs::read_dir(source.root().join("uploads")).map_or(0, |d| d.count());
+    // Interrupted between two chunks (later PATCHes never reach the registry): the push fails
+    // after its retries and keeps the upload session.
+    mode.store(DROP_LATER_PATCHES, Ordering::SeqCst);
+    push().fails();
+    assert!(sessions() > 0, "the interrupted upload's session is kept");
+    let before = ranges.lock().expect("ranges").len();
+    // The next push resumes that session: its first chunk does not start at 0.
+    mode.store(KEEP, Ordering::SeqCst);
+    push().ok();
+    let after = ranges.lock().expect("ranges").clone();
+    assert!(!after[before].starts_with("0-"), "resumed at {} (all: {after:?})", after[before]);
+    assert_eq!(sessions(), 0, "a finished upload forgets its session");
+    let target = TestRoot::new();
+    strata(&target, &["pull", &name]).ok();
+    assert_eq!(strata(&target, &["run", "--rm", &name]).ok().stdout(), "in-chunks\n");
+    assert_eq!(image_id(&target, &name), image_id(&source, &name));
+
+    // A chunk cut half-way (the registry wrote part of it and cannot say where it stands): the
+    // upload starts over and the push succeeds.
+    let again = format!("127.0.0.1:{port}/chunked/other:v1");
+    strata(&source, &["tag", &name, &again]).ok();
+    mode.store(CUT_NEXT_PATCH_ONCE, Ordering::SeqCst);
+    let mut command = source.strata(STRATA);
+    command.env("STRATA_PUSH_CHUNK", "256k").args(["push", &again]);
+    Run::of(command).ok();
+    let other = TestRoot::new();
+    strata(&other, &["pull", &again]).ok();
+    assert_eq!(image_id(&other, &again), image_id(&source, &name));
+}
