@@ -32,6 +32,34 @@ pub enum PullEvent {
         mirror: String,
         error: String,
     },
+    /// Bytes of a layer received so far (reported every few hundred KiB).
+    Progress {
+        digest: Digest,
+        done: u64,
+        total: u64,
+    },
+}
+
+/// Counts what is read and reports it now and then.
+struct Counted<'a, R> {
+    inner: R,
+    digest: &'a Digest,
+    total: u64,
+    done: u64,
+    reported: u64,
+    events: &'a (dyn Fn(PullEvent) + Sync),
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if self.done - self.reported >= 256 << 10 || (n == 0 && self.done != self.reported) {
+            self.reported = self.done;
+            (self.events)(PullEvent::Progress { digest: self.digest.clone(), done: self.done, total: self.total });
+        }
+        Ok(n)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -189,7 +217,7 @@ fn client_for(reference: &Reference, insecure: &[String], tls_verify: Option<boo
 /// Copies what is read into the blob being written (the layer goes to the store as it is
 /// unpacked).
 struct Tee<'a> {
-    inner: strata_registry::VerifiedBlob,
+    inner: Counted<'a, strata_registry::VerifiedBlob>,
     out: &'a std::cell::RefCell<Option<strata_store::content::BlobWriter>>,
 }
 
@@ -225,11 +253,13 @@ impl Engine {
         diff_id: &Digest,
         chain: &str,
         parent: Option<&str>,
+        events: &(dyn Fn(PullEvent) + Sync),
     ) -> Result<()> {
         let blob =
             client.get_blob(repository, &layer.digest, layer.size).map_err(|e| EngineError::Registry(e.to_string()))?;
         let writer = std::cell::RefCell::new(Some(self.store.content().writer()?));
-        let mut tee = Tee { inner: blob, out: &writer };
+        let counted = Counted { inner: blob, digest: &layer.digest, total: layer.size, done: 0, reported: 0, events };
+        let mut tee = Tee { inner: counted, out: &writer };
         let what = format!("layer {}", layer.digest);
         self.unpack_layer_from(&mut tee, &what, diff_id, chain, parent, &mut |rest| {
             // The unpacker stops at the tar's end: the rest still counts for the digest.
@@ -334,7 +364,8 @@ impl Engine {
             if content.exists(digest) {
                 return Ok(());
             }
-            let mut blob = client.get_blob(&repository, digest, size).map_err(|e| registry_error(&reference, e))?;
+            let blob = client.get_blob(&repository, digest, size).map_err(|e| registry_error(&reference, e))?;
+            let mut blob = Counted { inner: blob, digest, total: size, done: 0, reported: 0, events };
             let mut writer = content.writer()?;
             std::io::copy(&mut blob, &mut writer).map_err(|e| EngineError::Registry(e.to_string()))?;
             writer.commit(Some(digest), Some(size))?;
@@ -414,7 +445,7 @@ impl Engine {
                             2 => break self.unpack_layer(&layer.digest, &diff_ids[i], chain, parent),
                             0 if states[i].compare_exchange(0, 1, SeqCst, SeqCst).is_ok() => {
                                 let streamed =
-                                    self.stream_layer(client, &repository, layer, &diff_ids[i], chain, parent);
+                                    self.stream_layer(client, &repository, layer, &diff_ids[i], chain, parent, events);
                                 if streamed.is_ok() {
                                     states[i].store(2, SeqCst);
                                     downloaded.fetch_add(1, SeqCst);

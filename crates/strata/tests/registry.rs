@@ -73,6 +73,14 @@ fn push_then_pull_into_another_store_gives_the_same_image() {
     assert!(up_to_date.contains("Status: Image is up to date"), "{up_to_date}");
     let quiet = strata(&target, &["pull", "-q", &name]).ok().stdout();
     assert_eq!(quiet.trim(), name);
+    // On a terminal: a bar per layer (through `script`, which gives the command a pty).
+    if strata_testkit::have("script") {
+        let terminal = TestRoot::new();
+        let command = format!("{STRATA} --root {} pull {name}", terminal.root().display());
+        let shown = strata_testkit::tool("script", &["-qec", &command, "/dev/null"]).ok().stdout();
+        assert!(shown.contains("Pull complete") && shown.contains("/demo/app:v1"), "{shown}");
+        assert!(shown.contains("[==="), "bars drawn: {shown}");
+    }
 
     // skopeo reads what strata pushed.
     if strata_testkit::have("skopeo") {

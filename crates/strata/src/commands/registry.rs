@@ -14,6 +14,57 @@ fn short(digest: &strata_oci::Digest) -> String {
     digest.hex()[..12].to_owned()
 }
 
+/// Per-layer progress bars for a terminal.
+#[derive(Default)]
+struct Bars {
+    multi: indicatif::MultiProgress,
+    layers: std::sync::Mutex<std::collections::HashMap<strata_oci::Digest, indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    fn bar(&self, digest: &strata_oci::Digest) -> indicatif::ProgressBar {
+        let mut layers = self.layers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        layers
+            .entry(digest.clone())
+            .or_insert_with(|| {
+                let style = indicatif::ProgressStyle::with_template(
+                    "{prefix}: {msg:<18} [{bar:30}] {bytes:>10}/{total_bytes:<10}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> ");
+                let bar = self.multi.add(indicatif::ProgressBar::new(0).with_style(style));
+                bar.set_prefix(short(digest));
+                bar
+            })
+            .clone()
+    }
+
+    fn show(&self, event: PullEvent) {
+        match event {
+            PullEvent::Start { tag, repository } => {
+                let _ = self.multi.println(format!("{tag}: Pulling from {repository}"));
+            }
+            PullEvent::Exists(digest) => self.bar(&digest).finish_with_message("Already exists"),
+            PullEvent::Progress { digest, done, total } => {
+                let bar = self.bar(&digest);
+                bar.set_length(total);
+                bar.set_position(done);
+                bar.set_message("Downloading");
+            }
+            PullEvent::Downloaded(digest) => self.bar(&digest).set_message("Download complete"),
+            PullEvent::Unpacked(digest) => {
+                let bar = self.bar(&digest);
+                if !bar.is_finished() {
+                    bar.finish_with_message("Pull complete");
+                }
+            }
+            PullEvent::MirrorFailed { mirror, error } => {
+                let _ = self.multi.println(format!("mirror {mirror} failed ({error}); trying the next source"));
+            }
+        }
+    }
+}
+
 /// Progress lines, on stdout as Docker prints them (nothing with `-q`).
 fn say(quiet: bool, line: String) {
     if !quiet {
@@ -25,13 +76,21 @@ pub fn pull(engine: &Engine, args: PullArgs) -> anyhow::Result<u8> {
     let options =
         PullOptions { platform: args.platform.clone(), tls_verify: args.tls_verify, ..PullOptions::default() };
     let quiet = args.quiet;
-    let events = move |event: PullEvent| match event {
-        PullEvent::Start { tag, repository } => say(quiet, format!("{tag}: Pulling from {repository}")),
-        PullEvent::Exists(digest) => say(quiet, format!("{}: Already exists", short(&digest))),
-        PullEvent::Downloaded(digest) => say(quiet, format!("{}: Pull complete", short(&digest))),
-        PullEvent::Unpacked(_) => {}
-        PullEvent::MirrorFailed { mirror, error } => {
-            eprintln!("mirror {mirror} failed ({error}); trying the next source")
+    // A bar per layer on a terminal (indicatif), Docker's lines otherwise.
+    let bars = (!quiet && std::io::IsTerminal::is_terminal(&std::io::stdout())).then(Bars::default);
+    let events = move |event: PullEvent| {
+        if let Some(bars) = &bars {
+            bars.show(event);
+            return;
+        }
+        match event {
+            PullEvent::Start { tag, repository } => say(quiet, format!("{tag}: Pulling from {repository}")),
+            PullEvent::Exists(digest) => say(quiet, format!("{}: Already exists", short(&digest))),
+            PullEvent::Downloaded(digest) => say(quiet, format!("{}: Pull complete", short(&digest))),
+            PullEvent::Unpacked(_) | PullEvent::Progress { .. } => {}
+            PullEvent::MirrorFailed { mirror, error } => {
+                eprintln!("mirror {mirror} failed ({error}); trying the next source")
+            }
         }
     };
     let report = engine.pull(&args.name, &options, &events)?;
