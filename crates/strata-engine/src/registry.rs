@@ -214,6 +214,15 @@ fn client_for(reference: &Reference, insecure: &[String], tls_verify: Option<boo
     Ok(Client::new(endpoint, credentials))
 }
 
+/// Where a streamed layer is unpacked: the snapshot `chain` on `parent`, checked against
+/// `diff_id`.
+#[derive(Clone, Copy)]
+struct Unpack<'a> {
+    diff_id: &'a Digest,
+    chain: &'a str,
+    parent: Option<&'a str>,
+}
+
 /// Copies what is read into the blob being written (the layer goes to the store as it is
 /// unpacked).
 struct Tee<'a> {
@@ -250,9 +259,7 @@ impl Engine {
         client: &Client,
         repository: &str,
         layer: &strata_oci::spec::Descriptor,
-        diff_id: &Digest,
-        chain: &str,
-        parent: Option<&str>,
+        into: Unpack<'_>,
         events: &(dyn Fn(PullEvent) + Sync),
     ) -> Result<()> {
         let blob =
@@ -261,7 +268,7 @@ impl Engine {
         let counted = Counted { inner: blob, digest: &layer.digest, total: layer.size, done: 0, reported: 0, events };
         let mut tee = Tee { inner: counted, out: &writer };
         let what = format!("layer {}", layer.digest);
-        self.unpack_layer_from(&mut tee, &what, diff_id, chain, parent, &mut |rest| {
+        self.unpack_layer_from(&mut tee, &what, into.diff_id, into.chain, into.parent, &mut |rest| {
             // The unpacker stops at the tar's end: the rest still counts for the digest.
             std::io::copy(rest, &mut std::io::sink()).map_err(|e| EngineError::Registry(e.to_string()))?;
             let blob_writer =
@@ -444,8 +451,13 @@ impl Engine {
                         match states[i].load(SeqCst) {
                             2 => break self.unpack_layer(&layer.digest, &diff_ids[i], chain, parent),
                             0 if states[i].compare_exchange(0, 1, SeqCst, SeqCst).is_ok() => {
-                                let streamed =
-                                    self.stream_layer(client, &repository, layer, &diff_ids[i], chain, parent, events);
+                                let streamed = self.stream_layer(
+                                    client,
+                                    &repository,
+                                    layer,
+                                    Unpack { diff_id: &diff_ids[i], chain, parent },
+                                    events,
+                                );
                                 if streamed.is_ok() {
                                     states[i].store(2, SeqCst);
                                     downloaded.fetch_add(1, SeqCst);
