@@ -290,6 +290,18 @@ impl<'a> Reporter<'a> {
     }
 }
 
+/// Records a step's layer: its time, its outcome in the progress, and the layer itself unless
+/// it changed nothing (BuildKit leaves empty layers out). Returns whether it was empty.
+fn take_layer(layer: Layer, layers: &mut Vec<Layer>, last_created: &mut String, finish: &dyn Fn(Outcome)) -> bool {
+    last_created.clone_from(&layer.created);
+    finish(if layer.cached { Outcome::Cached } else { Outcome::Done });
+    let empty = layer.diff_id == EMPTY_LAYER_DIFF_ID;
+    if !empty {
+        layers.push(layer);
+    }
+    empty
+}
+
 /// The instructions that are steps of their own in the progress (they may make a layer).
 fn makes_layer(instruction: &Instruction) -> bool {
     matches!(instruction, Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_))
@@ -591,12 +603,7 @@ fn build_stage(
                         ),
                     }
                 })?;
-                last_created = layer.created.clone();
-                finish(if layer.cached { Outcome::Cached } else { Outcome::Done });
-                let empty = layer.diff_id == EMPTY_LAYER_DIFF_ID;
-                if !empty {
-                    layers.push(layer);
-                }
+                let empty = take_layer(layer, &mut layers, &mut last_created, &finish);
                 let build_args: Vec<(String, String)> = scope
                     .arg_values()
                     .iter()
@@ -691,12 +698,7 @@ fn build_stage(
                     finish(Outcome::Error);
                     at(command.location, e)
                 })?;
-                last_created = layer.created.clone();
-                finish(if layer.cached { Outcome::Cached } else { Outcome::Done });
-                let empty = layer.diff_id == EMPTY_LAYER_DIFF_ID;
-                if !empty {
-                    layers.push(layer);
-                }
+                let empty = take_layer(layer, &mut layers, &mut last_created, &finish);
                 // BuildKit's text: `--chown`/`--chmod` (not `--from`) before the sources.
                 let mut flags_text = String::new();
                 if copy.parents {

@@ -811,24 +811,12 @@ impl EngineWorker<'_> {
             builder.append_data(&mut header, format!("{prefix}/"), std::io::empty()).map_err(archive_error)?;
         }
         let tar = if link_ids.is_some() { rewrite_tar(&tar, link_ids, None)? } else { tar };
-        let mut archive = tar::Archive::new(&tar[..]);
-        for entry in archive.entries().map_err(archive_error)? {
-            let mut entry = entry.map_err(archive_error)?;
-            let mut header = entry.header().clone();
-            if let (Some(epoch), Ok(mtime)) = (self.epoch, header.mtime()) {
+        let epoch = self.epoch;
+        let layer = append_entries(&tar, builder, |header| {
+            if let (Some(epoch), Ok(mtime)) = (epoch, header.mtime()) {
                 header.set_mtime(mtime.min(epoch.max(0) as u64));
             }
-            let path = entry.path().map_err(archive_error)?.into_owned();
-            if header.entry_type().is_symlink() || header.entry_type().is_hard_link() {
-                let target = entry.link_name().map_err(archive_error)?.map(|t| t.into_owned()).unwrap_or_default();
-                builder.append_link(&mut header, &path, &target).map_err(archive_error)?;
-            } else {
-                let mut data = Vec::new();
-                entry.read_to_end(&mut data).map_err(archive_error)?;
-                builder.append_data(&mut header, &path, &data[..]).map_err(archive_error)?;
-            }
-        }
-        let layer = builder.into_inner().map_err(archive_error)?;
+        })?;
         let diff_id = Digest::of(&layer);
         let _guard = self.engine.store.ingest_guard()?;
         let mut writer = self.engine.store.content().writer()?;
@@ -866,21 +854,7 @@ fn with_missing_dest_dirs(root: &Path, tar: &[u8], dest: &str, whole: bool) -> R
         header.set_mtime(strata_oci::time::Timestamp::now().seconds.max(0) as u64);
         builder.append_data(&mut header, format!("{dir}/"), std::io::empty()).map_err(archive_error)?;
     }
-    let mut archive = tar::Archive::new(tar);
-    for entry in archive.entries().map_err(archive_error)? {
-        let mut entry = entry.map_err(archive_error)?;
-        let mut header = entry.header().clone();
-        let path = entry.path().map_err(archive_error)?.into_owned();
-        if header.entry_type().is_symlink() || header.entry_type().is_hard_link() {
-            let target = entry.link_name().map_err(archive_error)?.map(|t| t.into_owned()).unwrap_or_default();
-            builder.append_link(&mut header, &path, &target).map_err(archive_error)?;
-        } else {
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).map_err(archive_error)?;
-            builder.append_data(&mut header, &path, &data[..]).map_err(archive_error)?;
-        }
-    }
-    builder.into_inner().map_err(archive_error)
+    append_entries(tar, builder, |_| {})
 }
 
 /// Whether the tar holds entries below `prefix/` (a directory copied to that name).
@@ -1074,12 +1048,8 @@ fn chown_ids(root: &Path, spec: &str) -> Result<(u32, u32)> {
 
 /// The same tar with owners and/or modes replaced (symlinks keep their mode).
 fn rewrite_tar(tar: &[u8], ids: Option<(u32, u32)>, mode: Option<u32>) -> Result<Vec<u8>> {
-    let archive_error = |e: std::io::Error| EngineError::Archive(e.to_string());
-    let mut archive = tar::Archive::new(tar);
-    let mut builder = tar::Builder::new(Vec::with_capacity(tar.len()));
-    for entry in archive.entries().map_err(archive_error)? {
-        let mut entry = entry.map_err(archive_error)?;
-        let mut header = entry.header().clone();
+    let builder = tar::Builder::new(Vec::with_capacity(tar.len()));
+    append_entries(tar, builder, |header| {
         if let Some((uid, gid)) = ids {
             header.set_uid(u64::from(uid));
             header.set_gid(u64::from(gid));
@@ -1087,8 +1057,24 @@ fn rewrite_tar(tar: &[u8], ids: Option<(u32, u32)>, mode: Option<u32>) -> Result
         if let (Some(mode), false) = (mode, header.entry_type().is_symlink()) {
             header.set_mode(mode);
         }
+    })
+}
+
+/// Appends every entry of `tar` to `builder` (after `edit` saw its header: links stay links,
+/// data stays data) and finishes it.
+fn append_entries(
+    tar: &[u8],
+    mut builder: tar::Builder<Vec<u8>>,
+    mut edit: impl FnMut(&mut tar::Header),
+) -> Result<Vec<u8>> {
+    let archive_error = |e: std::io::Error| EngineError::Archive(e.to_string());
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries().map_err(archive_error)? {
+        let mut entry = entry.map_err(archive_error)?;
+        let mut header = entry.header().clone();
+        edit(&mut header);
         let path = entry.path().map_err(archive_error)?.into_owned();
-        if header.entry_type().is_symlink() {
+        if header.entry_type().is_symlink() || header.entry_type().is_hard_link() {
             let target = entry.link_name().map_err(archive_error)?.map(|t| t.into_owned()).unwrap_or_default();
             builder.append_link(&mut header, &path, &target).map_err(archive_error)?;
         } else {

@@ -129,6 +129,50 @@ fn an_image_skopeo_pushed_pulls_and_runs() {
     assert_eq!(strata(&target, &["run", "--rm", &name]).ok().stdout(), "via-skopeo\n");
 }
 
+/// Reads an HTTP request head from `client`. A TLS handshake probing for HTTPS is answered as
+/// Go's HTTP server answers it (400) and gives `None`, as does a closed connection.
+fn read_head(client: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    if client.read(&mut byte).ok()? == 0 {
+        return None;
+    }
+    if !byte[0].is_ascii_uppercase() {
+        let _ = client.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n");
+        return None;
+    }
+    head.push(byte[0]);
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// A header's value in a request head.
+fn header_of(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+    })
+}
+
+/// The request head as sent on to the registry: one request per connection, no `Expect`.
+fn forwarded_head(head: &str) -> String {
+    head.lines()
+        .filter(|l| {
+            let lower = l.to_ascii_lowercase();
+            !lower.starts_with("connection:") && !lower.starts_with("expect:")
+        })
+        .map(|l| format!("{l}\r\n"))
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
+        + "\r\nConnection: close\r\n\r\n"
+}
+
 /// What the proxy does to the registry's answers.
 #[derive(Clone, Copy)]
 enum Fault {
@@ -160,23 +204,7 @@ fn proxy(upstream: u16, fault: Fault) -> (u16, Arc<AtomicUsize>) {
 }
 
 fn serve(mut client: TcpStream, upstream: u16, fault: Fault, n: usize) -> std::io::Result<()> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    // Not HTTP (a TLS handshake probing for HTTPS): answer as Go's HTTP server does.
-    if client.read(&mut byte)? == 0 {
-        return Ok(());
-    }
-    if !byte[0].is_ascii_uppercase() {
-        return client.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n");
-    }
-    head.push(byte[0]);
-    while !head.ends_with(b"\r\n\r\n") {
-        if client.read(&mut byte)? == 0 {
-            return Ok(());
-        }
-        head.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
+    let Some(text) = read_head(&mut client) else { return Ok(()) };
     let request_line = text.lines().next().unwrap_or_default().to_owned();
     let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_owned();
     match fault {
@@ -201,16 +229,8 @@ fn serve(mut client: TcpStream, upstream: u16, fault: Fault, n: usize) -> std::i
         _ => {}
     }
     // Forward, one request per connection.
-    let forwarded: String = text
-        .lines()
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-        .map(|l| format!("{l}\r\n"))
-        .collect::<String>()
-        .trim_end()
-        .to_owned()
-        + "\r\nConnection: close\r\n\r\n";
     let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
-    server.write_all(forwarded.as_bytes())?;
+    server.write_all(forwarded_head(&text).as_bytes())?;
     let mut response = Vec::new();
     server.read_to_end(&mut response)?;
     if let (Fault::CutBlob, true) = (fault, path.contains("/blobs/sha256:") && request_line.starts_with("GET")) {
@@ -433,15 +453,7 @@ fn token_server(dir: &std::path::Path) -> u16 {
     let dir = dir.to_owned();
     std::thread::spawn(move || {
         for mut client in listener.incoming().flatten() {
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                if client.read(&mut byte).unwrap_or(0) == 0 {
-                    break;
-                }
-                head.push(byte[0]);
-            }
-            let text = String::from_utf8_lossy(&head).into_owned();
+            let Some(text) = read_head(&mut client) else { continue };
             let target = text.split_whitespace().nth(1).unwrap_or_default().to_owned();
             let query = target.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
             let decode = |v: &str| v.replace("%3A", ":").replace("%2F", "/").replace("%2C", ",");
@@ -654,27 +666,8 @@ fn upload_proxy(upstream: u16) -> (u16, Arc<std::sync::atomic::AtomicU8>, Arc<st
     std::thread::spawn(move || {
         let mut patches = 0;
         for mut client in listener.incoming().flatten() {
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            // A TLS handshake probing for HTTPS: answered at once, as Go's server does.
-            if client.read(&mut byte).unwrap_or(0) == 0 || !byte[0].is_ascii_uppercase() {
-                let _ = client.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
-                continue;
-            }
-            head.push(byte[0]);
-            while !head.ends_with(b"\r\n\r\n") {
-                if client.read(&mut byte).unwrap_or(0) == 0 {
-                    break;
-                }
-                head.push(byte[0]);
-            }
-            let text = String::from_utf8_lossy(&head).into_owned();
-            let header = |name: &str| {
-                text.lines().find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-                })
-            };
+            let Some(text) = read_head(&mut client) else { continue };
+            let header = |name: &str| header_of(&text, name);
             let length: usize = header("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
             if header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
                 let _ = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -695,19 +688,8 @@ fn upload_proxy(upstream: u16) -> (u16, Arc<std::sync::atomic::AtomicU8>, Arc<st
                 }
                 seen.lock().expect("ranges").push(header("content-range").unwrap_or_default());
             }
-            let forwarded: String = text
-                .lines()
-                .filter(|l| {
-                    let lower = l.to_ascii_lowercase();
-                    !lower.starts_with("connection:") && !lower.starts_with("expect:")
-                })
-                .map(|l| format!("{l}\r\n"))
-                .collect::<String>()
-                .trim_end()
-                .to_owned()
-                + "\r\nConnection: close\r\n\r\n";
             let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
-            let _ = server.write_all(forwarded.as_bytes());
+            let _ = server.write_all(forwarded_head(&text).as_bytes());
             if is_patch
                 && patches > 1
                 && fault.compare_exchange(CUT_NEXT_PATCH_ONCE, KEEP, Ordering::SeqCst, Ordering::SeqCst).is_ok()
