@@ -294,22 +294,27 @@ fn faults_fail_cleanly_or_are_retried() {
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "it did not read 10 GB first");
 }
 
-#[test]
-fn login_logout_and_basic_auth() {
-    require_root!();
+/// A registry with htpasswd basic auth for one user (bcrypt, made by `htpasswd` in `dir`);
+/// `None` with the reason printed when htpasswd or the registry is missing.
+fn htpasswd_registry(dir: &std::path::Path, user: &str, password: &str) -> Option<Registry> {
     if !strata_testkit::have("htpasswd") {
         eprintln!("SKIPPED: htpasswd (apache2-utils) is not installed");
-        return;
+        return None;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let htpasswd = dir.path().join("htpasswd");
+    let htpasswd = dir.join("htpasswd");
     let made = std::process::Command::new("htpasswd")
-        .args(["-Bbc", htpasswd.to_str().expect("utf-8"), "tester", "s3cret"])
+        .args(["-Bbc", htpasswd.to_str().expect("utf-8"), user, password])
         .output()
         .expect("htpasswd");
     assert!(made.status.success());
-    let auth = format!("  htpasswd:\n    realm: strata-test\n    path: {}", htpasswd.display());
-    let Some(registry) = Registry::start(Some(&auth)) else { return };
+    Registry::start(Some(&format!("  htpasswd:\n    realm: strata-test\n    path: {}", htpasswd.display())))
+}
+
+#[test]
+fn login_logout_and_basic_auth() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(registry) = htpasswd_registry(dir.path(), "tester", "s3cret") else { return };
     let name = format!("{}/private/app:v1", registry.host());
     let source = store_with_image(&name, "private");
     let config = dir.path().join("docker-config");
@@ -597,19 +602,8 @@ fn mirrors_serve_pulls_and_fall_back() {
 #[test]
 fn credential_helpers_hold_the_secret() {
     require_root!();
-    if !strata_testkit::have("htpasswd") {
-        eprintln!("SKIPPED: htpasswd (apache2-utils) is not installed");
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
-    let htpasswd = dir.path().join("htpasswd");
-    let made = std::process::Command::new("htpasswd")
-        .args(["-Bbc", htpasswd.to_str().expect("utf-8"), "helped", "hunter2"])
-        .output()
-        .expect("htpasswd");
-    assert!(made.status.success());
-    let auth = format!("  htpasswd:\n    realm: strata-test\n    path: {}", htpasswd.display());
-    let Some(registry) = Registry::start(Some(&auth)) else { return };
+    let Some(registry) = htpasswd_registry(dir.path(), "helped", "hunter2") else { return };
     // A credential helper as Docker runs them: `docker-credential-NAME get|store|erase`, JSON on
     // stdin/stdout; this one keeps what it is given in a file.
     let bin = dir.path().join("bin");
