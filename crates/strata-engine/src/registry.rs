@@ -223,30 +223,28 @@ struct Unpack<'a> {
     parent: Option<&'a str>,
 }
 
-/// Copies what is read into the blob being written (the layer goes to the store as it is
-/// unpacked).
-struct Tee<'a> {
-    inner: Counted<'a, strata_registry::VerifiedBlob>,
-    out: &'a std::cell::RefCell<Option<strata_store::content::BlobWriter>>,
+/// The bytes the receiving thread hands over, read as a stream (an `Err` is its failure).
+struct Handed<'a> {
+    receiver: &'a std::sync::mpsc::Receiver<std::result::Result<Vec<u8>, String>>,
+    chunk: Vec<u8>,
+    at: usize,
 }
 
-impl Read for Tee<'_> {
-    /// Fills as much of `buf` as the network gives until it is full (up to 1 MiB): the
-    /// unpacker's hashing threads are handed large chunks, not one per socket read.
+impl Read for Handed<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = buf.len().min(1 << 20);
-        let mut n = 0;
-        while n < want {
-            match self.inner.read(&mut buf[n..want])? {
-                0 => break,
-                got => n += got,
+        while self.at == self.chunk.len() {
+            match self.receiver.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(message)) => return Err(std::io::Error::other(message)),
+                Err(_) => return Ok(0),
             }
         }
-        if n > 0 {
-            let mut out = self.out.borrow_mut();
-            let writer = out.as_mut().ok_or_else(|| std::io::Error::other("the blob was already committed"))?;
-            std::io::Write::write_all(writer, &buf[..n])?;
-        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
         Ok(n)
     }
 }
@@ -264,17 +262,56 @@ impl Engine {
     ) -> Result<()> {
         let blob =
             client.get_blob(repository, &layer.digest, layer.size).map_err(|e| EngineError::Registry(e.to_string()))?;
-        let writer = std::cell::RefCell::new(Some(self.store.content().writer()?));
-        let counted = Counted { inner: blob, digest: &layer.digest, total: layer.size, done: 0, reported: 0, events };
-        let mut tee = Tee { inner: counted, out: &writer };
+        let mut writer = self.store.content().writer()?;
         let what = format!("layer {}", layer.digest);
-        self.unpack_layer_from(&mut tee, &what, into.diff_id, into.chain, into.parent, &mut |rest| {
-            // The unpacker stops at the tar's end: the rest still counts for the digest.
-            std::io::copy(rest, &mut std::io::sink()).map_err(|e| EngineError::Registry(e.to_string()))?;
-            let blob_writer =
-                writer.borrow_mut().take().ok_or_else(|| EngineError::Registry(format!("{what}: verified twice")))?;
-            blob_writer.commit(Some(&layer.digest), Some(layer.size))?;
-            Ok(())
+        // Two threads: this one receives (socket → digest check → blob file) and hands the
+        // bytes over; the unpacker decompresses and writes files meanwhile.
+        std::thread::scope(|scope| {
+            // Created in here: if the unpacker gives up early, the receiving end is dropped
+            // before the scope waits for the thread, so its sends fail instead of blocking.
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<std::result::Result<Vec<u8>, String>>(8);
+            let received = scope.spawn(move || -> std::result::Result<strata_store::BlobWriter, String> {
+                let mut counted =
+                    Counted { inner: blob, digest: &layer.digest, total: layer.size, done: 0, reported: 0, events };
+                loop {
+                    let mut chunk = vec![0u8; 1 << 20];
+                    let mut n = 0;
+                    while n < chunk.len() {
+                        match counted.read(&mut chunk[n..]) {
+                            Ok(0) => break,
+                            Ok(got) => n += got,
+                            Err(e) => {
+                                let _ = sender.send(Err(e.to_string()));
+                                return Err(e.to_string());
+                            }
+                        }
+                    }
+                    if n == 0 {
+                        return Ok(writer);
+                    }
+                    chunk.truncate(n);
+                    if let Err(e) = std::io::Write::write_all(&mut writer, &chunk) {
+                        let _ = sender.send(Err(e.to_string()));
+                        return Err(e.to_string());
+                    }
+                    // The unpacker may have stopped (it failed): the rest is still read for
+                    // the digest.
+                    let _ = sender.send(Ok(chunk));
+                }
+            });
+            let mut input = Handed { receiver: &receiver, chunk: Vec::new(), at: 0 };
+            let mut received = Some(received);
+            self.unpack_layer_from(&mut input, &what, into.diff_id, into.chain, into.parent, &mut |rest| {
+                // The unpacker stops at the tar's end: the rest still counts for the digest.
+                std::io::copy(rest, &mut std::io::sink()).map_err(|e| EngineError::Registry(e.to_string()))?;
+                let handle = received.take().ok_or_else(|| EngineError::Registry(format!("{what}: verified twice")))?;
+                let blob_writer = handle
+                    .join()
+                    .map_err(|_| EngineError::Registry(format!("{what}: the receiving thread panicked")))?
+                    .map_err(EngineError::Registry)?;
+                blob_writer.commit(Some(&layer.digest), Some(layer.size))?;
+                Ok(())
+            })
         })
     }
 
@@ -415,6 +452,9 @@ impl Engine {
             }
         };
         let downloaded = std::sync::atomic::AtomicUsize::new(0);
+        // The layer the unpacker is at: prefetching takes only layers above it, so the one being
+        // unpacked is streamed, never downloaded first and unpacked after.
+        let cursor = std::sync::atomic::AtomicUsize::new(0);
         use std::sync::atomic::Ordering::SeqCst;
         std::thread::scope(|scope| {
             for _ in 1..options.parallel.max(1) {
@@ -422,8 +462,10 @@ impl Engine {
                     if failed() {
                         return;
                     }
-                    let claimed =
-                        (0..layers.len()).rev().find(|&i| states[i].compare_exchange(0, 1, SeqCst, SeqCst).is_ok());
+                    let claimed = (0..layers.len())
+                        .rev()
+                        .take_while(|&i| i > cursor.load(SeqCst))
+                        .find(|&i| states[i].compare_exchange(0, 1, SeqCst, SeqCst).is_ok());
                     let Some(i) = claimed else { return };
                     match fetch(&layers[i].digest, layers[i].size) {
                         Ok(()) => {
@@ -440,6 +482,7 @@ impl Engine {
             }
             let mut parent: Option<&str> = None;
             for (i, layer) in layers.iter().enumerate() {
+                cursor.store(i, SeqCst);
                 if failed() {
                     return;
                 }
