@@ -269,3 +269,9 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// The SHA-256 of `data`, in hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -746,3 +746,127 @@ fn chunked_pushes_resume_after_an_interruption() {
     strata(&other, &["pull", &again]).ok();
     assert_eq!(image_id(&other, &again), image_id(&source, &name));
 }
+
+/// `curl` with the body from stdin when given; panics on failure.
+fn curl(args: &[&str], body: Option<&[u8]>) -> String {
+    let mut command = std::process::Command::new("curl");
+    command.args(["-fsS"]).args(args);
+    let run = match body {
+        Some(bytes) => Run::with_stdin(command, bytes),
+        None => Run::of(command),
+    };
+    run.ok().stdout()
+}
+
+/// Puts a blob into a repository (monolithic upload); returns its digest.
+fn put_blob(host: &str, repository: &str, data: &[u8]) -> String {
+    let digest = format!("sha256:{}", strata_testkit::sha256_hex(data));
+    let headers = curl(&["-i", "-X", "POST", &format!("http://{host}/v2/{repository}/blobs/uploads/")], None);
+    let location = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
+        .expect("Location")
+        .trim()
+        .to_owned();
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let url = if location.starts_with("http") { location.clone() } else { format!("http://{host}{location}") };
+    curl(
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            "@-",
+            &format!("{url}{separator}digest={digest}"),
+        ],
+        Some(data),
+    );
+    digest
+}
+
+#[test]
+fn indexes_pull_the_platform_asked_for() {
+    require_root!();
+    if !strata_testkit::have("curl") {
+        eprintln!("SKIPPED: curl is not installed (needed to write an index into the registry)");
+        return;
+    }
+    let Some(registry) = Registry::start(None) else { return };
+    let host = registry.host();
+    let name = format!("{host}/multi/app:single");
+    let source = store_with_image(&name, "this-platform");
+    strata(&source, &["push", &name]).ok();
+    // The pushed manifest, and a second one for another platform: the same layers, a config
+    // that says arm64.
+    let manifest_json = curl(
+        &[
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            &format!("http://{host}/v2/multi/app/manifests/single"),
+        ],
+        None,
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&manifest_json).expect("manifest");
+    let config_digest = manifest["config"]["digest"].as_str().expect("config digest");
+    let config = curl(&[&format!("http://{host}/v2/multi/app/blobs/{config_digest}")], None);
+    let mut other_config: serde_json::Value = serde_json::from_str(&config).expect("config");
+    other_config["architecture"] = serde_json::json!("arm64");
+    let other_config_bytes = serde_json::to_vec(&other_config).expect("json");
+    let other_config_digest = put_blob(&host, "multi/app", &other_config_bytes);
+    let mut other = manifest.clone();
+    other["config"]["digest"] = serde_json::json!(other_config_digest);
+    other["config"]["size"] = serde_json::json!(other_config_bytes.len());
+    let other_bytes = serde_json::to_vec(&other).expect("json");
+    let other_digest = format!("sha256:{}", strata_testkit::sha256_hex(&other_bytes));
+    curl(
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            "--data-binary",
+            "@-",
+            &format!("http://{host}/v2/multi/app/manifests/{other_digest}"),
+        ],
+        Some(&other_bytes),
+    );
+    let (os, arch) = ("linux", if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" });
+    let this_digest = format!("sha256:{}", strata_testkit::sha256_hex(manifest_json.as_bytes()));
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": other_digest, "size": other_bytes.len(), "platform": {"os": "linux", "architecture": "arm64"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": this_digest, "size": manifest_json.len(), "platform": {"os": os, "architecture": arch}},
+        ]
+    });
+    curl(
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.index.v1+json",
+            "--data-binary",
+            "@-",
+            &format!("http://{host}/v2/multi/app/manifests/multi"),
+        ],
+        Some(index.to_string().as_bytes()),
+    );
+    let multi = format!("{host}/multi/app:multi");
+    // The host's platform by default: the image that runs here.
+    let target = TestRoot::new();
+    strata(&target, &["pull", &multi]).ok();
+    assert_eq!(strata(&target, &["run", "--rm", &multi]).ok().stdout(), "this-platform\n");
+    assert_eq!(image_id(&target, &multi), image_id(&source, &name));
+    let digests = strata(&target, &["inspect", "--format", "{{json .RepoDigests}}", &multi]).ok().stdout();
+    let index_digest = format!("sha256:{}", strata_testkit::sha256_hex(index.to_string().as_bytes()));
+    assert!(digests.contains(&index_digest), "the RepoDigest names the index: {digests}");
+    // --platform picks the other entry.
+    let other_store = TestRoot::new();
+    strata(&other_store, &["pull", "--platform", "linux/arm64", &multi]).ok();
+    let architecture = strata(&other_store, &["inspect", "--format", "{{.Architecture}}", &multi]).ok().stdout();
+    assert_eq!(architecture.trim(), "arm64");
+    let missing = strata(&other_store, &["pull", "--platform", "linux/s390x", &multi]).fails();
+    assert!(missing.stderr().contains("no matching manifest for linux/s390x"), "{}", missing.stderr());
+}
