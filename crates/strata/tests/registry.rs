@@ -184,6 +184,8 @@ enum Fault {
     EndlessManifest,
     /// Send half of every blob body, then close the connection.
     CutBlob,
+    /// Say a manifest is an index (its body says otherwise).
+    LyingManifestType,
 }
 
 /// A one-request-per-connection HTTP proxy to the registry, with a fault; counts requests.
@@ -233,6 +235,12 @@ fn serve(mut client: TcpStream, upstream: u16, fault: Fault, n: usize) -> std::i
     server.write_all(forwarded_head(&text).as_bytes())?;
     let mut response = Vec::new();
     server.read_to_end(&mut response)?;
+    if let (Fault::LyingManifestType, true) = (fault, path.contains("/manifests/")) {
+        let text = String::from_utf8_lossy(&response).into_owned();
+        response = text
+            .replacen("application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json", 1)
+            .into_bytes();
+    }
     if let (Fault::CutBlob, true) = (fault, path.contains("/blobs/sha256:") && request_line.starts_with("GET")) {
         if let Some(start) = response.windows(4).position(|w| w == b"\r\n\r\n") {
             let body_start = start + 4;
@@ -278,6 +286,11 @@ fn faults_fail_cleanly_or_are_retried() {
     );
     assert_eq!(strata(&target, &["images", "-q"]).ok().stdout(), "");
     strata(&target, &["fsck"]).ok();
+
+    // A registry that says a manifest is an index: refused, naming both types.
+    let (port, _) = proxy(registry.port, Fault::LyingManifestType);
+    let lying = strata(&target, &["pull", &format!("127.0.0.1:{port}/demo/app:v1")]).fails();
+    assert!(lying.stderr().contains("the registry says application/vnd.oci.image.index.v1+json"), "{}", lying.stderr());
 
     // Two 500s, then the registry answers: retried with back-off, the pull succeeds.
     let (port, requests) = proxy(registry.port, Fault::FailFirst(2));
