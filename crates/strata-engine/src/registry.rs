@@ -259,7 +259,7 @@ impl Engine {
         layer: &strata_oci::spec::Descriptor,
         into: Unpack<'_>,
         events: &(dyn Fn(PullEvent) + Sync),
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let blob =
             client.get_blob(repository, &layer.digest, layer.size).map_err(|e| EngineError::Registry(e.to_string()))?;
         let mut writer = self.store.content().writer()?;
@@ -455,6 +455,8 @@ impl Engine {
         // The layer the unpacker is at: prefetching takes only layers above it, so the one being
         // unpacked is streamed, never downloaded first and unpacked after.
         let cursor = std::sync::atomic::AtomicUsize::new(0);
+        // Uncompressed sizes, as the unpacks measured them (for `images`).
+        let sizes: Mutex<Vec<Option<u64>>> = Mutex::new(vec![None; layers.len()]);
         use std::sync::atomic::Ordering::SeqCst;
         std::thread::scope(|scope| {
             for _ in 1..options.parallel.max(1) {
@@ -483,16 +485,17 @@ impl Engine {
             let mut parent: Option<&str> = None;
             for (i, layer) in layers.iter().enumerate() {
                 cursor.store(i, SeqCst);
+                let sizes = &sizes;
                 if failed() {
                     return;
                 }
                 let chain = chains[i].as_str();
                 let result = if self.snapshotter().stat(chain).ok().flatten().is_some() {
-                    Ok(())
+                    Ok(None)
                 } else {
                     loop {
                         match states[i].load(SeqCst) {
-                            2 => break self.unpack_layer(&layer.digest, &diff_ids[i], chain, parent),
+                            2 => break self.unpack_layer(&layer.digest, &diff_ids[i], chain, parent).map(Some),
                             0 if states[i].compare_exchange(0, 1, SeqCst, SeqCst).is_ok() => {
                                 let streamed = self.stream_layer(
                                     client,
@@ -506,7 +509,7 @@ impl Engine {
                                     downloaded.fetch_add(1, SeqCst);
                                     events(PullEvent::Downloaded(layer.digest.clone()));
                                 }
-                                break streamed;
+                                break streamed.map(Some);
                             }
                             _ if failed() => return,
                             _ => std::thread::sleep(std::time::Duration::from_millis(5)),
@@ -514,7 +517,12 @@ impl Engine {
                     }
                 };
                 match result {
-                    Ok(()) => events(PullEvent::Unpacked(layer.digest.clone())),
+                    Ok(size) => {
+                        if let (Some(size), Ok(mut sizes)) = (size, sizes.lock()) {
+                            sizes[i] = Some(size);
+                        }
+                        events(PullEvent::Unpacked(layer.digest.clone()));
+                    }
                     Err(e) => {
                         fail(e);
                         return;
@@ -529,19 +537,21 @@ impl Engine {
         let manifest_digest = content.put(&manifest.bytes)?;
         let descriptor =
             strata_oci::spec::Descriptor::new(&manifest.media_type, manifest_digest, manifest.bytes.len() as u64);
+        let measured = sizes.into_inner().unwrap_or_default();
         let records: Vec<(Digest, LayerRecord)> = parsed
             .layers
             .iter()
             .zip(&config.rootfs.diff_ids)
-            .map(|(layer, diff_id)| {
+            .enumerate()
+            .map(|(index, (layer, diff_id))| {
                 (
                     layer.digest.clone(),
                     LayerRecord {
                         diff_id: diff_id.clone(),
                         media_type: layer.media_type.clone(),
                         size: layer.size,
-                        // Known for uncompressed layers; compressed ones are counted by their blob.
-                        uncompressed_size: layer.size,
+                        // As unpacked; a layer unpacked before keeps its record (below).
+                        uncompressed_size: measured.get(index).copied().flatten().unwrap_or(layer.size),
                         snapshot: None,
                     },
                 )

@@ -113,7 +113,7 @@ impl Engine {
         let mut parent: Option<&str> = None;
         for (i, chain) in chains.iter().enumerate() {
             if snapshotter.stat(chain)?.is_none() {
-                self.unpack_layer(&blobs[i], &diff_ids[i], chain, parent)?;
+                let _ = self.unpack_layer(&blobs[i], &diff_ids[i], chain, parent)?;
             }
             parent = Some(chain);
         }
@@ -126,7 +126,7 @@ impl Engine {
         diff_id: &Digest,
         chain: &str,
         parent: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let mut file = self.store.content().open_blob(blob)?;
         self.unpack_layer_from(&mut file, &format!("layer {blob}"), diff_id, chain, parent, &mut |_| Ok(()))
     }
@@ -143,11 +143,11 @@ impl Engine {
         chain: &str,
         parent: Option<&str>,
         verify: &mut dyn FnMut(&mut dyn std::io::Read) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let snapshotter = self.snapshotter();
         let key = format!("extract-{}-{}", unique_suffix(), diff_id.hex());
         snapshotter.prepare(&key, parent)?;
-        let result = (|| -> Result<()> {
+        let result = (|| -> Result<u64> {
             let target = snapshotter.apply_target(&key)?;
             let options =
                 ApplyOptions { whiteouts: target.whiteouts, lowers: target.lowers, ..ApplyOptions::default() };
@@ -163,18 +163,21 @@ impl Engine {
                     report.diff_id
                 )));
             }
-            Ok(())
+            Ok(report.uncompressed_size)
         })();
-        if let Err(e) = result {
-            let _ = snapshotter.remove(&key);
-            return Err(e);
-        }
+        let size = match result {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = snapshotter.remove(&key);
+                return Err(e);
+            }
+        };
         match snapshotter.commit(chain, &key) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(size),
             // Another strata process unpacked the same layers meanwhile: use theirs.
             Err(SnapshotError::AlreadyExists(_)) => {
                 let _ = snapshotter.remove(&key);
-                Ok(())
+                Ok(size)
             }
             Err(e) => {
                 let _ = snapshotter.remove(&key);

@@ -127,6 +127,9 @@ fn an_image_skopeo_pushed_pulls_and_runs() {
     strata(&target, &["pull", &name]).ok();
     assert_eq!(image_id(&target, &name), image_id(&source, "made:1"));
     assert_eq!(strata(&target, &["run", "--rm", &name]).ok().stdout(), "via-skopeo\n");
+    // skopeo gzipped the layers; the size shown is still the unpacked one, as in the source.
+    let size = |root: &TestRoot, image: &str| strata(root, &["images", "--format", "{{.Size}}", image]).ok().stdout();
+    assert_eq!(size(&target, &name), size(&source, "made:1"));
 }
 
 /// Reads an HTTP request head from `client`. A TLS handshake probing for HTTPS is answered as
