@@ -178,7 +178,9 @@ impl Client {
             .tls_config(tls)
             .http_status_as_error(false)
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
-            .timeout_connect(Some(Duration::from_secs(15)))
+            // A loopback or insecure registry is tried over HTTPS first: a server that never
+            // answers the handshake should not hold the command long.
+            .timeout_connect(Some(Duration::from_secs(if endpoint.http_fallback { 3 } else { 15 })))
             .max_redirects(5)
             .build()
             .into();
