@@ -99,6 +99,12 @@ pub enum PushEvent {
     Exists(Digest),
     Mounted(Digest),
     Pushed(Digest),
+    /// Bytes of a blob sent so far.
+    Progress {
+        digest: Digest,
+        done: u64,
+        total: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -634,9 +640,10 @@ impl Engine {
                 mount_from: mount_from.as_deref(),
                 chunk: push_chunk(),
                 session: Some(&session),
+                progress: &|done| events(PushEvent::Progress { digest: digest.clone(), done, total: blob.size }),
             };
-            client.push_blob(&repository, &upload, &open).map_err(|e| registry_error(&reference, e))?;
-            events(if mount_from.is_some() { PushEvent::Mounted(digest) } else { PushEvent::Pushed(digest) });
+            let mounted = client.push_blob(&repository, &upload, &open).map_err(|e| registry_error(&reference, e))?;
+            events(if mounted { PushEvent::Mounted(digest) } else { PushEvent::Pushed(digest) });
         }
         let media_type = image.manifest.media_type.clone();
         let media_type = if media_type.is_empty() { media_types::OCI_MANIFEST.to_owned() } else { media_type };

@@ -128,7 +128,7 @@ pub fn is_loopback(host: &str) -> bool {
 }
 
 /// A blob to push: what it is, where it may be mounted from, how to send it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct BlobUpload<'a> {
     pub digest: &'a Digest,
     pub size: u64,
@@ -138,6 +138,8 @@ pub struct BlobUpload<'a> {
     pub chunk: u64,
     /// A file keeping the upload session's URL, so an interrupted push resumes it.
     pub session: Option<&'a std::path::Path>,
+    /// Told how many bytes of the blob have gone (from its start) as they go.
+    pub progress: &'a dyn Fn(u64),
 }
 
 /// A manifest or index as the registry sent it.
@@ -151,7 +153,8 @@ pub struct FetchedManifest {
 enum Body<'a> {
     Empty,
     Bytes(&'a [u8]),
-    Stream(&'a dyn Fn() -> io::Result<Box<dyn Read + Send>>),
+    /// The content from its start (opened again for a retry), and who hears how much of it went.
+    Stream(&'a dyn Fn() -> io::Result<Box<dyn Read + Send>>, &'a dyn Fn(u64)),
 }
 
 /// One registry, with the credentials to use there and the tokens it handed out.
@@ -293,13 +296,14 @@ impl Client {
     /// stopped — within this call (a failed chunk asks the session's status and goes on), and
     /// across processes through `session` (a file keeping the upload's URL; removed when done).
     /// `open(offset)` gives the content from that offset.
+    /// Returns whether the registry mounted the blob (nothing was sent).
     pub fn push_blob(
         &self,
         repository: &str,
         upload: &BlobUpload<'_>,
         open: &dyn Fn(u64) -> io::Result<Box<dyn Read + Send>>,
-    ) -> Result<()> {
-        let BlobUpload { digest, size, mount_from, chunk, session } = *upload;
+    ) -> Result<bool> {
+        let BlobUpload { digest, size, mount_from, chunk, session, progress } = *upload;
         let scope = push_scope(repository);
         let what = format!("upload of {digest}");
         // A session an earlier (interrupted) push left: where does the registry stand?
@@ -328,7 +332,7 @@ impl Client {
             Some(found) => found,
             None => match start_session()? {
                 Some(location) => (location, 0),
-                None => return Ok(()),
+                None => return Ok(true),
             },
         };
         if let Some(path) = session {
@@ -347,7 +351,8 @@ impl Client {
                     ("Content-Range", range.as_str()),
                     ("Content-Length", length.as_str()),
                 ];
-                let sent = self.send("PATCH", &location, &scope, &headers, Body::Stream(&part));
+                let report = move |n: u64| progress(from + n);
+                let sent = self.send("PATCH", &location, &scope, &headers, Body::Stream(&part, &report));
                 match sent.and_then(|r| expect_success(r, &what)) {
                     Ok(response) => {
                         let next = header(&response, "location").map(|l| self.absolute(&l));
@@ -374,7 +379,7 @@ impl Client {
                                     location = fresh;
                                     offset = 0;
                                 }
-                                None => return Ok(()),
+                                None => return Ok(true),
                             },
                             Err(_) => return Err(e),
                         }
@@ -398,13 +403,13 @@ impl Client {
             // A known length (not chunked transfer encoding), which every registry and proxy takes.
             let length = size.to_string();
             let headers = [("Content-Type", "application/octet-stream"), ("Content-Length", length.as_str())];
-            let response = self.send("PUT", &url, &scope, &headers, Body::Stream(&whole))?;
+            let response = self.send("PUT", &url, &scope, &headers, Body::Stream(&whole, progress))?;
             expect_success(response, &what)?;
         }
         if let Some(path) = session {
             let _ = std::fs::remove_file(path);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Where an upload session stands: the URL to go on with and how many bytes the registry
@@ -550,9 +555,10 @@ impl Client {
                 match body {
                     Body::Empty => request.send_empty(),
                     Body::Bytes(bytes) => request.send(*bytes),
-                    Body::Stream(open) => {
-                        let mut reader = open().map_err(ureq::Error::Io)?;
-                        request.send(ureq::SendBody::from_reader(&mut reader))
+                    Body::Stream(open, progress) => {
+                        let reader = open().map_err(ureq::Error::Io)?;
+                        let mut counted = Sent { inner: reader, sent: 0, progress: *progress };
+                        request.send(ureq::SendBody::from_reader(&mut counted))
                     }
                 }
             }
@@ -630,6 +636,25 @@ impl Client {
             tokens.insert(key.to_owned(), value);
         }
         Ok(())
+    }
+}
+
+/// Counts what a request body has sent (reported every 256 KiB and at the end).
+struct Sent<'a> {
+    inner: Box<dyn Read + Send>,
+    sent: u64,
+    progress: &'a dyn Fn(u64),
+}
+
+impl Read for Sent<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let before = self.sent;
+        self.sent += n as u64;
+        if n == 0 || before / (256 << 10) != self.sent / (256 << 10) {
+            (self.progress)(self.sent);
+        }
+        Ok(n)
     }
 }
 

@@ -80,6 +80,12 @@ fn push_then_pull_into_another_store_gives_the_same_image() {
         let shown = strata_testkit::tool("script", &["-qec", &command, "/dev/null"]).ok().stdout();
         assert!(shown.contains("Pull complete") && shown.contains("/demo/app:v1"), "{shown}");
         assert!(shown.contains("[==="), "bars drawn: {shown}");
+        // A new image (nothing to mount from another repository): every blob is uploaded.
+        let tagged = format!("{}/demo/bars:v1", registry.host());
+        let fresh = store_with_image(&tagged, "bars");
+        let command = format!("{STRATA} --root {} push {tagged}", fresh.root().display());
+        let pushed = strata_testkit::tool("script", &["-qec", &command, "/dev/null"]).ok().stdout();
+        assert!(pushed.contains("Pushed") && pushed.contains("[==="), "push bars drawn: {pushed}");
     }
 
     // skopeo reads what strata pushed.

@@ -63,6 +63,23 @@ impl Bars {
             }
         }
     }
+
+    fn show_push(&self, event: PushEvent) {
+        match event {
+            PushEvent::Start(repository) => {
+                let _ = self.multi.println(format!("The push refers to repository [{repository}]"));
+            }
+            PushEvent::Exists(digest) => self.bar(&digest).finish_with_message("Layer already exists"),
+            PushEvent::Mounted(digest) => self.bar(&digest).finish_with_message("Mounted from another repository"),
+            PushEvent::Progress { digest, done, total } => {
+                let bar = self.bar(&digest);
+                bar.set_length(total);
+                bar.set_position(done);
+                bar.set_message("Pushing");
+            }
+            PushEvent::Pushed(digest) => self.bar(&digest).finish_with_message("Pushed"),
+        }
+    }
 }
 
 /// Progress lines, on stdout as Docker prints them (nothing with `-q`).
@@ -107,11 +124,19 @@ pub fn pull(engine: &Engine, args: PullArgs) -> anyhow::Result<u8> {
 
 pub fn push(engine: &Engine, args: PushArgs) -> anyhow::Result<u8> {
     let quiet = args.quiet;
-    let events = move |event: PushEvent| match event {
-        PushEvent::Start(repository) => say(quiet, format!("The push refers to repository [{repository}]")),
-        PushEvent::Exists(digest) => say(quiet, format!("{}: Layer already exists", short(&digest))),
-        PushEvent::Mounted(digest) => say(quiet, format!("{}: Mounted from another repository", short(&digest))),
-        PushEvent::Pushed(digest) => say(quiet, format!("{}: Pushed", short(&digest))),
+    let bars = (!quiet && std::io::IsTerminal::is_terminal(&std::io::stdout())).then(Bars::default);
+    let events = move |event: PushEvent| {
+        if let Some(bars) = &bars {
+            bars.show_push(event);
+            return;
+        }
+        match event {
+            PushEvent::Start(repository) => say(quiet, format!("The push refers to repository [{repository}]")),
+            PushEvent::Exists(digest) => say(quiet, format!("{}: Layer already exists", short(&digest))),
+            PushEvent::Mounted(digest) => say(quiet, format!("{}: Mounted from another repository", short(&digest))),
+            PushEvent::Pushed(digest) => say(quiet, format!("{}: Pushed", short(&digest))),
+            PushEvent::Progress { .. } => {}
+        }
     };
     let report = engine.push(&args.name, &insecure_registries(), args.tls_verify, &events)?;
     if quiet {
