@@ -867,6 +867,8 @@ fn tar_has_prefix(tar: &[u8], prefix: &str) -> bool {
 /// What a RUN step mounted on the host side (in the build's private mount namespace).
 #[derive(Default)]
 struct HostMounts {
+    /// This thread is in a mount namespace of its own (made once per step, when first needed).
+    private: bool,
     targets: Vec<PathBuf>,
     snapshots: Vec<String>,
     memory: Option<PathBuf>,
@@ -881,8 +883,16 @@ impl HostMounts {
         Ok(path)
     }
 
+    fn private_namespace(&mut self) -> Result<()> {
+        if !self.private {
+            crate::snapshots::private_mount_namespace()?;
+            self.private = true;
+        }
+        Ok(())
+    }
+
     fn mount(&mut self, mounts: &[strata_layer::snapshot::Mount], target: &Path) -> Result<()> {
-        crate::snapshots::private_mount_namespace()?;
+        self.private_namespace()?;
         strata_layer::snapshot::mount_all(mounts, target)?;
         self.targets.push(target.to_owned());
         Ok(())
@@ -897,7 +907,7 @@ impl HostMounts {
             None => {
                 let path = dir.join("memory");
                 fs::create_dir_all(&path).map_err(|e| EngineError::Io { path: path.clone(), source: e })?;
-                crate::snapshots::private_mount_namespace()?;
+                self.private_namespace()?;
                 rustix::mount::mount(
                     "tmpfs",
                     &path,
@@ -1772,6 +1782,9 @@ impl Worker for EngineWorker<'_> {
             parents: step.parents,
         };
         let mut selection = select(&step.context, &step.sources, &step.dest, &filters).map_err(|e| e.to_string())?;
+        // A linked layer does not depend on what it lands on.
+        let parent =
+            if links(step) { "link".to_owned() } else { Self::parent_identity(layers).map_err(|e| e.to_string())? };
         let dest_is_dir = step.dest.ends_with('/') || step.sources.len() + step.inline.len() + step.remote.len() > 1;
         let dest_root = step.dest.trim_start_matches('/').trim_end_matches('/');
         let landing = |name: &str| {
@@ -1789,14 +1802,8 @@ impl Worker for EngineWorker<'_> {
         let checksum_key = match (&step.checksum, step.remote.as_slice()) {
             (Some(checksum), [url]) => {
                 let key = Digest::of(
-                    format!(
-                        "add-url\n{}\n{url}\n{checksum}\n{}\n{:?}\n{:?}",
-                        Self::parent_identity(layers).map_err(|e| e.to_string())?,
-                        step.dest,
-                        step.chown,
-                        step.chmod
-                    )
-                    .as_bytes(),
+                    format!("add-url\n{parent}\n{url}\n{checksum}\n{}\n{:?}\n{:?}", step.dest, step.chown, step.chmod)
+                        .as_bytes(),
                 );
                 if let Some(layer) = self.cached(&key) {
                     return Ok(layer);
@@ -1818,11 +1825,9 @@ impl Worker for EngineWorker<'_> {
             selection.inline.push(MadeFile { path: landing(&url_file_name(url)), data, mode: 0o600, mtime });
         }
         if step.extract_archives {
-            selection.extract_into = Some(step.dest.trim_start_matches('/').trim_end_matches('/').to_owned());
+            selection.extract_into = Some(dest_root.to_owned());
         }
         let fingerprint = self.fingerprint(&step.context, &selection).map_err(|e| e.to_string())?;
-        let parent =
-            if links(step) { "link".to_owned() } else { Self::parent_identity(layers).map_err(|e| e.to_string())? };
         let key = Digest::of(
             format!(
                 "copy\n{parent}\n{}\n{fingerprint}\n{:?}\n{:?}\n{}\n{}",

@@ -68,6 +68,8 @@ pub struct PullOptions {
     pub platform: Option<String>,
     /// Layers downloaded at once.
     pub parallel: usize,
+    /// Registries spoken to without checking certificates (default: [`insecure_registries`],
+    /// the environment's and the registries file's).
     pub insecure: Vec<String>,
     /// `--tls-verify`: `Some(true)` checks every certificate, `Some(false)` none; `None` is
     /// Docker's rule (loopback and insecure registries unchecked, with a plain-HTTP fallback).
@@ -214,9 +216,10 @@ fn registry_error(reference: &Reference, e: RegistryError) -> EngineError {
     }
 }
 
-fn client_for(reference: &Reference, insecure: &[String], tls_verify: Option<bool>) -> Result<Client> {
-    let endpoint = Endpoint::for_registry(reference.domain(), insecure, tls_verify);
-    let credentials = auth::lookup(reference.domain()).map_err(EngineError::InvalidArgument)?;
+/// A client for a registry (as references name it), with its stored credentials.
+fn client_for(registry: &str, insecure: &[String], tls_verify: Option<bool>) -> Result<Client> {
+    let endpoint = Endpoint::for_registry(registry, insecure, tls_verify);
+    let credentials = auth::lookup(registry).map_err(EngineError::InvalidArgument)?;
     Ok(Client::new(endpoint, credentials))
 }
 
@@ -333,19 +336,16 @@ impl Engine {
         events(PullEvent::Start { tag: wanted.clone(), repository: repository.clone() });
         // Mirrors first, in order, then the registry itself; a mirror that fails in any way is
         // passed over.
-        let config = RegistriesConfig::load();
-        let mut insecure = options.insecure.clone();
-        insecure.extend(config.insecure.iter().cloned());
-        for mirror in config.mirrors_of(reference.domain()) {
-            let endpoint = Endpoint::for_registry(&mirror, &insecure, options.tls_verify);
-            let credentials = auth::lookup(&mirror).ok().flatten();
-            let client = Client::new(endpoint, credentials);
-            match self.pull_with(&client, &reference, &repository, &wanted, options, events) {
+        // (`options.insecure` already holds the file's insecure registries: `insecure_registries`.)
+        for mirror in RegistriesConfig::load().mirrors_of(reference.domain()) {
+            let pulled = client_for(&mirror, &options.insecure, options.tls_verify)
+                .and_then(|client| self.pull_with(&client, &reference, &repository, &wanted, options, events));
+            match pulled {
                 Ok(report) => return Ok(report),
                 Err(e) => events(PullEvent::MirrorFailed { mirror: mirror.clone(), error: e.to_string() }),
             }
         }
-        let client = client_for(&reference, &insecure, options.tls_verify)?;
+        let client = client_for(reference.domain(), &options.insecure, options.tls_verify)?;
         self.pull_with(&client, &reference, &repository, &wanted, options, events)
     }
 
@@ -606,7 +606,7 @@ impl Engine {
         let repository = reference.path().to_owned();
         let tag = reference.tag().unwrap_or("latest").to_owned();
         events(PushEvent::Start(reference.name()));
-        let client = client_for(&reference, insecure, tls_verify)?;
+        let client = client_for(reference.domain(), insecure, tls_verify)?;
         let manifest_bytes = self.store.content().read_blob(&image.manifest.digest, crate::MAX_JSON_BLOB)?;
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| EngineError::Archive(format!("manifest {}: {e}", image.manifest.digest)))?;

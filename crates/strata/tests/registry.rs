@@ -114,10 +114,7 @@ fn push_then_pull_into_another_store_gives_the_same_image() {
 #[test]
 fn an_image_skopeo_pushed_pulls_and_runs() {
     require_root!();
-    if !strata_testkit::have("skopeo") {
-        eprintln!("SKIPPED: skopeo is not installed");
-        return;
-    }
+    strata_testkit::require!(strata_testkit::have("skopeo"), "skopeo is not installed");
     let Some(registry) = Registry::start(None) else { return };
     let source = store_with_image("made:1", "via-skopeo");
     let archive = source.path("made.tar");
@@ -418,10 +415,7 @@ fn make_certificates(dir: &std::path::Path) -> bool {
 #[test]
 fn tls_registries_with_a_private_ca() {
     require_root!();
-    if !strata_testkit::have("openssl") {
-        eprintln!("SKIPPED: openssl is not installed (needed to make the test CA)");
-        return;
-    }
+    strata_testkit::require!(strata_testkit::have("openssl"), "openssl is not installed (needed to make the test CA)");
     let certs = tempfile::tempdir().expect("tempdir");
     assert!(make_certificates(certs.path()), "openssl made the certificates");
     let Some(registry) =
@@ -535,10 +529,10 @@ fn token_server(dir: &std::path::Path) -> u16 {
 #[test]
 fn bearer_tokens_from_a_token_service() {
     require_root!();
-    if !strata_testkit::have("openssl") {
-        eprintln!("SKIPPED: openssl is not installed (needed to sign the test tokens)");
-        return;
-    }
+    strata_testkit::require!(
+        strata_testkit::have("openssl"),
+        "openssl is not installed (needed to sign the test tokens)"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let made = std::process::Command::new("openssl")
         .current_dir(dir.path())
@@ -810,10 +804,10 @@ fn put_blob(host: &str, repository: &str, data: &[u8]) -> String {
 #[test]
 fn indexes_pull_the_platform_asked_for() {
     require_root!();
-    if !strata_testkit::have("curl") {
-        eprintln!("SKIPPED: curl is not installed (needed to write an index into the registry)");
-        return;
-    }
+    strata_testkit::require!(
+        strata_testkit::have("curl"),
+        "curl is not installed (needed to write an index into the registry)"
+    );
     let Some(registry) = Registry::start(None) else { return };
     let host = registry.host();
     let name = format!("{host}/multi/app:single");
