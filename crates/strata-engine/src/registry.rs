@@ -3,6 +3,8 @@
 //! content store (several at once), layers unpacked into snapshots, `RepoDigests` recorded.
 
 use std::io::Read;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Mutex;
 
 use strata_oci::reference::{self, Reference};
@@ -13,6 +15,7 @@ use strata_store::LayerRecord;
 
 use crate::error::{EngineError, Result};
 use crate::import::record_image;
+use crate::snapshots::Onto;
 use crate::{tag_key, Engine};
 
 /// What `pull` reports as it goes (Docker's lines are made from these).
@@ -78,7 +81,7 @@ pub struct PullOptions {
 
 impl Default for PullOptions {
     fn default() -> Self {
-        PullOptions { platform: None, parallel: 3, insecure: insecure_registries(), tls_verify: None }
+        PullOptions { platform: None, parallel: pull_parallel(), insecure: insecure_registries(), tls_verify: None }
     }
 }
 
@@ -124,6 +127,7 @@ pub struct PushReport {
 pub struct RegistriesConfig {
     pub insecure: Vec<String>,
     pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
+    pub max_concurrent_downloads: Option<usize>,
 }
 
 impl RegistriesConfig {
@@ -145,7 +149,11 @@ impl RegistriesConfig {
         let strings = |v: &serde_json::Value| -> Vec<String> {
             v.as_array().map(|a| a.iter().filter_map(|s| s.as_str()).map(strip_scheme).collect()).unwrap_or_default()
         };
-        let mut config = RegistriesConfig { insecure: strings(&value["insecure-registries"]), ..Default::default() };
+        let mut config = RegistriesConfig {
+            insecure: strings(&value["insecure-registries"]),
+            max_concurrent_downloads: value["max-concurrent-downloads"].as_u64().map(|n| n as usize),
+            ..Default::default()
+        };
         match &value["registry-mirrors"] {
             serde_json::Value::Array(_) => {
                 config.mirrors.insert("docker.io".to_owned(), strings(&value["registry-mirrors"]));
@@ -179,6 +187,17 @@ pub fn insecure_registries() -> Vec<String> {
         .unwrap_or_default();
     insecure.extend(RegistriesConfig::load().insecure);
     insecure
+}
+
+/// Layers pulled at once: `STRATA_PULL_PARALLEL`, else the registries file's
+/// `max-concurrent-downloads` (Docker's daemon.json key), else 3 (Docker's default).
+pub fn pull_parallel() -> usize {
+    std::env::var("STRATA_PULL_PARALLEL")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .or(RegistriesConfig::load().max_concurrent_downloads)
+        .filter(|n| *n > 0)
+        .unwrap_or(3)
 }
 
 /// Blobs larger than this are pushed in chunks of this size (`STRATA_PUSH_CHUNK`, bytes with
@@ -223,15 +242,6 @@ fn client_for(registry: &str, insecure: &[String], tls_verify: Option<bool>) -> 
     Ok(Client::new(endpoint, credentials))
 }
 
-/// Where a streamed layer is unpacked: the snapshot `chain` on `parent`, checked against
-/// `diff_id`.
-#[derive(Clone, Copy)]
-struct Unpack<'a> {
-    diff_id: &'a Digest,
-    chain: &'a str,
-    parent: Option<&'a str>,
-}
-
 /// The bytes the receiving thread hands over, read as a stream (an `Err` is its failure).
 struct Handed<'a> {
     receiver: &'a std::sync::mpsc::Receiver<std::result::Result<Vec<u8>, String>>,
@@ -259,16 +269,18 @@ impl Read for Handed<'_> {
 }
 
 impl Engine {
-    /// One layer in one pass: downloaded, verified, stored and unpacked as the snapshot
-    /// `chain`; the blob and the snapshot are committed only when the digest checks.
+    /// One layer in one pass: downloaded, verified, stored and unpacked into a new active
+    /// snapshot (its key is returned with the layer's uncompressed size); the blob is
+    /// committed only when its digest checks.
     fn stream_layer(
         &self,
         client: &Client,
         repository: &str,
         layer: &strata_oci::spec::Descriptor,
-        into: Unpack<'_>,
+        diff_id: &Digest,
+        onto: Onto<'_>,
         events: &(dyn Fn(PullEvent) + Sync),
-    ) -> Result<u64> {
+    ) -> Result<(String, u64)> {
         let blob =
             client.get_blob(repository, &layer.digest, layer.size).map_err(|e| EngineError::Registry(e.to_string()))?;
         let mut writer = self.store.content().writer()?;
@@ -278,7 +290,7 @@ impl Engine {
         std::thread::scope(|scope| {
             // Created in here: if the unpacker gives up early, the receiving end is dropped
             // before the scope waits for the thread, so its sends fail instead of blocking.
-            let (sender, receiver) = std::sync::mpsc::sync_channel::<std::result::Result<Vec<u8>, String>>(8);
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<std::result::Result<Vec<u8>, String>>(4);
             let received = scope.spawn(move || -> std::result::Result<strata_store::BlobWriter, String> {
                 let mut counted =
                     Counted { inner: blob, digest: &layer.digest, total: layer.size, done: 0, reported: 0, events };
@@ -310,7 +322,7 @@ impl Engine {
             });
             let mut input = Handed { receiver: &receiver, chunk: Vec::new(), at: 0 };
             let mut received = Some(received);
-            self.unpack_layer_from(&mut input, &what, into.diff_id, into.chain, into.parent, &mut |rest| {
+            self.extract_layer(&mut input, &what, diff_id, onto, &mut |rest| {
                 // The unpacker stops at the tar's end: the rest still counts for the digest.
                 std::io::copy(rest, &mut std::io::sink()).map_err(|e| EngineError::Registry(e.to_string()))?;
                 let handle = received.take().ok_or_else(|| EngineError::Registry(format!("{what}: verified twice")))?;
@@ -433,20 +445,21 @@ impl Engine {
                 config.rootfs.diff_ids.len()
             )));
         }
-        // Layers: this thread unpacks them in order, each in one streaming pass (download →
-        // verify → decompress → unpack, the blob stored on the way) unless a prefetch thread
-        // already has it; the prefetch threads download the others, top layer first, into the
-        // store. Pull time is then about the longer of the two, not their sum.
+        // Layers: each worker takes the lowest layer nobody has taken and does it in one
+        // streaming pass (download → verify → decompress → unpack, the blob stored on the
+        // way), so layers download and unpack side by side. On overlay a layer is unpacked into
+        // a snapshot of its own and committed onto its parent once that is committed; a layer
+        // hard-linking a lower layer's file waits for its parent and is unpacked again from its
+        // stored blob.
         let layers = &parsed.layers;
         let diff_ids = &config.rootfs.diff_ids;
         let chains: Vec<String> = crate::snapshots::chain_ids(diff_ids).iter().map(ToString::to_string).collect();
-        // 0: not claimed, 1: being downloaded by a prefetch thread, 2: in the store.
-        let states: Vec<std::sync::atomic::AtomicU8> = layers
-            .iter()
-            .map(|l| std::sync::atomic::AtomicU8::new(if content.exists(&l.digest) { 2 } else { 0 }))
-            .collect();
-        for (layer, state) in layers.iter().zip(&states) {
-            if state.load(std::sync::atomic::Ordering::SeqCst) == 2 {
+        let snapshotter = self.snapshotter();
+        let alone = snapshotter.unpacks_independently();
+        let committed: Vec<AtomicBool> =
+            chains.iter().map(|c| AtomicBool::new(snapshotter.stat(c).ok().flatten().is_some())).collect();
+        for (layer, done) in layers.iter().zip(&committed) {
+            if done.load(SeqCst) || content.exists(&layer.digest) {
                 events(PullEvent::Exists(layer.digest.clone()));
             }
         }
@@ -457,29 +470,88 @@ impl Engine {
                 f.get_or_insert(e);
             }
         };
-        let downloaded = std::sync::atomic::AtomicUsize::new(0);
-        // The layer the unpacker is at: prefetching takes only layers above it, so the one being
-        // unpacked is streamed, never downloaded first and unpacked after.
-        let cursor = std::sync::atomic::AtomicUsize::new(0);
+        // Waits for layer `i`'s snapshot; an error when the pull failed meanwhile.
+        let committed_below = |i: usize| -> Result<Option<&str>> {
+            let Some(below) = i.checked_sub(1) else { return Ok(None) };
+            while !committed[below].load(SeqCst) {
+                if failed() {
+                    return Err(EngineError::Registry("cancelled".to_owned()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Ok(Some(chains[below].as_str()))
+        };
+        let downloaded = AtomicUsize::new(0);
+        let next = AtomicUsize::new(0);
         // Uncompressed sizes, as the unpacks measured them (for `images`).
         let sizes: Mutex<Vec<Option<u64>>> = Mutex::new(vec![None; layers.len()]);
-        use std::sync::atomic::Ordering::SeqCst;
+        let from_blob = |i: usize, onto: Onto<'_>| -> Result<(String, u64)> {
+            let mut file = content.open_blob(&layers[i].digest)?;
+            let what = format!("layer {}", layers[i].digest);
+            self.extract_layer(&mut file, &what, &diff_ids[i], onto, &mut |_| Ok(()))
+        };
+        let one = |i: usize| -> Result<Option<u64>> {
+            let layer = &layers[i];
+            if committed[i].load(SeqCst) {
+                // Unpacked already; the blob is still wanted (push and save read it).
+                if !content.exists(&layer.digest) {
+                    fetch(&layer.digest, layer.size)?;
+                    downloaded.fetch_add(1, SeqCst);
+                    events(PullEvent::Downloaded(layer.digest.clone()));
+                }
+                return Ok(None);
+            }
+            let onto = if alone { Onto::Later } else { Onto::Parent(committed_below(i)?) };
+            let extracted = if content.exists(&layer.digest) {
+                from_blob(i, onto)
+            } else {
+                let streamed = self.stream_layer(client, &repository, layer, &diff_ids[i], onto, events);
+                if streamed.is_ok() || content.exists(&layer.digest) {
+                    downloaded.fetch_add(1, SeqCst);
+                    events(PullEvent::Downloaded(layer.digest.clone()));
+                }
+                streamed
+            };
+            let (key, size, onto) = match extracted {
+                Ok((key, size)) => (key, size, onto),
+                // Its blob is stored (the digest checked); unpacked again on its parent.
+                Err(EngineError::Layer(strata_layer::ApplyError::NeedsLowers(_))) => {
+                    let onto = Onto::Parent(committed_below(i)?);
+                    let (key, size) = from_blob(i, onto)?;
+                    (key, size, onto)
+                }
+                Err(e) => return Err(e),
+            };
+            let onto = match onto {
+                Onto::Later => match committed_below(i) {
+                    Ok(parent) => Some(parent),
+                    Err(e) => {
+                        let _ = snapshotter.remove(&key);
+                        return Err(e);
+                    }
+                },
+                Onto::Parent(_) => None,
+            };
+            self.commit_layer(&chains[i], &key, onto)?;
+            Ok(Some(size))
+        };
         std::thread::scope(|scope| {
-            for _ in 1..options.parallel.max(1) {
+            for _ in 0..options.parallel.max(1) {
                 scope.spawn(|| loop {
                     if failed() {
                         return;
                     }
-                    let claimed = (0..layers.len())
-                        .rev()
-                        .take_while(|&i| i > cursor.load(SeqCst))
-                        .find(|&i| states[i].compare_exchange(0, 1, SeqCst, SeqCst).is_ok());
-                    let Some(i) = claimed else { return };
-                    match fetch(&layers[i].digest, layers[i].size) {
-                        Ok(()) => {
-                            states[i].store(2, SeqCst);
-                            downloaded.fetch_add(1, SeqCst);
-                            events(PullEvent::Downloaded(layers[i].digest.clone()));
+                    let i = next.fetch_add(1, SeqCst);
+                    if i >= layers.len() {
+                        return;
+                    }
+                    match one(i) {
+                        Ok(size) => {
+                            if let (Some(size), Ok(mut sizes)) = (size, sizes.lock()) {
+                                sizes[i] = Some(size);
+                            }
+                            committed[i].store(true, SeqCst);
+                            events(PullEvent::Unpacked(layers[i].digest.clone()));
                         }
                         Err(e) => {
                             fail(e);
@@ -487,54 +559,6 @@ impl Engine {
                         }
                     }
                 });
-            }
-            let mut parent: Option<&str> = None;
-            for (i, layer) in layers.iter().enumerate() {
-                cursor.store(i, SeqCst);
-                let sizes = &sizes;
-                if failed() {
-                    return;
-                }
-                let chain = chains[i].as_str();
-                let result = if self.snapshotter().stat(chain).ok().flatten().is_some() {
-                    Ok(None)
-                } else {
-                    loop {
-                        match states[i].load(SeqCst) {
-                            2 => break self.unpack_layer(&layer.digest, &diff_ids[i], chain, parent).map(Some),
-                            0 if states[i].compare_exchange(0, 1, SeqCst, SeqCst).is_ok() => {
-                                let streamed = self.stream_layer(
-                                    client,
-                                    &repository,
-                                    layer,
-                                    Unpack { diff_id: &diff_ids[i], chain, parent },
-                                    events,
-                                );
-                                if streamed.is_ok() {
-                                    states[i].store(2, SeqCst);
-                                    downloaded.fetch_add(1, SeqCst);
-                                    events(PullEvent::Downloaded(layer.digest.clone()));
-                                }
-                                break streamed.map(Some);
-                            }
-                            _ if failed() => return,
-                            _ => std::thread::sleep(std::time::Duration::from_millis(5)),
-                        }
-                    }
-                };
-                match result {
-                    Ok(size) => {
-                        if let (Some(size), Ok(mut sizes)) = (size, sizes.lock()) {
-                            sizes[i] = Some(size);
-                        }
-                        events(PullEvent::Unpacked(layer.digest.clone()));
-                    }
-                    Err(e) => {
-                        fail(e);
-                        return;
-                    }
-                }
-                parent = Some(chain);
             }
         });
         if let Some(e) = failure.into_inner().ok().flatten() {

@@ -73,6 +73,14 @@ pub(crate) fn private_mount_namespace() -> Result<()> {
     .map_err(|e| EngineError::Io { path: "/".into(), source: e.into() })
 }
 
+/// Where a layer is extracted: on its parent, or alone, to be committed onto its parent once
+/// that is committed (overlay snapshots hold only their own layer's files).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Onto<'a> {
+    Parent(Option<&'a str>),
+    Later,
+}
+
 impl Engine {
     /// Runs `act` on `mounts` made at `ROOT/mounts/NAME` in a private mount namespace of this
     /// process (see [`private_mount_namespace`]); unmounts and removes the directory after.
@@ -144,13 +152,38 @@ impl Engine {
         parent: Option<&str>,
         verify: &mut dyn FnMut(&mut dyn std::io::Read) -> Result<()>,
     ) -> Result<u64> {
+        let (key, size) = self.extract_layer(input, what, diff_id, Onto::Parent(parent), verify)?;
+        self.commit_layer(chain, &key, None)?;
+        Ok(size)
+    }
+
+    /// Unpacks one layer into a new active snapshot (see [`Engine::unpack_layer_from`]) and
+    /// returns its key and the layer's uncompressed size; [`Engine::commit_layer`] commits it.
+    /// With [`Onto::Later`] the snapshot has no parent yet: a hard link to a lower layer's
+    /// file fails with [`strata_layer::ApplyError::NeedsLowers`].
+    pub(crate) fn extract_layer(
+        &self,
+        input: &mut dyn std::io::Read,
+        what: &str,
+        diff_id: &Digest,
+        onto: Onto<'_>,
+        verify: &mut dyn FnMut(&mut dyn std::io::Read) -> Result<()>,
+    ) -> Result<(String, u64)> {
         let snapshotter = self.snapshotter();
         let key = format!("extract-{}-{}", unique_suffix(), diff_id.hex());
+        let (parent, later) = match onto {
+            Onto::Parent(parent) => (parent, false),
+            Onto::Later => (None, true),
+        };
         snapshotter.prepare(&key, parent)?;
         let result = (|| -> Result<u64> {
             let target = snapshotter.apply_target(&key)?;
-            let options =
-                ApplyOptions { whiteouts: target.whiteouts, lowers: target.lowers, ..ApplyOptions::default() };
+            let options = ApplyOptions {
+                whiteouts: target.whiteouts,
+                lowers: target.lowers,
+                lowers_later: later,
+                ..ApplyOptions::default()
+            };
             let report = match apply_layer(&mut *input, &target.dir, &options) {
                 Ok(report) => report,
                 // A broken stream is better explained by its digest, when that fails too.
@@ -165,22 +198,33 @@ impl Engine {
             }
             Ok(report.uncompressed_size)
         })();
-        let size = match result {
-            Ok(size) => size,
+        match result {
+            Ok(size) => Ok((key, size)),
             Err(e) => {
                 let _ = snapshotter.remove(&key);
-                return Err(e);
+                Err(e)
             }
+        }
+    }
+
+    /// Commits the active snapshot `key` as `chain` (`onto`: `Some(parent)` for a layer
+    /// extracted [`Onto::Later`]); when another process committed `chain` meanwhile, theirs is
+    /// kept.
+    pub(crate) fn commit_layer(&self, chain: &str, key: &str, onto: Option<Option<&str>>) -> Result<()> {
+        let snapshotter = self.snapshotter();
+        let committed = match onto {
+            Some(parent) => snapshotter.commit_onto(chain, key, parent),
+            None => snapshotter.commit(chain, key),
         };
-        match snapshotter.commit(chain, &key) {
-            Ok(()) => Ok(size),
+        match committed {
+            Ok(()) => Ok(()),
             // Another strata process unpacked the same layers meanwhile: use theirs.
             Err(SnapshotError::AlreadyExists(_)) => {
-                let _ = snapshotter.remove(&key);
-                Ok(size)
+                let _ = snapshotter.remove(key);
+                Ok(())
             }
             Err(e) => {
-                let _ = snapshotter.remove(&key);
+                let _ = snapshotter.remove(key);
                 Err(e.into())
             }
         }

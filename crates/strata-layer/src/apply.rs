@@ -58,6 +58,9 @@ pub struct ApplyOptions {
     /// Lower layers (topmost first) where hard-link targets missing from this layer are found
     /// (overlay snapshots, where a layer's directory holds only its own files).
     pub lowers: Vec<PathBuf>,
+    /// The lower layers are not known yet (a layer unpacked while those below it still
+    /// arrive): a hard link to a file not in this layer is [`ApplyError::NeedsLowers`].
+    pub lowers_later: bool,
     /// File-creating threads; 0 means create everything on the calling thread.
     pub workers: usize,
 }
@@ -74,6 +77,7 @@ impl Default for ApplyOptions {
             ratio_grace_bytes: 1 << 30,
             max_header_bytes: 1 << 20,
             lowers: Vec::new(),
+            lowers_later: false,
             workers: 2,
         }
     }
@@ -93,6 +97,9 @@ pub enum ApplyError {
     Rejected { path: String, reason: String },
     #[error("layer exceeds the limit: {0}")]
     Limit(String),
+    /// A hard link to a file of a lower layer, with [`ApplyOptions::lowers_later`].
+    #[error("entry {0:?}: hard link to a lower layer's file")]
+    NeedsLowers(String),
 }
 
 impl ApplyError {
@@ -768,6 +775,9 @@ impl Applier {
             self.written.insert(target.to_owned());
             let how = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             return open_in_root(&self.root, target, how).map_err(|e| ApplyError::io(target, e));
+        }
+        if self.options.lowers_later {
+            return Err(ApplyError::NeedsLowers(target.to_owned()));
         }
         Err(ApplyError::rejected(target, "hard link target not found in this layer or below"))
     }

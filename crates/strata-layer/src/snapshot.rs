@@ -122,6 +122,15 @@ pub trait Snapshotter: Send + Sync {
     fn mounts(&self, key: &str) -> Result<Vec<Mount>>;
     /// Turns the active snapshot `key` into the committed snapshot `name`.
     fn commit(&self, name: &str, key: &str) -> Result<()>;
+    /// Whether a layer can be unpacked before the layers below it are (into a snapshot
+    /// prepared without a parent, then [`Snapshotter::commit_onto`] its real parent): true
+    /// where a snapshot's directory holds only its own layer's files.
+    fn unpacks_independently(&self) -> bool {
+        false
+    }
+    /// Commits the active snapshot `key`, prepared without a parent, as `name` on `parent`
+    /// (only where [`Snapshotter::unpacks_independently`]).
+    fn commit_onto(&self, name: &str, key: &str, parent: Option<&str>) -> Result<()>;
     fn remove(&self, key: &str) -> Result<()>;
     fn usage(&self, key: &str) -> Result<Usage>;
     /// Where to unpack a layer into the active snapshot `key` without mounting it.
@@ -246,16 +255,24 @@ impl Store {
         })
     }
 
-    fn commit(&self, name: &str, key: &str) -> Result<()> {
+    /// Commits the active `key` as `name`; `onto`: `Some(parent)` sets its parent first (it
+    /// must be committed).
+    fn commit(&self, name: &str, key: &str, onto: Option<Option<&str>>) -> Result<()> {
         self.update(|metadata| {
             if metadata.snapshots.contains_key(name) {
                 return Err(SnapshotError::AlreadyExists(name.to_owned()));
+            }
+            if let Some(parent) = onto {
+                self.chain(metadata, parent)?;
             }
             let mut info = metadata.snapshots.remove(key).ok_or_else(|| SnapshotError::NotFound(key.to_owned()))?;
             if info.kind != Kind::Active {
                 let actual = info.kind.name();
                 metadata.snapshots.insert(key.to_owned(), info);
                 return Err(SnapshotError::WrongKind { key: key.to_owned(), actual, expected: "active" });
+            }
+            if let Some(parent) = onto {
+                info.parent = parent.map(str::to_owned);
             }
             let _ = fs::remove_dir_all(self.dir(info.id).join("work"));
             info.key = name.to_owned();
@@ -409,7 +426,15 @@ impl Snapshotter for Overlay {
     }
 
     fn commit(&self, name: &str, key: &str) -> Result<()> {
-        self.store.commit(name, key)
+        self.store.commit(name, key, None)
+    }
+
+    fn unpacks_independently(&self) -> bool {
+        true
+    }
+
+    fn commit_onto(&self, name: &str, key: &str, parent: Option<&str>) -> Result<()> {
+        self.store.commit(name, key, Some(parent))
     }
 
     fn remove(&self, key: &str) -> Result<()> {
@@ -562,7 +587,16 @@ impl Snapshotter for Copy {
     }
 
     fn commit(&self, name: &str, key: &str) -> Result<()> {
-        self.store.commit(name, key)
+        self.store.commit(name, key, None)
+    }
+
+    /// A copy snapshot holds its parent's files: only its own parent will do.
+    fn commit_onto(&self, name: &str, key: &str, parent: Option<&str>) -> Result<()> {
+        let info = self.store.get(key)?;
+        if info.parent.as_deref() != parent {
+            return Err(SnapshotError::Other(format!("{key} was not prepared on {parent:?}")));
+        }
+        self.store.commit(name, key, None)
     }
 
     fn remove(&self, key: &str) -> Result<()> {

@@ -886,3 +886,107 @@ fn indexes_pull_the_platform_asked_for() {
     let missing = strata(&other_store, &["pull", "--platform", "linux/s390x", &multi]).fails();
     assert!(missing.stderr().contains("no matching manifest for linux/s390x"), "{}", missing.stderr());
 }
+
+/// Puts a manifest (or index) under `reference` (a tag or its digest).
+fn put_manifest(host: &str, repository: &str, reference: &str, media_type: &str, bytes: &[u8]) {
+    let content_type = format!("Content-Type: {media_type}");
+    let url = format!("http://{host}/v2/{repository}/manifests/{reference}");
+    curl(&["-X", "PUT", "-H", &content_type, "--data-binary", "@-", &url], Some(bytes));
+}
+
+/// A layer tar from (path, entry type, content or link target).
+fn layer_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, kind, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(*kind);
+        header.set_mode(if *kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+        header.set_mtime(1_700_000_000);
+        if *kind == tar::EntryType::Link {
+            header.set_size(0);
+            builder.append_link(&mut header, path, data).expect("link");
+        } else {
+            header.set_size(data.len() as u64);
+            builder.append_data(&mut header, path, data.as_bytes()).expect("entry");
+        }
+    }
+    builder.into_inner().expect("tar")
+}
+
+#[test]
+fn many_layers_unpack_side_by_side_with_links_and_whiteouts_across_them() {
+    require_root!();
+    strata_testkit::require!(
+        strata_testkit::have("curl"),
+        "curl is not installed (needed to write the image into the registry)"
+    );
+    let Some(registry) = Registry::start(None) else { return };
+    let host = registry.host();
+    let scratch = TestRoot::new();
+    let busybox = std::fs::read(busybox_rootfs_tar(scratch.dir.path())).expect("busybox tar");
+    use tar::EntryType::{Directory, Link, Regular};
+    // Eight layers, more than the pull's workers: a lower layer's file hard-linked from two
+    // layers up, a whiteout and an opaque directory over lower layers' files.
+    let mut layers = vec![
+        busybox,
+        layer_tar(&[
+            ("data", Directory, ""),
+            ("data/a", Regular, "base\n"),
+            ("data/sub", Directory, ""),
+            ("data/sub/x", Regular, "x\n"),
+            ("gone", Regular, "gone\n"),
+        ]),
+        layer_tar(&[("data/c", Regular, "c\n")]),
+        layer_tar(&[("data/b", Link, "data/a"), ("data/.wh.c", Regular, ""), (".wh.gone", Regular, "")]),
+        layer_tar(&[
+            ("data/sub", Directory, ""),
+            ("data/sub/.wh..wh..opq", Regular, ""),
+            ("data/sub/y", Regular, "y\n"),
+        ]),
+    ];
+    for n in 5..8 {
+        layers.push(layer_tar(&[(&format!("layer{n}"), Regular, &format!("{n}\n"))]));
+    }
+    let repository = "layers/app";
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for layer in &layers {
+        let digest = put_blob(&host, repository, layer);
+        diff_ids.push(serde_json::json!(digest));
+        descriptors.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": layer.len()}));
+    }
+    let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
+    let config = serde_json::json!({
+        "architecture": arch, "os": "linux",
+        "config": {"Cmd": ["sh", "-c", "cat /data/a /data/b; ls /data/sub; ls /data; test -e /gone || echo no-gone; cat /layer7"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let config_bytes = serde_json::to_vec(&config).expect("json");
+    let config_digest = put_blob(&host, repository, &config_bytes);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_bytes.len()},
+        "layers": descriptors,
+    });
+    let name = format!("{host}/{repository}:v1");
+    put_manifest(
+        &host,
+        repository,
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest.to_string().as_bytes(),
+    );
+
+    for parallel in ["1", "4"] {
+        let target = TestRoot::new();
+        let mut command = target.strata(STRATA);
+        command.args(["pull", &name]).env("STRATA_PULL_PARALLEL", parallel);
+        let pulled = Run::of(command).ok().stdout();
+        assert_eq!(pulled.matches("Pull complete").count(), 8, "{pulled}");
+        assert_eq!(image_id(&target, &name), config_digest, "the image ID is the config's digest");
+        let shown = strata(&target, &["run", "--rm", &name]).ok().stdout();
+        assert_eq!(shown, "base\nbase\ny\na\nb\nsub\nno-gone\n7\n", "{parallel} at once");
+        strata(&target, &["fsck"]).ok();
+    }
+}
