@@ -295,7 +295,7 @@ impl Engine {
 
     /// `docker cp - CONTAINER:DEST`: unpacks a tar into the directory `dest` inside the
     /// container, with the layer applier's confinement (nothing lands outside the container).
-    pub fn copy_into_container(&self, name: &str, dest: &str, input: &mut dyn Read) -> Result<()> {
+    pub fn copy_into_container(&self, name: &str, dest: &str, input: &mut (dyn Read + Send)) -> Result<()> {
         let record = self.find_container(name)?;
         let running =
             matches!(record.state.status, Status::Running | Status::Paused) && process_alive(record.state.pid);
@@ -397,7 +397,7 @@ pub(crate) fn fd_path(fd: &std::os::fd::OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)))
 }
 
-pub(crate) fn apply_into(root: &Path, dest: &str, input: &mut dyn Read) -> Result<()> {
+pub(crate) fn apply_into(root: &Path, dest: &str, input: &mut (dyn Read + Send)) -> Result<()> {
     let fd = resolve_in(root, dest)?;
     let target = fd_path(&fd);
     if !fs::metadata(&target).at(&target)?.is_dir() {

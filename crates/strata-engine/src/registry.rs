@@ -242,32 +242,6 @@ fn client_for(registry: &str, insecure: &[String], tls_verify: Option<bool>) -> 
     Ok(Client::new(endpoint, credentials))
 }
 
-/// The bytes the receiving thread hands over, read as a stream (an `Err` is its failure).
-struct Handed<'a> {
-    receiver: &'a std::sync::mpsc::Receiver<std::result::Result<Vec<u8>, String>>,
-    chunk: Vec<u8>,
-    at: usize,
-}
-
-impl Read for Handed<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.chunk.len() {
-            match self.receiver.recv() {
-                Ok(Ok(chunk)) => {
-                    self.chunk = chunk;
-                    self.at = 0;
-                }
-                Ok(Err(message)) => return Err(std::io::Error::other(message)),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
 impl Engine {
     /// One layer in one pass: downloaded, verified, stored and unpacked into a new active
     /// snapshot (its key is returned with the layer's uncompressed size); the blob is
@@ -281,8 +255,10 @@ impl Engine {
         onto: Onto<'_>,
         events: &(dyn Fn(PullEvent) + Sync),
     ) -> Result<(String, u64)> {
-        let blob =
-            client.get_blob(repository, &layer.digest, layer.size).map_err(|e| EngineError::Registry(e.to_string()))?;
+        // The blob writer hashes what it stores: the body is not hashed twice.
+        let blob = client
+            .get_blob_unhashed(repository, &layer.digest, layer.size)
+            .map_err(|e| EngineError::Registry(e.to_string()))?;
         let mut writer = self.store.content().writer()?;
         let what = format!("layer {}", layer.digest);
         // Two threads: this one receives (socket → digest check → blob file) and hands the
@@ -290,37 +266,29 @@ impl Engine {
         std::thread::scope(|scope| {
             // Created in here: if the unpacker gives up early, the receiving end is dropped
             // before the scope waits for the thread, so its sends fail instead of blocking.
-            let (sender, receiver) = std::sync::mpsc::sync_channel::<std::result::Result<Vec<u8>, String>>(4);
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
             let received = scope.spawn(move || -> std::result::Result<strata_store::BlobWriter, String> {
                 let mut counted =
                     Counted { inner: blob, digest: &layer.digest, total: layer.size, done: 0, reported: 0, events };
+                let failed = |e: std::io::Error| {
+                    let _ = sender.send(Err(std::io::Error::new(e.kind(), e.to_string())));
+                    e.to_string()
+                };
                 loop {
-                    let mut chunk = vec![0u8; 1 << 20];
-                    let mut n = 0;
-                    while n < chunk.len() {
-                        match counted.read(&mut chunk[n..]) {
-                            Ok(0) => break,
-                            Ok(got) => n += got,
-                            Err(e) => {
-                                let _ = sender.send(Err(e.to_string()));
-                                return Err(e.to_string());
-                            }
-                        }
-                    }
-                    if n == 0 {
-                        return Ok(writer);
-                    }
-                    chunk.truncate(n);
+                    let chunk = match strata_layer::Chunks::read_chunk(&mut counted) {
+                        Ok(Some(chunk)) => chunk,
+                        Ok(None) => return Ok(writer),
+                        Err(e) => return Err(failed(e)),
+                    };
                     if let Err(e) = std::io::Write::write_all(&mut writer, &chunk) {
-                        let _ = sender.send(Err(e.to_string()));
-                        return Err(e.to_string());
+                        return Err(failed(e));
                     }
                     // The unpacker may have stopped (it failed): the rest is still read for
                     // the digest.
                     let _ = sender.send(Ok(chunk));
                 }
             });
-            let mut input = Handed { receiver: &receiver, chunk: Vec::new(), at: 0 };
+            let mut input = strata_layer::Chunks::new(receiver);
             let mut received = Some(received);
             self.extract_layer(&mut input, &what, diff_id, onto, &mut |rest| {
                 // The unpacker stops at the tar's end: the rest still counts for the digest.
@@ -330,8 +298,13 @@ impl Engine {
                     .join()
                     .map_err(|_| EngineError::Registry(format!("{what}: the receiving thread panicked")))?
                     .map_err(EngineError::Registry)?;
-                blob_writer.commit(Some(&layer.digest), Some(layer.size))?;
-                Ok(())
+                match blob_writer.commit(Some(&layer.digest), Some(layer.size)) {
+                    Ok(_) => Ok(()),
+                    Err(strata_store::StoreError::DigestMismatch { expected, actual }) => {
+                        Err(EngineError::Registry(strata_registry::blob_digest_error(&expected, &actual.to_string())))
+                    }
+                    Err(e) => Err(e.into()),
+                }
             })
         })
     }

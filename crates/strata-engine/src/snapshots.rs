@@ -145,7 +145,7 @@ impl Engine {
     /// checks its digest there): nothing is committed unless all of it checks.
     pub(crate) fn unpack_layer_from(
         &self,
-        input: &mut dyn std::io::Read,
+        input: &mut (dyn std::io::Read + Send),
         what: &str,
         diff_id: &Digest,
         chain: &str,
@@ -163,7 +163,7 @@ impl Engine {
     /// file fails with [`strata_layer::ApplyError::NeedsLowers`].
     pub(crate) fn extract_layer(
         &self,
-        input: &mut dyn std::io::Read,
+        input: &mut (dyn std::io::Read + Send),
         what: &str,
         diff_id: &Digest,
         onto: Onto<'_>,

@@ -20,11 +20,10 @@ fn main() {
     let start = Instant::now();
     let report = apply_layer(file, std::path::Path::new(dir), &options).expect("apply");
     println!(
-        "seconds={:.3} entries={} diff_id={} digest={} compression={}",
+        "seconds={:.3} entries={} diff_id={} compression={}",
         start.elapsed().as_secs_f64(),
         report.entries,
         report.diff_id,
-        report.digest,
         report.compression.name()
     );
 }

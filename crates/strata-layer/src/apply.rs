@@ -116,8 +116,7 @@ impl ApplyError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyReport {
     pub compression: Compression,
-    /// Digest and size of the bytes read (the blob).
-    pub digest: Digest,
+    /// Size of the bytes read (the blob).
     pub size: u64,
     /// Digest and size of the uncompressed tar.
     pub diff_id: Digest,
@@ -168,6 +167,7 @@ impl BackgroundDigester {
         self.len
     }
 
+    /// The digest of everything given (waits for the hashing thread).
     fn finish(&mut self) -> Digest {
         if let Some(sender) = self.sender.take() {
             let _ = sender.send(std::mem::take(&mut self.pending));
@@ -233,29 +233,21 @@ impl std::fmt::Display for LimitExceeded {
 
 impl std::error::Error for LimitExceeded {}
 
-/// The raw (possibly compressed) bytes: counted for the ratio limit, hashed unless the layer
-/// turns out to be uncompressed (its digest is then its diffID, hashed once).
+/// The raw (possibly compressed) bytes, counted for the ratio limit. Not hashed: whoever
+/// stores the blob checks its digest (hashing it here too cost a third of a pull's CPU).
 struct RawCount {
     bytes: std::sync::atomic::AtomicU64,
-    hash: std::sync::atomic::AtomicBool,
-    digester: Mutex<Option<BackgroundDigester>>,
 }
 
-struct RawHashing<R> {
+struct RawCounting<R> {
     inner: R,
     shared: Arc<RawCount>,
 }
 
-impl<R: Read> Read for RawHashing<R> {
+impl<R: Read> Read for RawCounting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use std::sync::atomic::Ordering;
         let n = self.inner.read(buf)?;
-        self.shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        if self.shared.hash.load(Ordering::Relaxed) {
-            if let Some(digester) = lock(&self.shared.digester).as_mut() {
-                digester.update(&buf[..n]);
-            }
-        }
+        self.shared.bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -268,48 +260,118 @@ fn map_read_error(e: io::Error) -> ApplyError {
 }
 
 /// Applies the layer read from `input` (plain, gzip or zstd tar) onto the directory `root`.
-/// Both digests (blob and diffID) come from this one pass.
-pub fn apply_layer(input: impl Read, root: &Path, options: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
-    let raw_count = Arc::new(RawCount {
-        bytes: std::sync::atomic::AtomicU64::new(0),
-        hash: std::sync::atomic::AtomicBool::new(true),
-        digester: Mutex::new(Some(BackgroundDigester::new())),
-    });
-    let raw = RawHashing { inner: input, shared: raw_count.clone() };
+/// The diffID comes from this one pass. A compressed layer is decompressed on a thread of its
+/// own, so decompressing and writing files overlap.
+pub fn apply_layer(input: impl Read + Send, root: &Path, options: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
+    let raw_count = Arc::new(RawCount { bytes: std::sync::atomic::AtomicU64::new(0) });
+    let raw = RawCounting { inner: input, shared: raw_count.clone() };
     let mut buffered = BufReader::with_capacity(1 << 20, raw);
     let compression = crate::compression::detect_reader(&mut buffered).map_err(map_read_error)?;
-    if compression == Compression::None {
-        raw_count.hash.store(false, std::sync::atomic::Ordering::Relaxed);
+    std::thread::scope(|scope| {
+        let decoded: Box<dyn Read> = if compression == Compression::None {
+            Box::new(buffered)
+        } else {
+            // Dropped (when this closure returns) before the scope waits for the thread, so
+            // a send to an unpacker that gave up fails instead of blocking.
+            let (sender, receiver) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+            scope.spawn(move || {
+                let mut decoder = match decompress(buffered) {
+                    Ok((_, decoder)) => decoder,
+                    Err(e) => {
+                        let _ = sender.send(Err(e));
+                        return;
+                    }
+                };
+                loop {
+                    match Chunks::read_chunk(&mut decoder) {
+                        Ok(Some(chunk)) => {
+                            if sender.send(Ok(chunk)).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(e) => {
+                            let _ = sender.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+            });
+            Box::new(Chunks::new(receiver))
+        };
+        let limited = Limited {
+            inner: Hashing { inner: decoded, digester: BackgroundDigester::new() },
+            raw: raw_count.clone(),
+            options: (options.max_bytes, options.max_ratio, options.ratio_grace_bytes),
+            compression,
+        };
+        let root_fd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| ApplyError::io(&root.display().to_string(), e))?;
+        let mut applier = Applier::new(root_fd, options.clone());
+        let mut archive = tar::Archive::new(limited);
+        let result = applier.run(&mut archive);
+        let finished = applier.finish();
+        result?;
+        finished?;
+        // The end-of-archive blocks (and, below them, the rest of the compressed stream) belong
+        // to the digests too.
+        let mut limited = archive.into_inner();
+        io::copy(&mut limited, &mut io::sink()).map_err(map_read_error)?;
+        let uncompressed_size = limited.inner.digester.len();
+        let diff_id = limited.inner.digester.finish();
+        drop(limited);
+        let size = raw_count.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(ApplyReport { compression, size, diff_id, uncompressed_size, entries: applier.entries })
+    })
+}
+
+/// Chunks another thread sends, read as a stream (an `Err` is its failure; the end of the
+/// channel is the end of the stream).
+pub struct Chunks {
+    receiver: mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Chunks {
+    pub fn new(receiver: mpsc::Receiver<io::Result<Vec<u8>>>) -> Chunks {
+        Chunks { receiver, chunk: Vec::new(), at: 0 }
     }
-    let (_, decoded) = decompress(buffered).map_err(map_read_error)?;
-    let limited = Limited {
-        inner: Hashing { inner: decoded, digester: BackgroundDigester::new() },
-        raw: raw_count.clone(),
-        options: (options.max_bytes, options.max_ratio, options.ratio_grace_bytes),
-        compression,
-    };
-    let root_fd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| ApplyError::io(&root.display().to_string(), e))?;
-    let mut applier = Applier::new(root_fd, options.clone());
-    let mut archive = tar::Archive::new(limited);
-    let result = applier.run(&mut archive);
-    let finished = applier.finish();
-    result?;
-    finished?;
-    // The end-of-archive blocks (and, below them, the rest of the compressed stream) belong
-    // to the digests too.
-    let mut limited = archive.into_inner();
-    io::copy(&mut limited, &mut io::sink()).map_err(map_read_error)?;
-    let uncompressed_size = limited.inner.digester.len();
-    let diff_id = limited.inner.digester.finish();
-    drop(limited);
-    let size = raw_count.bytes.load(std::sync::atomic::Ordering::Relaxed);
-    let raw_digester = lock(&raw_count.digester).take();
-    let digest = match (compression, raw_digester) {
-        (Compression::None, _) | (_, None) => diff_id.clone(),
-        (_, Some(mut digester)) => digester.finish(),
-    };
-    Ok(ApplyReport { compression, size, digest, diff_id, uncompressed_size, entries: applier.entries })
+
+    /// The next chunk (up to 1 MiB) of `reader` for the sending side; `None` at its end.
+    pub fn read_chunk(reader: &mut dyn Read) -> io::Result<Option<Vec<u8>>> {
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut n = 0;
+        while n < chunk.len() {
+            match reader.read(&mut chunk[n..]) {
+                Ok(0) => break,
+                Ok(got) => n += got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        chunk.truncate(n);
+        Ok((n > 0).then_some(chunk))
+    }
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.receiver.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// One regular file or symlink for a worker to create.

@@ -267,12 +267,28 @@ impl Client {
     /// A blob's body, verified against `digest` and `size` as it is read: the read that would
     /// end a wrong or truncated body fails instead.
     pub fn get_blob(&self, repository: &str, digest: &Digest, size: u64) -> Result<VerifiedBlob> {
+        self.blob_reader(repository, digest, size, Some(Sha256::new()))
+    }
+
+    /// A blob body checked for its size only: for a caller that hashes what it reads anyway
+    /// (a content-store writer) and must check the digest itself — see [`blob_digest_error`].
+    pub fn get_blob_unhashed(&self, repository: &str, digest: &Digest, size: u64) -> Result<VerifiedBlob> {
+        self.blob_reader(repository, digest, size, None)
+    }
+
+    fn blob_reader(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        hasher: Option<Sha256>,
+    ) -> Result<VerifiedBlob> {
         let path = format!("/v2/{repository}/blobs/{digest}");
         let response = self.send("GET", &self.url(&path), &pull_scope(repository), &[], Body::Empty)?;
         let response = expect_success(response, &format!("blob {digest}"))?;
         Ok(VerifiedBlob {
             inner: Box::new(response.into_body().into_reader()),
-            hasher: Sha256::new(),
+            hasher,
             read: 0,
             expected: digest.clone(),
             size,
@@ -658,10 +674,15 @@ impl Read for Sent<'_> {
     }
 }
 
-/// A blob body checked against its digest and size as it is read.
+/// What a blob whose content hashes to `actual` instead of `expected` is told.
+pub fn blob_digest_error(expected: &Digest, actual: &str) -> String {
+    format!("blob {expected}: the content's digest is {actual} (corrupted in transit or by the registry)")
+}
+
+/// A blob body checked against its size, and its digest unless unhashed, as it is read.
 pub struct VerifiedBlob {
     inner: Box<dyn Read + Send>,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     read: u64,
     expected: Digest,
     size: u64,
@@ -682,7 +703,9 @@ impl Read for VerifiedBlob {
                 format!("blob {}: more than the {} bytes its descriptor says", self.expected, self.size),
             ));
         }
-        self.hasher.update(&buf[..n]);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
         if n == 0 || self.read == self.size {
             if self.read != self.size {
                 return Err(io::Error::new(
@@ -690,15 +713,11 @@ impl Read for VerifiedBlob {
                     format!("blob {}: the body ended after {} of {} bytes", self.expected, self.read, self.size),
                 ));
             }
-            let actual = format!("sha256:{:x}", self.hasher.clone().finalize());
-            if actual != self.expected.to_string() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "blob {}: the content's digest is {actual} (corrupted in transit or by the registry)",
-                        self.expected
-                    ),
-                ));
+            if let Some(hasher) = &self.hasher {
+                let actual = format!("sha256:{:x}", hasher.clone().finalize());
+                if actual != self.expected.to_string() {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, blob_digest_error(&self.expected, &actual)));
+                }
             }
         }
         Ok(n)
@@ -848,7 +867,7 @@ mod tests {
         let digest = Digest::of(&data);
         let blob = |body: Vec<u8>, size: u64| VerifiedBlob {
             inner: Box::new(io::Cursor::new(body)),
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             read: 0,
             expected: digest.clone(),
             size,

@@ -99,7 +99,7 @@ pub fn cp(engine: &Engine, args: CpArgs) -> anyhow::Result<u8> {
         }
         (None, Some((container, path))) => {
             if args.source == "-" {
-                engine.copy_into_container(container, path, &mut io::stdin().lock())?;
+                engine.copy_into_container(container, path, &mut io::stdin())?;
                 return Ok(0);
             }
             let source = Path::new(&args.source);
