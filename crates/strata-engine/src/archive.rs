@@ -73,6 +73,19 @@ struct SaveItem {
 impl Engine {
     /// Writes `names` to `out` as one archive.
     pub fn save(&self, names: &[String], format: ArchiveFormat, out: &mut dyn Write) -> Result<()> {
+        self.save_platforms(names, format, false, out)
+    }
+
+    /// [`Engine::save`]; `all_platforms`: an image pulled with `--all-platforms` is saved with
+    /// its index and every platform's blobs (`index.json` names the index; a docker-archive's
+    /// `manifest.json` still lists this platform's image, all it can say).
+    pub fn save_platforms(
+        &self,
+        names: &[String],
+        format: ArchiveFormat,
+        all_platforms: bool,
+        out: &mut dyn Write,
+    ) -> Result<()> {
         let db = self.store.read_db()?;
         let mut items: Vec<SaveItem> = Vec::new();
         for name in names {
@@ -146,6 +159,12 @@ impl Engine {
                 manifest_descriptor = Descriptor::new(media_types::OCI_MANIFEST, digest, bytes.len() as u64);
             } else {
                 self.append_blob(&mut tar, &mut written, &item.image.manifest.digest)?;
+            }
+            if let (true, Some(index)) = (all_platforms, &item.image.index) {
+                for blob in std::iter::once(&index.digest).chain(&item.image.index_blobs) {
+                    self.append_blob(&mut tar, &mut written, blob)?;
+                }
+                manifest_descriptor = index.clone();
             }
             if item.tags.is_empty() {
                 index_entries.push(manifest_descriptor.clone());
@@ -687,14 +706,20 @@ impl<A: Write, B: Write> Write for TeeWriter<'_, A, B> {
 }
 
 /// Writes a save archive to `path` atomically: a failed save leaves no file behind.
-pub fn save_to_file(engine: &Engine, names: &[String], format: ArchiveFormat, path: &Path) -> Result<()> {
+pub fn save_to_file(
+    engine: &Engine,
+    names: &[String],
+    format: ArchiveFormat,
+    all_platforms: bool,
+    path: &Path,
+) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("archive");
     let tmp = dir.join(format!(".{name}.strata-tmp-{}", std::process::id()));
     let result = (|| {
         let file = File::create(&tmp).at(&tmp)?;
         let mut out = io::BufWriter::with_capacity(1 << 20, file);
-        engine.save(names, format, &mut out)?;
+        engine.save_platforms(names, format, all_platforms, &mut out)?;
         let file = out.into_inner().map_err(|e| e.into_error()).at(&tmp)?;
         file.sync_all().at(&tmp)?;
         std::fs::rename(&tmp, path).at(path)

@@ -115,6 +115,8 @@ pub(crate) fn record_image(
         repo_digests: Vec::new(),
         added: now.clone(),
         last_tag_time: None,
+        index: None,
+        index_blobs: Vec::new(),
     });
     if !tags.is_empty() {
         record.last_tag_time = Some(now);

@@ -77,11 +77,20 @@ pub struct PullOptions {
     /// `--tls-verify`: `Some(true)` checks every certificate, `Some(false)` none; `None` is
     /// Docker's rule (loopback and insecure registries unchecked, with a plain-HTTP fallback).
     pub tls_verify: Option<bool>,
+    /// Every platform of an index: their blobs are stored (not unpacked) and the index is
+    /// kept with the image (`save --all-platforms`, `push`).
+    pub all_platforms: bool,
 }
 
 impl Default for PullOptions {
     fn default() -> Self {
-        PullOptions { platform: None, parallel: pull_parallel(), insecure: insecure_registries(), tls_verify: None }
+        PullOptions {
+            platform: None,
+            parallel: pull_parallel(),
+            insecure: insecure_registries(),
+            tls_verify: None,
+            all_platforms: false,
+        }
     }
 }
 
@@ -347,31 +356,39 @@ impl Engine {
         let repository = repository.to_owned();
         let top = client.get_manifest(&repository, wanted).map_err(|e| registry_error(&reference, e))?;
         // An index (or manifest list): the entry for the platform asked for.
-        let manifest = if top.media_type == media_types::OCI_INDEX
-            || top.media_type == media_types::DOCKER_MANIFEST_LIST
-        {
-            let index: Index = serde_json::from_slice(&top.bytes)
-                .map_err(|e| EngineError::Archive(format!("index {}: {e}", top.digest)))?;
-            let (os, arch) = match &options.platform {
-                Some(p) => {
-                    let mut parts = p.split('/');
-                    (parts.next().unwrap_or("linux").to_owned(), parts.next().unwrap_or_default().to_owned())
-                }
-                None => host_platform(),
+        let index: Option<Index> =
+            if top.media_type == media_types::OCI_INDEX || top.media_type == media_types::DOCKER_MANIFEST_LIST {
+                Some(
+                    serde_json::from_slice(&top.bytes)
+                        .map_err(|e| EngineError::Archive(format!("index {}: {e}", top.digest)))?,
+                )
+            } else {
+                None
             };
-            let entry = index
-                .manifests
-                .iter()
-                .find(|d| d.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == arch))
-                .ok_or_else(|| {
-                    EngineError::NotFound(format!(
-                        "no matching manifest for {os}/{arch} in the manifest list entries of {}",
-                        reference.familiar_string()
-                    ))
-                })?;
-            client.get_manifest(&repository, &entry.digest.to_string()).map_err(|e| registry_error(&reference, e))?
-        } else {
-            top.clone()
+        let manifest = match &index {
+            Some(index) => {
+                let (os, arch) = match &options.platform {
+                    Some(p) => {
+                        let mut parts = p.split('/');
+                        (parts.next().unwrap_or("linux").to_owned(), parts.next().unwrap_or_default().to_owned())
+                    }
+                    None => host_platform(),
+                };
+                let entry = index
+                    .manifests
+                    .iter()
+                    .find(|d| d.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == arch))
+                    .ok_or_else(|| {
+                        EngineError::NotFound(format!(
+                            "no matching manifest for {os}/{arch} in the manifest list entries of {}",
+                            reference.familiar_string()
+                        ))
+                    })?;
+                client
+                    .get_manifest(&repository, &entry.digest.to_string())
+                    .map_err(|e| registry_error(&reference, e))?
+            }
+            None => top.clone(),
         };
         let parsed: Manifest = serde_json::from_slice(&manifest.bytes)
             .map_err(|e| EngineError::Archive(format!("manifest {}: {e}", manifest.digest)))?;
@@ -385,7 +402,8 @@ impl Engine {
         let id = parsed.config.digest.clone();
         if let Some(image) = db.images.get(id.hex()) {
             let tagged = reference.tag().is_none_or(|_| db.tags.get(&tag_key(&reference)) == Some(&id));
-            if tagged && image.repo_digests.contains(&repo_digest) {
+            let platforms = !options.all_platforms || index.is_none() || image.index.is_some();
+            if tagged && platforms && image.repo_digests.contains(&repo_digest) {
                 return Ok(PullReport { id, digest: top.digest, reference, downloaded: 0, up_to_date: true });
             }
         }
@@ -395,17 +413,7 @@ impl Engine {
         // before the image record names them.
         let _ingest = self.store.ingest_guard()?;
         let content = self.store.content();
-        let fetch = |digest: &Digest, size: u64| -> Result<()> {
-            if content.exists(digest) {
-                return Ok(());
-            }
-            let blob = client.get_blob(&repository, digest, size).map_err(|e| registry_error(&reference, e))?;
-            let mut blob = Counted { inner: blob, digest, total: size, done: 0, reported: 0, events };
-            let mut writer = content.writer()?;
-            std::io::copy(&mut blob, &mut writer).map_err(|e| EngineError::Registry(e.to_string()))?;
-            writer.commit(Some(digest), Some(size))?;
-            Ok(())
-        };
+        let fetch = |digest: &Digest, size: u64| self.fetch_blob(client, &reference, digest, size, events);
         fetch(&parsed.config.digest, parsed.config.size)?;
         let config_bytes = content.read_blob(&parsed.config.digest, crate::MAX_JSON_BLOB)?;
         let config: ImageConfig = serde_json::from_slice(&config_bytes)
@@ -537,6 +545,16 @@ impl Engine {
         if let Some(e) = failure.into_inner().ok().flatten() {
             return Err(e);
         }
+        // `--all-platforms`: every other entry of the index too, its blobs into the store (not
+        // unpacked), the index recorded with the image.
+        let all_platforms = match (&index, options.all_platforms) {
+            (Some(index), true) => {
+                let blobs = self.pull_index_blobs(client, &reference, index, &manifest, options.parallel)?;
+                content.put(&top.bytes)?;
+                Some(blobs)
+            }
+            _ => None,
+        };
         let manifest_digest = content.put(&manifest.bytes)?;
         let descriptor =
             strata_oci::spec::Descriptor::new(&manifest.media_type, manifest_digest, manifest.bytes.len() as u64);
@@ -567,10 +585,95 @@ impl Engine {
                 if !image.repo_digests.contains(&repo_digest) {
                     image.repo_digests.push(repo_digest.clone());
                 }
+                if let Some(blobs) = &all_platforms {
+                    image.index = Some(strata_oci::spec::Descriptor::new(
+                        &top.media_type,
+                        top.digest.clone(),
+                        top.bytes.len() as u64,
+                    ));
+                    image.index_blobs = blobs.clone();
+                }
             }
             Ok::<_, strata_store::StoreError>(())
         })?;
         Ok(PullReport { id, digest: top.digest, reference, downloaded: downloaded.into_inner(), up_to_date: false })
+    }
+
+    /// Downloads a blob into the content store (verified) unless it is there already.
+    fn fetch_blob(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+        events: &(dyn Fn(PullEvent) + Sync),
+    ) -> Result<()> {
+        let content = self.store.content();
+        if content.exists(digest) {
+            return Ok(());
+        }
+        let blob = client.get_blob(reference.path(), digest, size).map_err(|e| registry_error(reference, e))?;
+        let mut blob = Counted { inner: blob, digest, total: size, done: 0, reported: 0, events };
+        let mut writer = content.writer()?;
+        std::io::copy(&mut blob, &mut writer).map_err(|e| EngineError::Registry(e.to_string()))?;
+        writer.commit(Some(digest), Some(size))?;
+        Ok(())
+    }
+
+    /// Stores the index `top` names and every blob of each of its entries (manifests, configs,
+    /// layers; `parallel` downloads at once); returns the digests, each once.
+    fn pull_index_blobs(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        index: &Index,
+        chosen: &strata_registry::FetchedManifest,
+        parallel: usize,
+    ) -> Result<Vec<Digest>> {
+        let content = self.store.content();
+        let repository = reference.path();
+        let mut blobs: Vec<Digest> = Vec::new();
+        let mut wanted: Vec<(Digest, u64)> = Vec::new();
+        for entry in &index.manifests {
+            let fetched = if entry.digest == chosen.digest {
+                chosen.clone()
+            } else {
+                client.get_manifest(repository, &entry.digest.to_string()).map_err(|e| registry_error(reference, e))?
+            };
+            content.put(&fetched.bytes)?;
+            blobs.push(entry.digest.clone());
+            // Image manifests and artifacts alike name a config and layers; a nested index is
+            // kept as a blob only.
+            if let Ok(manifest) = serde_json::from_slice::<Manifest>(&fetched.bytes) {
+                for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                    if !blobs.contains(&blob.digest) {
+                        blobs.push(blob.digest.clone());
+                        wanted.push((blob.digest.clone(), blob.size));
+                    }
+                }
+            }
+        }
+        let next = AtomicUsize::new(0);
+        let failure: Mutex<Option<EngineError>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..parallel.max(1) {
+                scope.spawn(|| {
+                    while let Some((digest, size)) = wanted.get(next.fetch_add(1, SeqCst)) {
+                        if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                            return;
+                        }
+                        let fetched = self.fetch_blob(client, reference, digest, *size, &|_| {});
+                        if let (Err(e), Ok(mut failure)) = (fetched, failure.lock()) {
+                            failure.get_or_insert(e);
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failure.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        Ok(blobs)
     }
 
     /// `docker push NAME[:TAG]`: the image tagged NAME goes to NAME's registry; blobs the
@@ -605,17 +708,47 @@ impl Engine {
         events(PushEvent::Start(reference.name()));
         let client = client_for(reference.domain(), insecure, tls_verify)?;
         let manifest_bytes = self.store.content().read_blob(&image.manifest.digest, crate::MAX_JSON_BLOB)?;
-        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| EngineError::Archive(format!("manifest {}: {e}", image.manifest.digest)))?;
         // A repository of the same registry the image came from can lend its blobs.
         let mount_from: Option<String> = image.repo_digests.iter().find_map(|rd| {
             let other = reference::parse_normalized_named(rd).ok()?;
             (other.domain() == reference.domain() && other.path() != repository).then(|| other.path().to_owned())
         });
         let content = self.store.content();
-        let mut blobs: Vec<&strata_oci::spec::Descriptor> = manifest.layers.iter().collect();
-        blobs.push(&manifest.config);
-        for blob in blobs {
+        // An image pulled with --all-platforms goes with its index: every platform's blobs,
+        // each manifest by digest, the index under the tag (when its blobs are all here).
+        let index: Option<(strata_oci::spec::Descriptor, Index, Vec<u8>)> =
+            image.index.as_ref().filter(|_| image.index_blobs.iter().all(|blob| content.exists(blob))).and_then(
+                |descriptor| {
+                    let bytes = content.read_blob(&descriptor.digest, crate::MAX_JSON_BLOB).ok()?;
+                    let parsed: Index = serde_json::from_slice(&bytes).ok()?;
+                    Some((descriptor.clone(), parsed, bytes))
+                },
+            );
+        let mut manifests: Vec<(strata_oci::spec::Descriptor, Vec<u8>)> = Vec::new();
+        match &index {
+            Some((_, parsed, _)) => {
+                for entry in &parsed.manifests {
+                    let bytes = content.read_blob(&entry.digest, crate::MAX_JSON_BLOB)?;
+                    manifests.push((entry.clone(), bytes));
+                }
+            }
+            None => manifests.push((image.manifest.clone(), manifest_bytes.clone())),
+        }
+        let mut blobs: Vec<strata_oci::spec::Descriptor> = Vec::new();
+        for (entry, bytes) in &manifests {
+            let parsed = match serde_json::from_slice::<Manifest>(bytes) {
+                Ok(parsed) => parsed,
+                // An index inside the index: its manifest is pushed, nothing below it.
+                Err(_) if index.is_some() => continue,
+                Err(e) => return Err(EngineError::Archive(format!("manifest {}: {e}", entry.digest))),
+            };
+            for blob in parsed.layers.iter().chain(std::iter::once(&parsed.config)) {
+                if !blobs.iter().any(|b| b.digest == blob.digest) {
+                    blobs.push(blob.clone());
+                }
+            }
+        }
+        for blob in &blobs {
             if client.blob_exists(&repository, &blob.digest).map_err(|e| registry_error(&reference, e))? {
                 events(PushEvent::Exists(blob.digest.clone()));
                 continue;
@@ -642,11 +775,32 @@ impl Engine {
             let mounted = client.push_blob(&repository, &upload, &open).map_err(|e| registry_error(&reference, e))?;
             events(if mounted { PushEvent::Mounted(digest) } else { PushEvent::Pushed(digest) });
         }
-        let media_type = image.manifest.media_type.clone();
-        let media_type = if media_type.is_empty() { media_types::OCI_MANIFEST.to_owned() } else { media_type };
-        let digest = client
-            .put_manifest(&repository, &tag, &media_type, &manifest_bytes)
-            .map_err(|e| registry_error(&reference, e))?;
+        let media_type_of = |descriptor: &strata_oci::spec::Descriptor| {
+            if descriptor.media_type.is_empty() {
+                media_types::OCI_MANIFEST.to_owned()
+            } else {
+                descriptor.media_type.clone()
+            }
+        };
+        let (digest, size) = match &index {
+            Some((descriptor, _, bytes)) => {
+                for (entry, bytes) in &manifests {
+                    client
+                        .put_manifest(&repository, &entry.digest.to_string(), &media_type_of(entry), bytes)
+                        .map_err(|e| registry_error(&reference, e))?;
+                }
+                let digest = client
+                    .put_manifest(&repository, &tag, &media_type_of(descriptor), bytes)
+                    .map_err(|e| registry_error(&reference, e))?;
+                (digest, bytes.len() as u64)
+            }
+            None => {
+                let digest = client
+                    .put_manifest(&repository, &tag, &media_type_of(&image.manifest), &manifest_bytes)
+                    .map_err(|e| registry_error(&reference, e))?;
+                (digest, manifest_bytes.len() as u64)
+            }
+        };
         let repo_digest = format!("{}@{digest}", reference.name());
         self.store.update(|db| {
             if let Some(record) = db.images.get_mut(id.hex()) {
@@ -656,6 +810,6 @@ impl Engine {
             }
             Ok::<_, strata_store::StoreError>(())
         })?;
-        Ok(PushReport { tag, digest, size: manifest_bytes.len() as u64 })
+        Ok(PushReport { tag, digest, size })
     }
 }

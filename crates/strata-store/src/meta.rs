@@ -46,6 +46,13 @@ pub struct ImageRecord {
     pub added: String,
     #[serde(default)]
     pub last_tag_time: Option<String>,
+    /// The image index (or manifest list) it was pulled from with `--all-platforms`: its
+    /// blob, and every blob it names (each platform's manifest, config and layers), all in the
+    /// content store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<Descriptor>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub index_blobs: Vec<Digest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +98,8 @@ impl Db {
             set.insert(image.manifest.digest.clone());
             set.insert(image.id.clone());
             set.extend(image.layers.iter().cloned());
+            set.extend(image.index.iter().map(|index| index.digest.clone()));
+            set.extend(image.index_blobs.iter().cloned());
         }
         set
     }

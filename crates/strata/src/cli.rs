@@ -487,6 +487,10 @@ pub struct PullArgs {
     /// Set platform if server is multi-platform capable (os/arch)
     #[arg(long)]
     pub platform: Option<String>,
+    /// Pull every platform of an image index (this platform's image is unpacked; the others'
+    /// blobs are stored for save --all-platforms and push)
+    #[arg(long)]
+    pub all_platforms: bool,
     /// Check the registry's TLS certificate (default: Docker's rule — not for localhost,
     /// 127.0.0.0/8 and insecure registries, which may also fall back to plain HTTP)
     #[arg(long = "tls-verify", num_args = 0..=1, default_missing_value = "true")]
@@ -644,6 +648,9 @@ pub struct SaveArgs {
     /// docker-archive (default) or oci-archive
     #[arg(long, default_value = "docker-archive")]
     pub format: String,
+    /// Save every platform of images pulled with --all-platforms (their index and blobs)
+    #[arg(long)]
+    pub all_platforms: bool,
 }
 
 #[derive(Debug, Args)]

@@ -885,6 +885,66 @@ fn indexes_pull_the_platform_asked_for() {
     assert_eq!(architecture.trim(), "arm64");
     let missing = strata(&other_store, &["pull", "--platform", "linux/s390x", &multi]).fails();
     assert!(missing.stderr().contains("no matching manifest for linux/s390x"), "{}", missing.stderr());
+
+    // --all-platforms: this platform's image unpacked, the other's blobs stored with the index.
+    let all = TestRoot::new();
+    strata(&all, &["pull", "--all-platforms", &multi]).ok();
+    assert_eq!(strata(&all, &["run", "--rm", &multi]).ok().stdout(), "this-platform\n");
+    // A prune keeps them (the index's blobs belong to the image).
+    strata(&all, &["system", "prune", "-f"]).ok();
+    let entries_of = |archive: &std::path::Path| -> (Vec<String>, serde_json::Value) {
+        let mut names = Vec::new();
+        let mut index = serde_json::Value::Null;
+        let mut tar = tar::Archive::new(std::fs::File::open(archive).expect("archive"));
+        for entry in tar.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let name = entry.path().expect("path").display().to_string();
+            if name == "index.json" {
+                index = serde_json::from_reader(&mut entry).expect("index.json");
+            }
+            names.push(name);
+        }
+        (names, index)
+    };
+    let saved = all.path("all.tar");
+    let saved_path = saved.to_str().expect("utf-8");
+    strata(&all, &["save", "--all-platforms", "--format", "oci-archive", "-o", saved_path, &multi]).ok();
+    let (names, saved_index) = entries_of(&saved);
+    assert_eq!(saved_index["manifests"][0]["digest"], serde_json::json!(index_digest), "{saved_index}");
+    assert_eq!(saved_index["manifests"][0]["mediaType"], serde_json::json!("application/vnd.oci.image.index.v1+json"));
+    for blob in [&other_digest, &other_config_digest, &index_digest] {
+        let name = format!("blobs/sha256/{}", blob.trim_start_matches("sha256:"));
+        assert!(names.contains(&name), "{name} saved: {names:?}");
+    }
+    // Without the flag: this platform only.
+    let single = all.path("single.tar");
+    strata(&all, &["save", "--format", "oci-archive", "-o", single.to_str().expect("utf-8"), &multi]).ok();
+    let (names, single_index) = entries_of(&single);
+    assert_eq!(single_index["manifests"][0]["digest"], serde_json::json!(this_digest));
+    assert!(!names.iter().any(|n| n.ends_with(other_config_digest.trim_start_matches("sha256:"))), "{names:?}");
+    // The all-platforms archive loads (this platform's image) elsewhere.
+    let loaded = TestRoot::new();
+    strata(&loaded, &["load", "-i", saved_path]).ok();
+    assert_eq!(strata(&loaded, &["run", "--rm", &multi]).ok().stdout(), "this-platform\n");
+    // Pushed under another name, the index goes with both platforms.
+    let copy = format!("{host}/multi/copy:all");
+    strata(&all, &["tag", &multi, &copy]).ok();
+    let pushed = strata(&all, &["push", &copy]).ok().stdout();
+    assert!(pushed.contains(&format!("all: digest: {index_digest}")), "{pushed}");
+    let raw = curl(
+        &[
+            "-H",
+            "Accept: application/vnd.oci.image.index.v1+json",
+            &format!("http://{host}/v2/multi/copy/manifests/all"),
+        ],
+        None,
+    );
+    assert_eq!(format!("sha256:{}", strata_testkit::sha256_hex(raw.as_bytes())), index_digest);
+    let arm = TestRoot::new();
+    strata(&arm, &["pull", "--platform", "linux/arm64", &copy]).ok();
+    let architecture = strata(&arm, &["inspect", "--format", "{{.Architecture}}", &copy]).ok().stdout();
+    assert_eq!(architecture.trim(), "arm64");
+    strata(&all, &["fsck"]).ok();
 }
 
 /// Puts a manifest (or index) under `reference` (a tag or its digest).

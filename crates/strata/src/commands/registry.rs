@@ -90,8 +90,12 @@ fn say(quiet: bool, line: String) {
 }
 
 pub fn pull(engine: &Engine, args: PullArgs) -> anyhow::Result<u8> {
-    let options =
-        PullOptions { platform: args.platform.clone(), tls_verify: args.tls_verify, ..PullOptions::default() };
+    let options = PullOptions {
+        platform: args.platform.clone(),
+        tls_verify: args.tls_verify,
+        all_platforms: args.all_platforms,
+        ..PullOptions::default()
+    };
     let quiet = args.quiet;
     // A bar per layer on a terminal (indicatif), Docker's lines otherwise.
     let bars = (!quiet && std::io::IsTerminal::is_terminal(&std::io::stdout())).then(Bars::default);
