@@ -244,6 +244,13 @@ fn registry_error(reference: &Reference, e: RegistryError) -> EngineError {
     }
 }
 
+/// NAME[:TAG|@DIGEST] as `pull` and `push` read it (`:latest` when neither is given).
+fn parse_pull_reference(name: &str) -> Result<Reference> {
+    let parsed = reference::parse_normalized_named(name)
+        .map_err(|e| EngineError::InvalidArgument(format!("invalid reference format: {e}")))?;
+    Ok(if parsed.tag().is_none() && parsed.digest().is_none() { parsed.with_default_tag() } else { parsed })
+}
+
 /// A client for a registry (as references name it), with its stored credentials.
 fn client_for(registry: &str, insecure: &[String], tls_verify: Option<bool>) -> Result<Client> {
     let endpoint = Endpoint::for_registry(registry, insecure, tls_verify);
@@ -320,10 +327,7 @@ impl Engine {
 
     /// `docker pull NAME[:TAG|@DIGEST]`.
     pub fn pull(&self, name: &str, options: &PullOptions, events: &(dyn Fn(PullEvent) + Sync)) -> Result<PullReport> {
-        let parsed = reference::parse_normalized_named(name)
-            .map_err(|e| EngineError::InvalidArgument(format!("invalid reference format: {e}")))?;
-        let reference =
-            if parsed.tag().is_none() && parsed.digest().is_none() { parsed.with_default_tag() } else { parsed };
+        let reference = parse_pull_reference(name)?;
         let repository = reference.path().to_owned();
         let wanted =
             reference.digest().map_or_else(|| reference.tag().unwrap_or("latest").to_owned(), ToString::to_string);
@@ -676,6 +680,45 @@ impl Engine {
         Ok(blobs)
     }
 
+    /// `docker manifest inspect NAME`: the manifest or index NAME names in its registry, as the
+    /// registry sent it (verified when NAME has a digest).
+    pub fn remote_manifest(
+        &self,
+        name: &str,
+        insecure: &[String],
+        tls_verify: Option<bool>,
+    ) -> Result<strata_registry::FetchedManifest> {
+        let reference = parse_pull_reference(name)?;
+        let client = client_for(reference.domain(), insecure, tls_verify)?;
+        let wanted =
+            reference.digest().map_or_else(|| reference.tag().unwrap_or("latest").to_owned(), ToString::to_string);
+        client.get_manifest(reference.path(), &wanted).map_err(|e| registry_error(&reference, e))
+    }
+
+    /// The manifests (signatures, SBOMs, attestations) whose subject is NAME's manifest or
+    /// index, through the registry's referrers API or the referrers tag schema; with the
+    /// subject's digest.
+    pub fn referrers(
+        &self,
+        name: &str,
+        artifact_type: Option<&str>,
+        insecure: &[String],
+        tls_verify: Option<bool>,
+    ) -> Result<(Digest, strata_registry::Referrers)> {
+        let reference = parse_pull_reference(name)?;
+        let client = client_for(reference.domain(), insecure, tls_verify)?;
+        let subject = match reference.digest() {
+            Some(digest) => digest.clone(),
+            None => {
+                let tag = reference.tag().unwrap_or("latest");
+                client.get_manifest(reference.path(), tag).map_err(|e| registry_error(&reference, e))?.digest
+            }
+        };
+        let found =
+            client.referrers(reference.path(), &subject, artifact_type).map_err(|e| registry_error(&reference, e))?;
+        Ok((subject, found))
+    }
+
     /// `docker push NAME[:TAG]`: the image tagged NAME goes to NAME's registry; blobs the
     /// repository has are skipped, blobs from another repository of the same registry are
     /// mounted.
@@ -686,10 +729,7 @@ impl Engine {
         tls_verify: Option<bool>,
         events: &dyn Fn(PushEvent),
     ) -> Result<PushReport> {
-        let parsed = reference::parse_normalized_named(name)
-            .map_err(|e| EngineError::InvalidArgument(format!("invalid reference format: {e}")))?;
-        let reference =
-            if parsed.tag().is_none() && parsed.digest().is_none() { parsed.with_default_tag() } else { parsed };
+        let reference = parse_pull_reference(name)?;
         let db = self.store.read_db()?;
         let id = db.tags.get(&tag_key(&reference)).cloned().ok_or_else(|| {
             EngineError::NotFound(format!(

@@ -264,7 +264,72 @@ impl Client {
         Ok(FetchedManifest { bytes, media_type, digest })
     }
 
-    /// A blob's body, verified against `digest` and `size` as it is read: the read that would
+    /// The manifests whose `subject` is `digest`, as an image index (`manifests`: their
+    /// descriptors, with `artifactType` and annotations): through the referrers API
+    /// (`GET /v2/NAME/referrers/DIGEST`, distribution-spec 1.1, pages followed) where the
+    /// registry offers it, else through the referrers tag schema (the index tagged
+    /// `sha256-HEX`), else none. `artifact_type` keeps only that type (filtered here unless the
+    /// registry says it filtered, `OCI-Filters-Applied`).
+    pub fn referrers(&self, repository: &str, digest: &Digest, artifact_type: Option<&str>) -> Result<Referrers> {
+        let accept = [("Accept", media_types::OCI_INDEX)];
+        let mut url = self.url(&format!("/v2/{repository}/referrers/{digest}"));
+        if let Some(kind) = artifact_type {
+            url = format!("{url}?artifactType={}", percent_encode(kind));
+        }
+        let mut manifests: Vec<serde_json::Value> = Vec::new();
+        let mut filtered = false;
+        for page in 0.. {
+            if page == 100 {
+                return Err(RegistryError::Invalid(format!("referrers of {repository}@{digest}: more than 100 pages")));
+            }
+            let response = self.send("GET", &url, &pull_scope(repository), &accept, Body::Empty)?;
+            let mut response = match expect_success(response, &format!("referrers of {repository}@{digest}")) {
+                Ok(response) => response,
+                // No referrers API here (distribution 2.8 answers 404): the tag schema.
+                Err(RegistryError::Status { status: 404, .. }) if page == 0 => {
+                    return self.referrers_by_tag(repository, digest, artifact_type)
+                }
+                Err(e) => return Err(e),
+            };
+            filtered |= header(&response, "oci-filters-applied")
+                .is_some_and(|f| f.split(',').any(|f| f.trim() == "artifactType"));
+            let next = header(&response, "link").and_then(|link| next_link(&link)).map(|next| self.absolute(&next));
+            let bytes = response.body_mut().with_config().limit(MAX_MANIFEST).read_to_vec().map_err(|e| {
+                RegistryError::Invalid(format!(
+                    "referrers of {repository}@{digest}: {e} (the limit is {MAX_MANIFEST} bytes)"
+                ))
+            })?;
+            let index: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                RegistryError::Invalid(format!("referrers of {repository}@{digest}: not an image index: {e}"))
+            })?;
+            manifests.extend(index["manifests"].as_array().cloned().unwrap_or_default());
+            match next {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
+        if !filtered {
+            manifests.retain(|m| artifact_type.is_none_or(|kind| m["artifactType"].as_str() == Some(kind)));
+        }
+        Ok(Referrers { manifests, source: ReferrersSource::Api })
+    }
+
+    fn referrers_by_tag(&self, repository: &str, digest: &Digest, artifact_type: Option<&str>) -> Result<Referrers> {
+        let tag = digest.to_string().replace(':', "-");
+        let fetched = match self.get_manifest(repository, &tag) {
+            Ok(fetched) => fetched,
+            Err(e) if e.status() == Some(404) => {
+                return Ok(Referrers { manifests: Vec::new(), source: ReferrersSource::None })
+            }
+            Err(e) => return Err(e),
+        };
+        let index: serde_json::Value = serde_json::from_slice(&fetched.bytes)
+            .map_err(|e| RegistryError::Invalid(format!("{repository}:{tag}: not an image index: {e}")))?;
+        let mut manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+        manifests.retain(|m| artifact_type.is_none_or(|kind| m["artifactType"].as_str() == Some(kind)));
+        Ok(Referrers { manifests, source: ReferrersSource::TagSchema })
+    }
+
     /// end a wrong or truncated body fails instead.
     pub fn get_blob(&self, repository: &str, digest: &Digest, size: u64) -> Result<VerifiedBlob> {
         self.blob_reader(repository, digest, size, Some(Sha256::new()))
@@ -679,6 +744,57 @@ pub fn blob_digest_error(expected: &Digest, actual: &str) -> String {
     format!("blob {expected}: the content's digest is {actual} (corrupted in transit or by the registry)")
 }
 
+/// What [`Client::referrers`] found.
+#[derive(Debug, Clone)]
+pub struct Referrers {
+    /// The referring manifests' descriptors, as the registry gave them.
+    pub manifests: Vec<serde_json::Value>,
+    pub source: ReferrersSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferrersSource {
+    /// The registry's referrers API.
+    Api,
+    /// The referrers tag schema (a registry without the API).
+    TagSchema,
+    /// Neither: no referrers.
+    None,
+}
+
+impl Referrers {
+    /// The image index the referrers API would answer.
+    pub fn index(&self) -> serde_json::Value {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_types::OCI_INDEX,
+            "manifests": self.manifests,
+        })
+    }
+}
+
+/// `<url>; rel="next"` in a `Link` header → url.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim().trim_start_matches("rel=").trim_matches('"') == "next")
+            .then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+    })
+}
+
+/// Query-string escaping of everything but unreserved characters.
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A blob body checked against its size, and its digest unless unhashed, as it is read.
 pub struct VerifiedBlob {
     inner: Box<dyn Read + Send>,
@@ -883,5 +999,16 @@ mod tests {
         assert!(error.to_string().contains("ended after 5 of 11 bytes"), "{error}");
         let error = blob(data.clone(), 4).read_to_end(&mut Vec::new()).expect_err("long");
         assert!(error.to_string().contains("more than the 4 bytes"), "{error}");
+    }
+
+    #[test]
+    fn referrers_pages_and_filters_are_spelled_as_the_spec_says() {
+        assert_eq!(
+            next_link(r#"</v2/a/referrers/sha256:1?n=2&last=x>; rel="next""#).as_deref(),
+            Some("/v2/a/referrers/sha256:1?n=2&last=x")
+        );
+        assert_eq!(next_link(r#"<https://r/x>; rel="prev", <https://r/y>; rel=next"#).as_deref(), Some("https://r/y"));
+        assert_eq!(next_link(r#"<https://r/x>; rel="prev""#), None);
+        assert_eq!(percent_encode("application/vnd.example+json"), "application%2Fvnd.example%2Bjson");
     }
 }

@@ -103,6 +103,9 @@ pub enum Command {
     /// Manage builds
     #[command(subcommand)]
     Builder(BuilderCommand),
+    /// Read manifests and their referrers from a registry
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
     /// Manage strata
     #[command(subcommand)]
     System(SystemCommand),
@@ -533,6 +536,38 @@ pub struct LoginArgs {
 pub struct LogoutArgs {
     /// The registry (default: Docker Hub)
     pub server: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Display an image manifest, or manifest list (as the registry has it)
+    Inspect(ManifestInspectArgs),
+    /// List the manifests that refer to an image (signatures, SBOMs, attestations) as an
+    /// image index: the registry's referrers API, or the referrers tag schema
+    Referrers(ReferrersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestInspectArgs {
+    /// NAME[:TAG|@DIGEST]
+    pub name: String,
+    /// Allow communication with an insecure registry (no certificate check, plain HTTP
+    /// fallback)
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReferrersArgs {
+    /// NAME[:TAG|@DIGEST]: the subject
+    pub name: String,
+    /// Only referrers of this artifact type
+    #[arg(long)]
+    pub artifact_type: Option<String>,
+    /// Allow communication with an insecure registry (no certificate check, plain HTTP
+    /// fallback)
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -192,7 +192,13 @@ enum Fault {
     CutBlob,
     /// Say a manifest is an index (its body says otherwise).
     LyingManifestType,
+    /// Offer the referrers API (distribution 2.8 has none): `GET .../referrers/sha256:HEX` is
+    /// answered with the referrers tag schema's index (`sha256-HEX`), counted in
+    /// `REFERRERS_SERVED`.
+    ReferrersApi,
 }
+
+static REFERRERS_SERVED: AtomicUsize = AtomicUsize::new(0);
 
 /// A one-request-per-connection HTTP proxy to the registry, with a fault; counts requests.
 fn proxy(upstream: u16, fault: Fault) -> (u16, Arc<AtomicUsize>) {
@@ -235,6 +241,12 @@ fn serve(mut client: TcpStream, upstream: u16, fault: Fault, n: usize) -> std::i
             return Ok(());
         }
         _ => {}
+    }
+    let mut text = text;
+    if let (Fault::ReferrersApi, Some((repository, digest))) = (fault, path.split_once("/referrers/")) {
+        REFERRERS_SERVED.fetch_add(1, Ordering::SeqCst);
+        let tag = digest.split('?').next().unwrap_or_default().replace(':', "-");
+        text = text.replacen(&path, &format!("{repository}/manifests/{tag}"), 1);
     }
     // Forward, one request per connection.
     let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
@@ -1049,4 +1061,97 @@ fn many_layers_unpack_side_by_side_with_links_and_whiteouts_across_them() {
         assert_eq!(shown, "base\nbase\ny\na\nb\nsub\nno-gone\n7\n", "{parallel} at once");
         strata(&target, &["fsck"]).ok();
     }
+}
+
+#[test]
+fn referrers_through_the_api_or_the_tag_schema_and_manifest_inspect() {
+    require_root!();
+    strata_testkit::require!(
+        strata_testkit::have("curl"),
+        "curl is not installed (needed to write artifacts into the registry)"
+    );
+    let Some(registry) = Registry::start(None) else { return };
+    let host = registry.host();
+    let name = format!("{host}/signed/app:v1");
+    let source = store_with_image(&name, "signed");
+    strata(&source, &["push", &name]).ok();
+    let raw = curl(
+        &[
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            &format!("http://{host}/v2/signed/app/manifests/v1"),
+        ],
+        None,
+    );
+    let subject = format!("sha256:{}", strata_testkit::sha256_hex(raw.as_bytes()));
+
+    // `manifest inspect`: the registry's manifest, indented as Docker prints it.
+    let inspected = strata(&source, &["manifest", "inspect", &name]).ok().stdout();
+    assert!(inspected.contains("\n   \"schemaVersion\": 2"), "{inspected}");
+    let parsed: serde_json::Value = serde_json::from_str(&inspected).expect("json");
+    assert_eq!(parsed, serde_json::from_str::<serde_json::Value>(&raw).expect("raw"));
+
+    // No referrers yet: an empty index.
+    let none = strata(&source, &["manifest", "referrers", &name]).ok().stdout();
+    let none: serde_json::Value = serde_json::from_str(&none).expect("json");
+    assert_eq!(none["manifests"], serde_json::json!([]));
+
+    // Two artifacts whose subject is the image: a signature and an SBOM.
+    let empty = put_blob(&host, "signed/app", b"{}");
+    let mut referrers = Vec::new();
+    for (kind, body) in [("application/vnd.example.signature", "signature"), ("application/spdx+json", "{\"spdx\":1}")]
+    {
+        let blob = put_blob(&host, "signed/app", body.as_bytes());
+        let artifact = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": kind,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+            "layers": [{"mediaType": kind, "digest": blob, "size": body.len()}],
+            "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": raw.len()},
+        });
+        let bytes = artifact.to_string().into_bytes();
+        let digest = format!("sha256:{}", strata_testkit::sha256_hex(&bytes));
+        put_manifest(&host, "signed/app", &digest, "application/vnd.oci.image.manifest.v1+json", &bytes);
+        referrers.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": bytes.len(), "artifactType": kind,
+        }));
+    }
+    // distribution 2.8 has no referrers API: the referrers tag schema, as a pusher keeps it.
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": referrers});
+    put_manifest(
+        &host,
+        "signed/app",
+        &subject.replace(':', "-"),
+        "application/vnd.oci.image.index.v1+json",
+        index.to_string().as_bytes(),
+    );
+    let listed = strata(&source, &["manifest", "referrers", &name]).ok();
+    assert!(listed.stderr().contains("referrers tag sha256-"), "{}", listed.stderr());
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout()).expect("json");
+    assert_eq!(listed["manifests"], serde_json::json!(referrers));
+    let signatures = strata(
+        &source,
+        &[
+            "manifest",
+            "referrers",
+            "--artifact-type",
+            "application/vnd.example.signature",
+            &format!("{host}/signed/app@{subject}"),
+        ],
+    )
+    .ok()
+    .stdout();
+    let signatures: serde_json::Value = serde_json::from_str(&signatures).expect("json");
+    assert_eq!(signatures["manifests"], serde_json::json!([referrers[0]]));
+
+    // A registry that offers the API is asked through it.
+    let (port, _) = proxy(registry.port, Fault::ReferrersApi);
+    let before = REFERRERS_SERVED.load(Ordering::SeqCst);
+    let through = format!("127.0.0.1:{port}/signed/app:v1");
+    let api = strata(&source, &["manifest", "referrers", "--artifact-type", "application/spdx+json", &through]).ok();
+    assert!(REFERRERS_SERVED.load(Ordering::SeqCst) > before, "the referrers API was asked");
+    assert!(!api.stderr().contains("tag"), "{}", api.stderr());
+    let api: serde_json::Value = serde_json::from_str(&api.stdout()).expect("json");
+    assert_eq!(api["manifests"], serde_json::json!([referrers[1]]));
 }

@@ -21,7 +21,8 @@ mod volumes;
 use strata_engine::Engine;
 
 use crate::cli::{
-    BuilderCommand, Cli, Command, ContainerCommand, DebugCommand, ImageCommand, SystemCommand, VolumeCommand,
+    BuilderCommand, Cli, Command, ContainerCommand, DebugCommand, ImageCommand, ManifestCommand, SystemCommand,
+    VolumeCommand,
 };
 
 /// Runs a command; returns the exit code for success paths that still fail partly.
@@ -79,6 +80,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Image(ImageCommand::Umount(args)) => mount::umount(&engine, args),
         Command::Fsck => fsck::run(&engine),
         Command::Builder(BuilderCommand::Prune(args)) => system::builder_prune(&engine, args),
+        Command::Manifest(ManifestCommand::Inspect(args)) => registry::manifest_inspect(&engine, args),
+        Command::Manifest(ManifestCommand::Referrers(args)) => registry::referrers(&engine, args),
         Command::System(SystemCommand::Df) => system::df(&engine),
         Command::System(SystemCommand::Prune(args)) => system::prune(&engine, args, true),
         Command::Debug(_) => unreachable!("handled above"),

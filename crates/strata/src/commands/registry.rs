@@ -1,12 +1,14 @@
-//! `strata pull`, `push`, `login`, `logout`, printing what Docker prints.
+//! `strata pull`, `push`, `login`, `logout`, `manifest inspect|referrers`, printing what Docker prints.
 
 use std::io::Read;
+
+use serde::Serialize;
 
 use strata_engine::registry::{insecure_registries, PullEvent, PullOptions, PushEvent};
 use strata_engine::Engine;
 use strata_registry::{auth, Client, Endpoint};
 
-use crate::cli::{LoginArgs, LogoutArgs, PullArgs, PushArgs};
+use crate::cli::{LoginArgs, LogoutArgs, ManifestInspectArgs, PullArgs, PushArgs, ReferrersArgs};
 use crate::output::print;
 
 /// The 12-hex short form Docker shows layers by.
@@ -148,6 +150,48 @@ pub fn push(engine: &Engine, args: PushArgs) -> anyhow::Result<u8> {
     } else {
         print(&format!("{}: digest: {} size: {}\n", report.tag, report.digest, report.size))?;
     }
+    Ok(0)
+}
+
+/// The registries spoken to without checking certificates, `host` added with `--insecure`.
+fn insecure_with(name: &str, insecure: bool) -> Vec<String> {
+    let mut list = insecure_registries();
+    if insecure {
+        if let Ok(reference) = strata_oci::reference::parse_normalized_named(name) {
+            list.push(reference.domain().to_owned());
+        }
+    }
+    list
+}
+
+/// JSON indented as `docker manifest inspect` prints it (three spaces).
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"   ");
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    value.serialize(&mut serializer)?;
+    out.push(b'\n');
+    print(&String::from_utf8(out)?)?;
+    Ok(())
+}
+
+pub fn manifest_inspect(engine: &Engine, args: ManifestInspectArgs) -> anyhow::Result<u8> {
+    let insecure = insecure_with(&args.name, args.insecure);
+    let fetched = engine.remote_manifest(&args.name, &insecure, None)?;
+    print_json(&serde_json::from_slice(&fetched.bytes)?)?;
+    Ok(0)
+}
+
+pub fn referrers(engine: &Engine, args: ReferrersArgs) -> anyhow::Result<u8> {
+    let insecure = insecure_with(&args.name, args.insecure);
+    let (subject, found) = engine.referrers(&args.name, args.artifact_type.as_deref(), &insecure, None)?;
+    if found.source == strata_registry::ReferrersSource::TagSchema {
+        eprintln!(
+            "(no referrers API on this registry: read the referrers tag {})",
+            subject.to_string().replace(':', "-")
+        );
+    }
+    print_json(&found.index())?;
     Ok(0)
 }
 
