@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
 """Times a command over several runs: median wall seconds and peak RSS (MiB) of the process tree
-it waits on. Usage: measure.py RUNS PREPARE_CMD CMD  (PREPARE_CMD may be '' ; runs untimed before each run)."""
+it waits on. Usage: measure.py RUNS PREPARE_CMD CMD  (PREPARE_CMD may be '' ; runs untimed before each run).
+`{run}` in either command is replaced by the run's number: each run can use a directory of its own,
+so no run creates files right after a mass deletion (ext4 then skips recently freed inodes while
+allocating, which made the same pull 0.4-3 s from one run to the next)."""
 import os, resource, statistics, subprocess, sys, time
 
 runs, prepare, command = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 times, peaks = [], []
-for _ in range(runs):
+for run in range(runs):
+    prepare_run, command_run = prepare.replace("{run}", str(run)), command.replace("{run}", str(run))
     if prepare:
-        subprocess.run(prepare, shell=True, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(prepare_run, shell=True, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # Each measurement runs in a fresh child so ru_maxrss is this run's alone.
     child = os.fork()
     if child == 0:
         start = time.perf_counter()
-        result = subprocess.run(command, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        result = subprocess.run(command_run, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         elapsed = time.perf_counter() - start
         if result.returncode != 0:
             sys.stderr.write(result.stderr.decode(errors="replace"))

@@ -16,12 +16,14 @@ command -v skopeo >/dev/null && command -v podman >/dev/null || bash "$PEERS/set
 [ -f "$OUT_DIR/big-rootfs.tar" ] || python3 "$PEERS/make-big-image.py" "$OUT_DIR" >/dev/null
 cargo build --release -q
 STRATA=$PWD/target/release/strata
-WORK=/var/tmp/strata-registry-bench
-rm -rf "$WORK"; mkdir -p "$WORK"
+# A new directory per bench run, deleted when it ends: no run starts right after a mass
+# deletion (see measure.py).
+WORK=/var/tmp/strata-registry-bench/$(date +%s)
+mkdir -p "$WORK"
 PORT=5077
 REG=127.0.0.1:$PORT
 PORT=$PORT OUT_DIR=$WORK bash "$PEERS/start-registry.sh" >/dev/null
-trap 'kill $(cat $WORK/pids/registry.pid) 2>/dev/null || true' EXIT
+trap 'kill $(cat $WORK/pids/registry.pid) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 M="python3 bench/measure.py $RUNS"
 measure() { read -r secs mib < <($M "$2" "$3"); echo "$1 $secs $mib"; }
 
@@ -43,13 +45,14 @@ D_CLEAN="$DOCKER rmi -f \$($DOCKER images -aq) >/dev/null 2>&1; sync; true"
 results=()
 for image in debian big; do
   ref=$REG/bench/$image:1
-  results+=("$(measure "strata-pull-$image" "rm -rf $WORK/s; sync" "$STRATA --root $WORK/s pull -q $ref")")
+  # A store of its own per run, all deleted at the end (see measure.py).
+  results+=("$(measure "strata-pull-$image" "sync" "$STRATA --root $WORK/s-$image-{run} pull -q $ref")")
   results+=("$(measure "skopeo-pull-$image" "$P_CLEAN" \
     "skopeo copy -q --src-tls-verify=false docker://$ref containers-storage:cs-$image:1")")
   if [ -n "$DOCKER" ]; then
     results+=("$(measure "docker-pull-$image" "$D_CLEAN" "$DOCKER pull -q $ref")")
   fi
-  results+=("$(measure "tar-x-$image" "rm -rf $WORK/t; mkdir -p $WORK/t; sync" "tar -xf $OUT_DIR/$image-rootfs.tar -C $WORK/t")")
+  results+=("$(measure "tar-x-$image" "mkdir -p $WORK/t-$image-{run}; sync" "tar -xf $OUT_DIR/$image-rootfs.tar -C $WORK/t-$image-{run}")")
 done
 # Push: into a registry started empty for each run, so every blob is uploaded (a registry
 # that has the blobs lets both tools skip or mount them).

@@ -268,7 +268,7 @@ impl Engine {
         repository: &str,
         layer: &strata_oci::spec::Descriptor,
         diff_id: &Digest,
-        onto: Onto<'_>,
+        (onto, alongside): (Onto<'_>, usize),
         events: &(dyn Fn(PullEvent) + Sync),
     ) -> Result<(String, u64)> {
         // The blob writer hashes what it stores: the body is not hashed twice.
@@ -306,7 +306,7 @@ impl Engine {
             });
             let mut input = strata_layer::Chunks::new(receiver);
             let mut received = Some(received);
-            self.extract_layer(&mut input, &what, diff_id, onto, &mut |rest| {
+            self.extract_layer(&mut input, &what, diff_id, onto, alongside, &mut |rest| {
                 // The unpacker stops at the tar's end: the rest still counts for the digest.
                 std::io::copy(rest, &mut std::io::sink()).map_err(|e| EngineError::Registry(e.to_string()))?;
                 let handle = received.take().ok_or_else(|| EngineError::Registry(format!("{what}: verified twice")))?;
@@ -470,10 +470,11 @@ impl Engine {
         let next = AtomicUsize::new(0);
         // Uncompressed sizes, as the unpacks measured them (for `images`).
         let sizes: Mutex<Vec<Option<u64>>> = Mutex::new(vec![None; layers.len()]);
+        let workers = options.parallel.max(1).min(layers.len().max(1));
         let from_blob = |i: usize, onto: Onto<'_>| -> Result<(String, u64)> {
             let mut file = content.open_blob(&layers[i].digest)?;
             let what = format!("layer {}", layers[i].digest);
-            self.extract_layer(&mut file, &what, &diff_ids[i], onto, &mut |_| Ok(()))
+            self.extract_layer(&mut file, &what, &diff_ids[i], onto, workers, &mut |_| Ok(()))
         };
         let one = |i: usize| -> Result<Option<u64>> {
             let layer = &layers[i];
@@ -490,7 +491,7 @@ impl Engine {
             let extracted = if content.exists(&layer.digest) {
                 from_blob(i, onto)
             } else {
-                let streamed = self.stream_layer(client, &repository, layer, &diff_ids[i], onto, events);
+                let streamed = self.stream_layer(client, &repository, layer, &diff_ids[i], (onto, workers), events);
                 if streamed.is_ok() || content.exists(&layer.digest) {
                     downloaded.fetch_add(1, SeqCst);
                     events(PullEvent::Downloaded(layer.digest.clone()));
@@ -521,7 +522,7 @@ impl Engine {
             Ok(Some(size))
         };
         std::thread::scope(|scope| {
-            for _ in 0..options.parallel.max(1) {
+            for _ in 0..workers {
                 scope.spawn(|| loop {
                     if failed() {
                         return;

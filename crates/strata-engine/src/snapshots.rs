@@ -152,13 +152,15 @@ impl Engine {
         parent: Option<&str>,
         verify: &mut dyn FnMut(&mut dyn std::io::Read) -> Result<()>,
     ) -> Result<u64> {
-        let (key, size) = self.extract_layer(input, what, diff_id, Onto::Parent(parent), verify)?;
+        let (key, size) = self.extract_layer(input, what, diff_id, Onto::Parent(parent), 1, verify)?;
         self.commit_layer(chain, &key, None)?;
         Ok(size)
     }
 
     /// Unpacks one layer into a new active snapshot (see [`Engine::unpack_layer_from`]) and
     /// returns its key and the layer's uncompressed size; [`Engine::commit_layer`] commits it.
+    /// `alongside`: how many layers are being extracted at once (they share the memory one
+    /// may use).
     /// With [`Onto::Later`] the snapshot has no parent yet: a hard link to a lower layer's
     /// file fails with [`strata_layer::ApplyError::NeedsLowers`].
     pub(crate) fn extract_layer(
@@ -167,6 +169,7 @@ impl Engine {
         what: &str,
         diff_id: &Digest,
         onto: Onto<'_>,
+        alongside: usize,
         verify: &mut dyn FnMut(&mut dyn std::io::Read) -> Result<()>,
     ) -> Result<(String, u64)> {
         let snapshotter = self.snapshotter();
@@ -182,6 +185,7 @@ impl Engine {
                 whiteouts: target.whiteouts,
                 lowers: target.lowers,
                 lowers_later: later,
+                inflight_budget: strata_layer::INFLIGHT_BUDGET / alongside.max(1) as u64,
                 ..ApplyOptions::default()
             };
             let report = match apply_layer(&mut *input, &target.dir, &options) {

@@ -63,6 +63,9 @@ pub struct ApplyOptions {
     pub lowers_later: bool,
     /// File-creating threads; 0 means create everything on the calling thread.
     pub workers: usize,
+    /// Bytes of file data read ahead for the workers (several layers applied at once share
+    /// the memory a single one may use).
+    pub inflight_budget: u64,
 }
 
 impl Default for ApplyOptions {
@@ -79,6 +82,7 @@ impl Default for ApplyOptions {
             lowers: Vec::new(),
             lowers_later: false,
             workers: 2,
+            inflight_budget: INFLIGHT_BUDGET,
         }
     }
 }
@@ -136,7 +140,7 @@ const HASH_CHUNK: usize = 256 << 10;
 
 impl BackgroundDigester {
     fn new() -> BackgroundDigester {
-        let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(16);
+        let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(8);
         let worker = std::thread::spawn(move || {
             let mut digester = Digester::new();
             for chunk in receiver {
@@ -334,13 +338,18 @@ pub struct Chunks {
 }
 
 impl Chunks {
+    /// Chunks small enough that a few in flight per layer keep a pull's memory low, big
+    /// enough that handing them over costs nothing next to filling them.
+    pub const SIZE: usize = 256 << 10;
+
     pub fn new(receiver: mpsc::Receiver<io::Result<Vec<u8>>>) -> Chunks {
         Chunks { receiver, chunk: Vec::new(), at: 0 }
     }
 
-    /// The next chunk (up to 1 MiB) of `reader` for the sending side; `None` at its end.
+    /// The next chunk (up to [`Chunks::SIZE`]) of `reader` for the sending side; `None` at
+    /// its end.
     pub fn read_chunk(reader: &mut dyn Read) -> io::Result<Option<Vec<u8>>> {
-        let mut chunk = vec![0u8; 1 << 20];
+        let mut chunk = vec![0u8; Chunks::SIZE];
         let mut n = 0;
         while n < chunk.len() {
             match reader.read(&mut chunk[n..]) {
@@ -416,8 +425,8 @@ impl Shared {
     }
 }
 
-/// Bytes of file data allowed in flight to the workers.
-const INFLIGHT_BUDGET: u64 = 16 << 20;
+/// Bytes of file data allowed in flight to the workers, by default.
+pub const INFLIGHT_BUDGET: u64 = 16 << 20;
 /// Files larger than this are written by the main thread, streaming.
 const INLINE_FILE: u64 = 4 << 20;
 
@@ -509,7 +518,7 @@ impl Applier {
         };
         {
             let mut state = self.shared.lock();
-            while state.bytes > 0 && state.bytes + size > INFLIGHT_BUDGET && state.error.is_none() {
+            while state.bytes > 0 && state.bytes + size > self.options.inflight_budget && state.error.is_none() {
                 state = self.shared.changed.wait(state).unwrap_or_else(|e| e.into_inner());
             }
             if let Some(e) = state.error.take() {

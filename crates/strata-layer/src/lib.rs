@@ -9,7 +9,7 @@ pub mod digest;
 pub mod snapshot;
 pub mod tarball;
 
-pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyReport, Chunks, WhiteoutMode};
+pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyReport, Chunks, WhiteoutMode, INFLIGHT_BUDGET};
 pub use compression::Compression;
 pub use diff::{write_diff, DiffError, DiffOptions, DiffReport, DiffSource};
 pub use digest::{LayerDigester, LayerDigests};
