@@ -244,6 +244,18 @@ fn registry_error(reference: &Reference, e: RegistryError) -> EngineError {
     }
 }
 
+/// Commits a downloaded blob; a wrong digest is told as a download's fault (and the kept bytes
+/// are gone: the next pull starts that blob over).
+fn commit_download(writer: strata_store::BlobWriter, digest: &Digest, size: u64) -> Result<()> {
+    match writer.commit(Some(digest), Some(size)) {
+        Ok(_) => Ok(()),
+        Err(strata_store::StoreError::DigestMismatch { expected, actual }) => {
+            Err(EngineError::Registry(strata_registry::blob_digest_error(&expected, &actual.to_string())))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// NAME[:TAG|@DIGEST] as `pull` and `push` read it (`:latest` when neither is given).
 fn parse_pull_reference(name: &str) -> Result<Reference> {
     let parsed = reference::parse_normalized_named(name)
@@ -271,11 +283,17 @@ impl Engine {
         (onto, alongside): (Onto<'_>, usize),
         events: &(dyn Fn(PullEvent) + Sync),
     ) -> Result<(String, u64)> {
-        // The blob writer hashes what it stores: the body is not hashed twice.
-        let blob = client
-            .get_blob_unhashed(repository, &layer.digest, layer.size)
+        // The blob writer hashes what it stores: the body is not hashed twice. What an
+        // interrupted pull got is kept and only the rest is asked for (a `Range` request); the
+        // unpacker reads the kept bytes first.
+        let (mut writer, have) = self.store.content().resumable_writer(&layer.digest, layer.size)?;
+        let (blob, start) = client
+            .get_blob_from(repository, &layer.digest, layer.size, have)
             .map_err(|e| EngineError::Registry(e.to_string()))?;
-        let mut writer = self.store.content().writer()?;
+        if start != have {
+            writer.restart()?;
+        }
+        let kept = writer.reader(start)?;
         let what = format!("layer {}", layer.digest);
         // Two threads: this one receives (socket → digest check → blob file) and hands the
         // bytes over; the unpacker decompresses and writes files meanwhile.
@@ -284,12 +302,28 @@ impl Engine {
             // before the scope waits for the thread, so its sends fail instead of blocking.
             let (sender, receiver) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
             let received = scope.spawn(move || -> std::result::Result<strata_store::BlobWriter, String> {
-                let mut counted =
-                    Counted { inner: blob, digest: &layer.digest, total: layer.size, done: 0, reported: 0, events };
+                let mut counted = Counted {
+                    inner: blob,
+                    digest: &layer.digest,
+                    total: layer.size,
+                    done: start,
+                    reported: start,
+                    events,
+                };
                 let failed = |e: std::io::Error| {
                     let _ = sender.send(Err(std::io::Error::new(e.kind(), e.to_string())));
                     e.to_string()
                 };
+                let mut kept = kept;
+                loop {
+                    match strata_layer::Chunks::read_chunk(&mut kept) {
+                        Ok(Some(chunk)) => {
+                            let _ = sender.send(Ok(chunk));
+                        }
+                        Ok(None) => break,
+                        Err(e) => return Err(failed(e)),
+                    }
+                }
                 loop {
                     let chunk = match strata_layer::Chunks::read_chunk(&mut counted) {
                         Ok(Some(chunk)) => chunk,
@@ -314,13 +348,7 @@ impl Engine {
                     .join()
                     .map_err(|_| EngineError::Registry(format!("{what}: the receiving thread panicked")))?
                     .map_err(EngineError::Registry)?;
-                match blob_writer.commit(Some(&layer.digest), Some(layer.size)) {
-                    Ok(_) => Ok(()),
-                    Err(strata_store::StoreError::DigestMismatch { expected, actual }) => {
-                        Err(EngineError::Registry(strata_registry::blob_digest_error(&expected, &actual.to_string())))
-                    }
-                    Err(e) => Err(e.into()),
-                }
+                commit_download(blob_writer, &layer.digest, layer.size)
             })
         })
     }
@@ -617,12 +645,16 @@ impl Engine {
         if content.exists(digest) {
             return Ok(());
         }
-        let blob = client.get_blob(reference.path(), digest, size).map_err(|e| registry_error(reference, e))?;
-        let mut blob = Counted { inner: blob, digest, total: size, done: 0, reported: 0, events };
-        let mut writer = content.writer()?;
+        // As a streamed layer: what an interrupted pull got is kept, the rest asked for.
+        let (mut writer, have) = content.resumable_writer(digest, size)?;
+        let (blob, start) =
+            client.get_blob_from(reference.path(), digest, size, have).map_err(|e| registry_error(reference, e))?;
+        if start != have {
+            writer.restart()?;
+        }
+        let mut blob = Counted { inner: blob, digest, total: size, done: start, reported: start, events };
         std::io::copy(&mut blob, &mut writer).map_err(|e| EngineError::Registry(e.to_string()))?;
-        writer.commit(Some(digest), Some(size))?;
-        Ok(())
+        commit_download(writer, digest, size)
     }
 
     /// Stores the index `top` names and every blob of each of its entries (manifests, configs,

@@ -360,6 +360,47 @@ impl Client {
         })
     }
 
+    /// The rest of a blob from byte `offset` on (a `Range` request; unhashed, as
+    /// [`Client::get_blob_unhashed`]), and where it starts: `offset`, or 0 when the registry
+    /// sends the whole blob instead.
+    pub fn get_blob_from(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        offset: u64,
+    ) -> Result<(VerifiedBlob, u64)> {
+        if offset == 0 || offset >= size {
+            return Ok((self.get_blob_unhashed(repository, digest, size)?, 0));
+        }
+        let path = format!("/v2/{repository}/blobs/{digest}");
+        let range = format!("bytes={offset}-");
+        let response =
+            self.send("GET", &self.url(&path), &pull_scope(repository), &[("Range", range.as_str())], Body::Empty)?;
+        let response = expect_success(response, &format!("blob {digest}"))?;
+        // `Content-Range: bytes START-END/TOTAL` must start where asked; a 200 is the whole blob.
+        let start = (response.status().as_u16() == 206)
+            .then(|| header(&response, "content-range"))
+            .flatten()
+            .and_then(|range| range.trim().strip_prefix("bytes ")?.split('-').next()?.parse::<u64>().ok());
+        let start = match start {
+            Some(start) if start == offset => offset,
+            Some(_) => {
+                drop(response);
+                return Ok((self.get_blob_unhashed(repository, digest, size)?, 0));
+            }
+            None => 0,
+        };
+        let blob = VerifiedBlob {
+            inner: Box::new(response.into_body().into_reader()),
+            hasher: None,
+            read: start,
+            expected: digest.clone(),
+            size,
+        };
+        Ok((blob, start))
+    }
+
     /// Whether the repository already has the blob (`HEAD`).
     pub fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool> {
         let path = format!("/v2/{repository}/blobs/{digest}");

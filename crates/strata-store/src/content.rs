@@ -101,9 +101,47 @@ impl ContentStore {
             file: BufWriter::with_capacity(1 << 20, file),
             digester: Digester::new(),
             named,
+            resumable: false,
             ingest: self.ingest.clone(),
             blobs: self.blobs.clone(),
         })
+    }
+
+    /// A writer for the blob `digest` (of `size` bytes) that outlives a failure: what it got is
+    /// kept in `ingest/partial-HEX` (flushed as the writer is dropped) and the next call goes
+    /// on from there. Returns the writer and how many bytes it already holds (hashed again
+    /// here); a partial file that another process is filling (locked) or that is longer than
+    /// `size` is not used. A digest or size mismatch at commit deletes it.
+    pub fn resumable_writer(&self, digest: &Digest, size: u64) -> Result<(BlobWriter, u64)> {
+        let path = self.ingest.join(format!("partial-{}", digest.hex()));
+        let mut file = File::options().read(true).write(true).create(true).truncate(false).open(&path).at(&path)?;
+        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Ok((self.writer()?, 0));
+        }
+        let mut have = file.metadata().at(&path)?.len();
+        let mut digester = Digester::new();
+        if have > size {
+            file.set_len(0).at(&path)?;
+            have = 0;
+        }
+        if have > 0 {
+            let copied = io::copy(&mut (&mut file).take(have), &mut digester).at(&path)?;
+            if copied != have {
+                file.set_len(0).at(&path)?;
+                digester = Digester::new();
+                have = 0;
+            }
+        }
+        io::Seek::seek(&mut file, io::SeekFrom::Start(have)).at(&path)?;
+        let writer = BlobWriter {
+            file: BufWriter::with_capacity(1 << 20, file),
+            digester,
+            named: Some(path),
+            resumable: true,
+            ingest: self.ingest.clone(),
+            blobs: self.blobs.clone(),
+        };
+        Ok((writer, have))
     }
 
     /// Deletes a blob; absent blobs are not an error.
@@ -176,6 +214,8 @@ pub struct BlobWriter {
     file: BufWriter<File>,
     digester: Digester,
     named: Option<PathBuf>,
+    /// Kept when dropped uncommitted ([`ContentStore::resumable_writer`]).
+    resumable: bool,
     ingest: PathBuf,
     blobs: PathBuf,
 }
@@ -189,6 +229,24 @@ impl BlobWriter {
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.digester.len()
+    }
+
+    /// Forgets everything written (the source could not go on where the writer stopped).
+    pub fn restart(&mut self) -> Result<()> {
+        let path = self.path();
+        self.file.flush().at(&path)?;
+        self.file.get_ref().set_len(0).at(&path)?;
+        io::Seek::seek(self.file.get_mut(), io::SeekFrom::Start(0)).at(&path)?;
+        self.digester = Digester::new();
+        Ok(())
+    }
+
+    /// A reader of the first `len` bytes written (what a resumed download already holds).
+    pub fn reader(&mut self, len: u64) -> Result<impl Read + Send + 'static> {
+        let path = self.path();
+        self.file.flush().at(&path)?;
+        let file = self.file.get_ref().try_clone().at(&path)?;
+        Ok(PositionedReader { file, at: 0, end: len.min(self.written()) })
     }
 
     /// Reads back what was written so far (at most `limit` bytes), for small blobs such as
@@ -213,14 +271,18 @@ impl BlobWriter {
         let actual = actual.finish();
         if let Some(expected) = expected {
             if expected != &actual {
+                self.resumable = false;
                 return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
             }
         }
         if let Some(expected_size) = expected_size {
             if expected_size != size {
+                self.resumable = false;
                 return Err(StoreError::SizeMismatch { digest: actual, expected: expected_size, actual: size });
             }
         }
+        // Verified: whatever happens next, nothing is left to resume.
+        self.resumable = false;
         let target = self.blobs.join(actual.hex());
         if target.exists() {
             return Ok(actual);
@@ -265,8 +327,32 @@ impl Write for BlobWriter {
 impl Drop for BlobWriter {
     fn drop(&mut self) {
         if let Some(named) = &self.named {
-            let _ = fs::remove_file(named);
+            if self.resumable {
+                let _ = self.file.flush();
+            } else {
+                let _ = fs::remove_file(named);
+            }
         }
+    }
+}
+
+/// Reads `at..end` of a file with `pread`, so the writer's own position is left alone.
+struct PositionedReader {
+    file: File,
+    at: u64,
+    end: u64,
+}
+
+impl Read for PositionedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = buf.len().min((self.end - self.at) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
     }
 }
 
@@ -295,5 +381,36 @@ mod tests {
         store.verify(&digest).expect("verify");
         assert_eq!(store.list().expect("list").0, vec![digest]);
         assert_eq!(fs::read_dir(dir.path().join("ingest")).expect("ingest").count(), 0);
+    }
+
+    #[test]
+    fn a_resumable_writer_goes_on_where_the_last_one_stopped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ContentStore::open(dir.path()).expect("open");
+        let digest = Digest::of(b"hello");
+        let (mut writer, have) = store.resumable_writer(&digest, 5).expect("writer");
+        assert_eq!(have, 0);
+        writer.write_all(b"hel").expect("write");
+        drop(writer);
+        let (mut writer, have) = store.resumable_writer(&digest, 5).expect("again");
+        assert_eq!(have, 3);
+        let mut start = Vec::new();
+        writer.reader(have).expect("reader").read_to_end(&mut start).expect("read");
+        assert_eq!(start, b"hel");
+        writer.write_all(b"lo").expect("write");
+        assert_eq!(writer.commit(Some(&digest), Some(5)).expect("commit"), digest);
+        assert_eq!(store.read_blob(&digest, 10).expect("read"), b"hello");
+        assert_eq!(fs::read_dir(dir.path().join("ingest")).expect("ingest").count(), 0);
+
+        // Bytes that do not make the digest are thrown away, not resumed.
+        let other = Digest::of(b"world");
+        let (mut writer, _) = store.resumable_writer(&other, 5).expect("writer");
+        writer.write_all(b"wrong").expect("write");
+        writer.commit(Some(&other), Some(5)).expect_err("mismatch");
+        let (mut writer, have) = store.resumable_writer(&other, 5).expect("fresh");
+        assert_eq!(have, 0);
+        writer.restart().expect("restart");
+        writer.write_all(b"world").expect("write");
+        writer.commit(Some(&other), Some(5)).expect("commit");
     }
 }

@@ -199,6 +199,8 @@ enum Fault {
 }
 
 static REFERRERS_SERVED: AtomicUsize = AtomicUsize::new(0);
+/// Blob requests with a `Range` header (a resumed download) the proxies saw.
+static RANGE_REQUESTS: AtomicUsize = AtomicUsize::new(0);
 
 /// A one-request-per-connection HTTP proxy to the registry, with a fault; counts requests.
 fn proxy(upstream: u16, fault: Fault) -> (u16, Arc<AtomicUsize>) {
@@ -241,6 +243,9 @@ fn serve(mut client: TcpStream, upstream: u16, fault: Fault, n: usize) -> std::i
             return Ok(());
         }
         _ => {}
+    }
+    if path.contains("/blobs/") && header_of(&text, "range").is_some() {
+        RANGE_REQUESTS.fetch_add(1, Ordering::SeqCst);
     }
     let mut text = text;
     if let (Fault::ReferrersApi, Some((repository, digest))) = (fault, path.split_once("/referrers/")) {
@@ -310,12 +315,16 @@ fn faults_fail_cleanly_or_are_retried() {
     let lying = strata(&target, &["pull", &format!("127.0.0.1:{port}/demo/app:v1")]).fails();
     assert!(lying.stderr().contains("the registry says application/vnd.oci.image.index.v1+json"), "{}", lying.stderr());
 
-    // Two 500s, then the registry answers: retried with back-off, the pull succeeds.
+    // Two 500s, then the registry answers: retried with back-off, the pull succeeds — and the
+    // layers cut half-way above are resumed where they stopped (`Range` requests).
     let (port, requests) = proxy(registry.port, Fault::FailFirst(2));
     let retried = format!("127.0.0.1:{port}/demo/app:v1");
+    let ranges = RANGE_REQUESTS.load(Ordering::SeqCst);
     strata(&target, &["pull", &retried]).ok();
     assert!(requests.load(Ordering::SeqCst) >= 3);
+    assert!(RANGE_REQUESTS.load(Ordering::SeqCst) > ranges, "the cut layers were resumed, not downloaded again");
     assert_eq!(strata(&target, &["run", "--rm", &retried]).ok().stdout(), "faults\n");
+    strata(&target, &["fsck"]).ok();
 
     // A 10 GB manifest is refused by the size limit, quickly.
     let (port, _) = proxy(registry.port, Fault::EndlessManifest);
