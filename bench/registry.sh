@@ -16,10 +16,13 @@ command -v skopeo >/dev/null && command -v podman >/dev/null || bash "$PEERS/set
 [ -f "$OUT_DIR/big-rootfs.tar" ] || python3 "$PEERS/make-big-image.py" "$OUT_DIR" >/dev/null
 cargo build --release -q
 STRATA=$PWD/target/release/strata
-# A new directory per bench run, deleted when it ends: no run starts right after a mass
-# deletion (see measure.py).
 WORK=/var/tmp/strata-registry-bench/$(date +%s)
 mkdir -p "$WORK"
+# Nothing is deleted while strata and tar -x are measured (they run first, a new directory per
+# run; everything goes when the bench ends): after a mass deletion ext4 skips recently freed
+# inodes while allocating for minutes, and the same pull took 0.4-3 s from one run to the next
+# (see measure.py). Leave a few minutes between two benches. A fresh loop-mounted ext4 was
+# tried instead: it makes big writes slow (the loop file's own writeback) and is not the disk.
 PORT=5077
 REG=127.0.0.1:$PORT
 PORT=$PORT OUT_DIR=$WORK bash "$PEERS/start-registry.sh" >/dev/null
@@ -45,14 +48,17 @@ D_CLEAN="$DOCKER rmi -f \$($DOCKER images -aq) >/dev/null 2>&1; sync; true"
 results=()
 for image in debian big; do
   ref=$REG/bench/$image:1
-  # A store of its own per run, all deleted at the end (see measure.py).
   results+=("$(measure "strata-pull-$image" "sync" "$STRATA --root $WORK/s-$image-{run} pull -q $ref")")
+  results+=("$(measure "tar-x-$image" "mkdir -p $WORK/t-$image-{run}; sync" "tar -xf $OUT_DIR/$image-rootfs.tar -C $WORK/t-$image-{run}")")
+done
+# The peers, which delete between runs.
+for image in debian big; do
+  ref=$REG/bench/$image:1
   results+=("$(measure "skopeo-pull-$image" "$P_CLEAN" \
     "skopeo copy -q --src-tls-verify=false docker://$ref containers-storage:cs-$image:1")")
   if [ -n "$DOCKER" ]; then
     results+=("$(measure "docker-pull-$image" "$D_CLEAN" "$DOCKER pull -q $ref")")
   fi
-  results+=("$(measure "tar-x-$image" "mkdir -p $WORK/t-$image-{run}; sync" "tar -xf $OUT_DIR/$image-rootfs.tar -C $WORK/t-$image-{run}")")
 done
 # Push: into a registry started empty for each run, so every blob is uploaded (a registry
 # that has the blobs lets both tools skip or mount them).
@@ -82,5 +88,7 @@ for image, label in (("debian", "pull debian:local (~121 MB, gzip)"), ("big", "p
     print(f"| {label} | {cell(f'strata-pull-{image}', '')} | {cell(f'skopeo-pull-{image}', f'strata-pull-{image}')} | "
           f"{cell(f'docker-pull-{image}', f'strata-pull-{image}')} | {cell(f'tar-x-{image}', f'strata-pull-{image}')} |")
 print(f"| push debian (to an empty registry) | {cell('strata-push', '')} | {cell('skopeo-push', 'strata-push')} | – | – |")
+print("\nstrata and tar -x run first, a new directory per run, nothing deleted meanwhile; skopeo and docker"
+      " after them, their storage emptied (rmi) before each of their runs.")
 PY
 python3 bench/update_results.py registry < "$WORK/section.md"

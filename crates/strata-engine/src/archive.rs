@@ -263,6 +263,11 @@ impl Engine {
                 }
                 None => self.put_manifest(&plan.config, &layers)?,
             };
+            if let Some((descriptor, blobs)) = &plan.index {
+                for blob in std::iter::once(&descriptor.digest).chain(blobs) {
+                    archive.commit_blob(self.store.content(), blob)?;
+                }
+            }
             ready.push((plan, manifest, layers));
         }
         let loaded = self.store.update(|db| {
@@ -270,6 +275,10 @@ impl Engine {
             for (plan, manifest, layers) in ready {
                 let id = Digest::of(&plan.config);
                 let displaced = record_image(db, &id, manifest, layers, plan.created.clone(), &plan.tags);
+                if let (Some((descriptor, blobs)), Some(image)) = (&plan.index, db.images.get_mut(id.hex())) {
+                    image.index = Some(descriptor.clone());
+                    image.index_blobs = blobs.clone();
+                }
                 loaded.push(LoadedImage {
                     id,
                     tags: plan.tags.iter().map(Reference::familiar_string).collect(),
@@ -291,6 +300,9 @@ struct LoadPlan {
     /// The archive's own manifest, kept byte for byte when it describes these blobs.
     manifest: Option<(Descriptor, Vec<u8>)>,
     tags: Vec<Reference>,
+    /// The image index this image was chosen from, when the archive holds every blob it names
+    /// (each platform's): kept with the image, as `pull --all-platforms` keeps it.
+    index: Option<(Descriptor, Vec<Digest>)>,
 }
 
 enum ArchiveFile {
@@ -483,7 +495,7 @@ impl ArchiveReader {
                     break;
                 }
             }
-            plans.push(LoadPlan { config, created: parsed.created, layers, manifest, tags });
+            plans.push(LoadPlan { config, created: parsed.created, layers, manifest, tags, index: None });
         }
         Ok(plans)
     }
@@ -494,6 +506,7 @@ impl ArchiveReader {
         let mut plans: Vec<LoadPlan> = Vec::new();
         for top in &index.manifests {
             let descriptor = self.select_manifest(top, 0)?;
+            let platforms = if media_types::is_index(&top.media_type) { self.index_blobs(top) } else { None };
             let bytes = self.read_blob(&descriptor.digest)?;
             if bytes.len() as u64 != descriptor.size {
                 return Err(EngineError::Archive(format!(
@@ -547,6 +560,7 @@ impl ArchiveReader {
             let id = Digest::of(&config);
             if let Some(plan) = plans.iter_mut().find(|p| Digest::of(&p.config) == id) {
                 plan.tags.extend(tag);
+                plan.index = plan.index.take().or(platforms.map(|blobs| (top.clone(), blobs)));
                 continue;
             }
             plans.push(LoadPlan {
@@ -555,6 +569,7 @@ impl ArchiveReader {
                 layers,
                 manifest: Some((descriptor, bytes)),
                 tags: tag.into_iter().collect(),
+                index: platforms.map(|blobs| (top.clone(), blobs)),
             });
         }
         Ok(plans)
@@ -582,6 +597,51 @@ impl ArchiveReader {
             .ok_or_else(|| EngineError::Archive(format!("index {} lists no manifests", descriptor.digest)))?
             .clone();
         self.select_manifest(&chosen, depth + 1)
+    }
+
+    /// Every blob the index `top` names (manifests, configs, layers; one level of nesting),
+    /// when the archive holds them all and they check against their digests.
+    fn index_blobs(&mut self, top: &Descriptor) -> Option<Vec<Digest>> {
+        let index: Index = serde_json::from_slice(&self.read_blob(&top.digest).ok()?).ok()?;
+        let mut blobs = Vec::new();
+        for entry in &index.manifests {
+            blobs.push(entry.digest.clone());
+            let manifest: Manifest = serde_json::from_slice(&self.read_blob(&entry.digest).ok()?).ok()?;
+            for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                let present = match self.resolve(&blob_name(&blob.digest))? {
+                    ArchiveFile::Small(data) => Digest::of(data) == blob.digest,
+                    ArchiveFile::Blob(i) => self.blobs[*i].digests.digest == blob.digest,
+                };
+                if !present {
+                    return None;
+                }
+                if !blobs.contains(&blob.digest) {
+                    blobs.push(blob.digest.clone());
+                }
+            }
+        }
+        Some(blobs)
+    }
+
+    /// Stores the archive's blob `digest` (checked when it was read) unless it is stored.
+    fn commit_blob(&mut self, content: &strata_store::ContentStore, digest: &Digest) -> Result<()> {
+        if content.exists(digest) {
+            return Ok(());
+        }
+        let missing = || EngineError::Archive(format!("blob {digest} is listed but not in the archive"));
+        match self.resolve(&blob_name(digest)).ok_or_else(missing)? {
+            ArchiveFile::Small(data) => {
+                let data = data.clone();
+                content.put(&data)?;
+            }
+            ArchiveFile::Blob(index) => {
+                let index = *index;
+                let blob = &mut self.blobs[index];
+                let writer = blob.writer.take().ok_or_else(missing)?;
+                writer.commit(Some(digest), Some(blob.digests.size))?;
+            }
+        }
+        Ok(())
     }
 
     fn commit_layer(&mut self, path: &str, diff_id: &Digest) -> Result<(Digest, LayerRecord)> {

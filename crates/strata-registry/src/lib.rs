@@ -274,7 +274,7 @@ impl Client {
         let accept = [("Accept", media_types::OCI_INDEX)];
         let mut url = self.url(&format!("/v2/{repository}/referrers/{digest}"));
         if let Some(kind) = artifact_type {
-            url = format!("{url}?artifactType={}", percent_encode(kind));
+            url = format!("{url}?artifactType={}", encode(kind));
         }
         let mut manifests: Vec<serde_json::Value> = Vec::new();
         let mut filtered = false;
@@ -825,17 +825,6 @@ fn next_link(link: &str) -> Option<String> {
     })
 }
 
-/// Query-string escaping of everything but unreserved characters.
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// A blob body checked against its size, and its digest unless unhashed, as it is read.
 pub struct VerifiedBlob {
     inner: Box<dyn Read + Send>,
@@ -1050,6 +1039,6 @@ mod tests {
         );
         assert_eq!(next_link(r#"<https://r/x>; rel="prev", <https://r/y>; rel=next"#).as_deref(), Some("https://r/y"));
         assert_eq!(next_link(r#"<https://r/x>; rel="prev""#), None);
-        assert_eq!(percent_encode("application/vnd.example+json"), "application%2Fvnd.example%2Bjson");
+        assert_eq!(encode("application/vnd.example+json"), "application%2Fvnd.example%2Bjson");
     }
 }

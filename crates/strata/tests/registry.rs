@@ -943,10 +943,19 @@ fn indexes_pull_the_platform_asked_for() {
     let (names, single_index) = entries_of(&single);
     assert_eq!(single_index["manifests"][0]["digest"], serde_json::json!(this_digest));
     assert!(!names.iter().any(|n| n.ends_with(other_config_digest.trim_start_matches("sha256:"))), "{names:?}");
-    // The all-platforms archive loads (this platform's image) elsewhere.
+    // The all-platforms archive loads elsewhere: this platform's image, the index kept.
     let loaded = TestRoot::new();
     strata(&loaded, &["load", "-i", saved_path]).ok();
     assert_eq!(strata(&loaded, &["run", "--rm", &multi]).ok().stdout(), "this-platform\n");
+    let again = loaded.path("again.tar");
+    strata(
+        &loaded,
+        &["save", "--all-platforms", "--format", "oci-archive", "-o", again.to_str().expect("utf-8"), &multi],
+    )
+    .ok();
+    let (names, again_index) = entries_of(&again);
+    assert_eq!(again_index["manifests"][0]["digest"], serde_json::json!(index_digest), "{again_index}");
+    assert!(names.iter().any(|n| n.ends_with(other_config_digest.trim_start_matches("sha256:"))), "{names:?}");
     // Pushed under another name, the index goes with both platforms.
     let copy = format!("{host}/multi/copy:all");
     strata(&all, &["tag", &multi, &copy]).ok();
