@@ -445,8 +445,7 @@ impl Engine {
         // before the image record names them.
         let _ingest = self.store.ingest_guard()?;
         let content = self.store.content();
-        let fetch = |digest: &Digest, size: u64| self.fetch_blob(client, &reference, digest, size, events);
-        fetch(&parsed.config.digest, parsed.config.size)?;
+        self.fetch_blob(client, &reference, &parsed.config.digest, parsed.config.size, events)?;
         let config_bytes = content.read_blob(&parsed.config.digest, crate::MAX_JSON_BLOB)?;
         let config: ImageConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| EngineError::Archive(format!("config {}: {e}", parsed.config.digest)))?;
@@ -458,14 +457,80 @@ impl Engine {
                 config.rootfs.diff_ids.len()
             )));
         }
-        // Layers: each worker takes the lowest layer nobody has taken and does it in one
-        // streaming pass (download → verify → decompress → unpack, the blob stored on the
-        // way), so layers download and unpack side by side. On overlay a layer is unpacked into
-        // a snapshot of its own and committed onto its parent once that is committed; a layer
-        // hard-linking a lower layer's file waits for its parent and is unpacked again from its
-        // stored blob.
-        let layers = &parsed.layers;
-        let diff_ids = &config.rootfs.diff_ids;
+        let (downloaded, measured) =
+            self.pull_layers(client, &reference, &parsed.layers, &config.rootfs.diff_ids, options.parallel, events)?;
+        // `--all-platforms`: every other entry of the index too, its blobs into the store (not
+        // unpacked), the index recorded with the image.
+        let all_platforms = match (&index, options.all_platforms) {
+            (Some(index), true) => {
+                let blobs = self.pull_index_blobs(client, &reference, index, &manifest, options.parallel)?;
+                content.put(&top.bytes)?;
+                Some(blobs)
+            }
+            _ => None,
+        };
+        let manifest_digest = content.put(&manifest.bytes)?;
+        let descriptor =
+            strata_oci::spec::Descriptor::new(&manifest.media_type, manifest_digest, manifest.bytes.len() as u64);
+        let records: Vec<(Digest, LayerRecord)> = parsed
+            .layers
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .enumerate()
+            .map(|(index, (layer, diff_id))| {
+                (
+                    layer.digest.clone(),
+                    LayerRecord {
+                        diff_id: diff_id.clone(),
+                        media_type: layer.media_type.clone(),
+                        size: layer.size,
+                        // As unpacked; a layer unpacked before keeps its record (below).
+                        uncompressed_size: measured.get(index).copied().flatten().unwrap_or(layer.size),
+                        snapshot: None,
+                    },
+                )
+            })
+            .collect();
+        let tags: Vec<Reference> = reference.tag().map(|_| vec![reference.clone()]).unwrap_or_default();
+        self.store.update(|db| {
+            record_image(db, &id, descriptor, records, config.created.clone(), &tags);
+            if let Some(image) = db.images.get_mut(id.hex()) {
+                if !image.repo_digests.contains(&repo_digest) {
+                    image.repo_digests.push(repo_digest.clone());
+                }
+                if let Some(blobs) = &all_platforms {
+                    image.index = Some(strata_oci::spec::Descriptor::new(
+                        &top.media_type,
+                        top.digest.clone(),
+                        top.bytes.len() as u64,
+                    ));
+                    image.index_blobs = blobs.clone();
+                }
+            }
+            Ok::<_, strata_store::StoreError>(())
+        })?;
+        Ok(PullReport { id, digest: top.digest, reference, downloaded, up_to_date: false })
+    }
+
+    /// The layers of a pull: each worker takes the lowest layer nobody has taken and does it
+    /// in one streaming pass (download → verify → decompress → unpack, the blob stored on the
+    /// way), so layers download and unpack side by side. On overlay a layer is unpacked into a
+    /// snapshot of its own and committed onto its parent once that is committed; a layer
+    /// hard-linking a lower layer's file waits for its parent and is unpacked again from its
+    /// stored blob. Returns how many blobs were downloaded and the uncompressed sizes the
+    /// unpacks measured (`None`: unpacked before).
+    fn pull_layers(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        layers: &[strata_oci::spec::Descriptor],
+        diff_ids: &[Digest],
+        parallel: usize,
+        events: &(dyn Fn(PullEvent) + Sync),
+    ) -> Result<(usize, Vec<Option<u64>>)> {
+        let content = self.store.content();
+        let repository = reference.path();
+        let fetch = |digest: &Digest, size: u64| self.fetch_blob(client, reference, digest, size, events);
         let chains: Vec<String> = crate::snapshots::chain_ids(diff_ids).iter().map(ToString::to_string).collect();
         let snapshotter = self.snapshotter();
         let alone = snapshotter.unpacks_independently();
@@ -498,7 +563,7 @@ impl Engine {
         let next = AtomicUsize::new(0);
         // Uncompressed sizes, as the unpacks measured them (for `images`).
         let sizes: Mutex<Vec<Option<u64>>> = Mutex::new(vec![None; layers.len()]);
-        let workers = options.parallel.max(1).min(layers.len().max(1));
+        let workers = parallel.max(1).min(layers.len().max(1));
         let from_blob = |i: usize, onto: Onto<'_>| -> Result<(String, u64)> {
             let mut file = content.open_blob(&layers[i].digest)?;
             let what = format!("layer {}", layers[i].digest);
@@ -519,7 +584,7 @@ impl Engine {
             let extracted = if content.exists(&layer.digest) {
                 from_blob(i, onto)
             } else {
-                let streamed = self.stream_layer(client, &repository, layer, &diff_ids[i], (onto, workers), events);
+                let streamed = self.stream_layer(client, repository, layer, &diff_ids[i], (onto, workers), events);
                 if streamed.is_ok() || content.exists(&layer.digest) {
                     downloaded.fetch_add(1, SeqCst);
                     events(PullEvent::Downloaded(layer.digest.clone()));
@@ -578,58 +643,7 @@ impl Engine {
         if let Some(e) = failure.into_inner().ok().flatten() {
             return Err(e);
         }
-        // `--all-platforms`: every other entry of the index too, its blobs into the store (not
-        // unpacked), the index recorded with the image.
-        let all_platforms = match (&index, options.all_platforms) {
-            (Some(index), true) => {
-                let blobs = self.pull_index_blobs(client, &reference, index, &manifest, options.parallel)?;
-                content.put(&top.bytes)?;
-                Some(blobs)
-            }
-            _ => None,
-        };
-        let manifest_digest = content.put(&manifest.bytes)?;
-        let descriptor =
-            strata_oci::spec::Descriptor::new(&manifest.media_type, manifest_digest, manifest.bytes.len() as u64);
-        let measured = sizes.into_inner().unwrap_or_default();
-        let records: Vec<(Digest, LayerRecord)> = parsed
-            .layers
-            .iter()
-            .zip(&config.rootfs.diff_ids)
-            .enumerate()
-            .map(|(index, (layer, diff_id))| {
-                (
-                    layer.digest.clone(),
-                    LayerRecord {
-                        diff_id: diff_id.clone(),
-                        media_type: layer.media_type.clone(),
-                        size: layer.size,
-                        // As unpacked; a layer unpacked before keeps its record (below).
-                        uncompressed_size: measured.get(index).copied().flatten().unwrap_or(layer.size),
-                        snapshot: None,
-                    },
-                )
-            })
-            .collect();
-        let tags: Vec<Reference> = reference.tag().map(|_| vec![reference.clone()]).unwrap_or_default();
-        self.store.update(|db| {
-            record_image(db, &id, descriptor, records, config.created.clone(), &tags);
-            if let Some(image) = db.images.get_mut(id.hex()) {
-                if !image.repo_digests.contains(&repo_digest) {
-                    image.repo_digests.push(repo_digest.clone());
-                }
-                if let Some(blobs) = &all_platforms {
-                    image.index = Some(strata_oci::spec::Descriptor::new(
-                        &top.media_type,
-                        top.digest.clone(),
-                        top.bytes.len() as u64,
-                    ));
-                    image.index_blobs = blobs.clone();
-                }
-            }
-            Ok::<_, strata_store::StoreError>(())
-        })?;
-        Ok(PullReport { id, digest: top.digest, reference, downloaded: downloaded.into_inner(), up_to_date: false })
+        Ok((downloaded.into_inner(), sizes.into_inner().unwrap_or_default()))
     }
 
     /// Downloads a blob into the content store (verified) unless it is there already.
