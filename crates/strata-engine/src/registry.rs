@@ -121,6 +121,40 @@ pub enum PushEvent {
     },
 }
 
+/// How `push` sends layers that are stored uncompressed (built and imported ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PushCompression {
+    /// gzip, as `docker push` does (default).
+    #[default]
+    Gzip,
+    /// As stored: bigger uploads, no compressing (a registry next door).
+    None,
+}
+
+impl std::str::FromStr for PushCompression {
+    type Err = EngineError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "gzip" => Ok(PushCompression::Gzip),
+            "none" | "uncompressed" => Ok(PushCompression::None),
+            other => Err(EngineError::InvalidArgument(format!("unknown compression {other:?} (gzip or none)"))),
+        }
+    }
+}
+
+/// gzip level for pushed layers: zlib's fastest, which keeps a push far quicker than the
+/// upload it shrinks (level 6 is several times slower for a few percent).
+const GZIP_LEVEL: u32 = 1;
+
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// Registries spoken to without checking certificates (see [`PullOptions::insecure`]).
+    pub insecure: Vec<String>,
+    pub tls_verify: Option<bool>,
+    pub compression: PushCompression,
+}
+
 #[derive(Debug, Clone)]
 pub struct PushReport {
     pub tag: String,
@@ -727,6 +761,68 @@ impl Engine {
         Ok(blobs)
     }
 
+    /// The manifest as pushed: every uncompressed layer gzipped (as `docker push` sends it),
+    /// each member of the gzip compressed on its own core. A layer compressed for an earlier
+    /// push is found by its diffID and not compressed again; compressing is deterministic, so
+    /// after a GC took that blob the same digest comes back. Returns the manifest unchanged
+    /// when every layer is compressed already.
+    fn gzip_manifest(
+        &self,
+        descriptor: &strata_oci::spec::Descriptor,
+        bytes: &[u8],
+    ) -> Result<(strata_oci::spec::Descriptor, Vec<u8>)> {
+        let mut manifest: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| EngineError::Archive(format!("manifest {}: {e}", descriptor.digest)))?;
+        let content = self.store.content();
+        let mut changed = false;
+        for layer in &mut manifest.layers {
+            let gzip_type = match layer.media_type.as_str() {
+                media_types::OCI_LAYER => media_types::OCI_LAYER_GZIP,
+                media_types::DOCKER_LAYER => media_types::DOCKER_LAYER_GZIP,
+                _ => continue,
+            };
+            let db = self.store.read_db()?;
+            let diff_id = db.layers.get(&layer.digest).map_or_else(|| layer.digest.clone(), |r| r.diff_id.clone());
+            let earlier = db
+                .layers
+                .iter()
+                .find(|(blob, r)| r.diff_id == diff_id && r.media_type == gzip_type && content.exists(blob))
+                .map(|(blob, r)| (blob.clone(), r.size));
+            drop(db);
+            let (digest, size) = match earlier {
+                Some(found) => found,
+                None => {
+                    let mut source = std::io::BufReader::with_capacity(1 << 20, content.open_blob(&layer.digest)?);
+                    let mut writer = content.writer()?;
+                    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+                    let size = strata_layer::compression::gzip_members(&mut source, &mut writer, cores, GZIP_LEVEL)
+                        .map_err(|e| EngineError::Archive(format!("gzip of layer {}: {e}", layer.digest)))?;
+                    let digest = writer.commit(None, Some(size))?;
+                    let record = LayerRecord {
+                        diff_id: diff_id.clone(),
+                        media_type: gzip_type.to_owned(),
+                        size,
+                        uncompressed_size: layer.size,
+                        snapshot: None,
+                    };
+                    self.store.update(|db| {
+                        db.layers.entry(digest.clone()).or_insert(record);
+                        Ok::<_, strata_store::StoreError>(())
+                    })?;
+                    (digest, size)
+                }
+            };
+            *layer = strata_oci::spec::Descriptor::new(gzip_type, digest, size);
+            changed = true;
+        }
+        if !changed {
+            return Ok((descriptor.clone(), bytes.to_vec()));
+        }
+        let bytes = crate::import::to_json(&manifest)?;
+        let pushed = strata_oci::spec::Descriptor::new(&descriptor.media_type, Digest::of(&bytes), bytes.len() as u64);
+        Ok((pushed, bytes))
+    }
+
     /// `docker manifest inspect NAME`: the manifest or index NAME names in its registry, as the
     /// registry sent it (verified when NAME has a digest).
     pub fn remote_manifest(
@@ -769,13 +865,8 @@ impl Engine {
     /// `docker push NAME[:TAG]`: the image tagged NAME goes to NAME's registry; blobs the
     /// repository has are skipped, blobs from another repository of the same registry are
     /// mounted.
-    pub fn push(
-        &self,
-        name: &str,
-        insecure: &[String],
-        tls_verify: Option<bool>,
-        events: &dyn Fn(PushEvent),
-    ) -> Result<PushReport> {
+    pub fn push(&self, name: &str, options: &PushOptions, events: &dyn Fn(PushEvent)) -> Result<PushReport> {
+        let (insecure, tls_verify) = (&options.insecure[..], options.tls_verify);
         let reference = parse_pull_reference(name)?;
         let db = self.store.read_db()?;
         let id = db.tags.get(&tag_key(&reference)).cloned().ok_or_else(|| {
@@ -801,6 +892,8 @@ impl Engine {
             (other.domain() == reference.domain() && other.path() != repository).then(|| other.path().to_owned())
         });
         let content = self.store.content();
+        // Compressed layers are stored blobs until the manifest names them: no GC meanwhile.
+        let _ingest = self.store.ingest_guard()?;
         // An image pulled with --all-platforms goes with its index: every platform's blobs,
         // each manifest by digest, the index under the tag (when its blobs are all here).
         let index: Option<(strata_oci::spec::Descriptor, Index, Vec<u8>)> =
@@ -819,7 +912,13 @@ impl Engine {
                     manifests.push((entry.clone(), bytes));
                 }
             }
-            None => manifests.push((image.manifest.clone(), manifest_bytes.clone())),
+            None => {
+                let (descriptor, bytes) = match options.compression {
+                    PushCompression::Gzip => self.gzip_manifest(&image.manifest, &manifest_bytes)?,
+                    PushCompression::None => (image.manifest.clone(), manifest_bytes.clone()),
+                };
+                manifests.push((descriptor, bytes));
+            }
         }
         let mut blobs: Vec<strata_oci::spec::Descriptor> = Vec::new();
         for (entry, bytes) in &manifests {
@@ -882,10 +981,11 @@ impl Engine {
                 (digest, bytes.len() as u64)
             }
             None => {
+                let (descriptor, bytes) = &manifests[0];
                 let digest = client
-                    .put_manifest(&repository, &tag, &media_type_of(&image.manifest), &manifest_bytes)
+                    .put_manifest(&repository, &tag, &media_type_of(descriptor), bytes)
                     .map_err(|e| registry_error(&reference, e))?;
-                (digest, manifest_bytes.len() as u64)
+                (digest, bytes.len() as u64)
             }
         };
         let repo_digest = format!("{}@{digest}", reference.name());

@@ -62,3 +62,86 @@ pub fn decompress<'a, R: BufRead + 'a>(mut reader: R) -> io::Result<(Compression
     };
     Ok((compression, decoded))
 }
+
+/// Bytes of input per gzip member in [`gzip_members`].
+pub const GZIP_MEMBER: usize = 4 << 20;
+
+/// Gzip of `input` as independent members of [`GZIP_MEMBER`] input bytes each, `workers` of
+/// them compressed at once (a push gzips a layer on every core). The output is the same for the
+/// same input, `workers` and `level` aside — a layer compressed again has the same digest — and
+/// any gzip reader reads it (members follow each other as RFC 1952 allows: Go's, zlib's
+/// `gzip -d`, flate2's `MultiGzDecoder`). Returns the compressed size.
+pub fn gzip_members(input: &mut dyn Read, output: &mut dyn io::Write, workers: usize, level: u32) -> io::Result<u64> {
+    let workers = workers.max(1);
+    let mut written = 0u64;
+    let mut first = true;
+    loop {
+        // A batch: up to `workers` members read, compressed side by side, written in order.
+        let mut batch = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let mut chunk = Vec::with_capacity(GZIP_MEMBER);
+            input.take(GZIP_MEMBER as u64).read_to_end(&mut chunk)?;
+            if chunk.is_empty() {
+                break;
+            }
+            batch.push(chunk);
+        }
+        // An empty input is one empty member (a valid gzip stream).
+        if batch.is_empty() && !first {
+            return Ok(written);
+        }
+        let last = batch.len() < workers || batch.last().is_some_and(|c| c.len() < GZIP_MEMBER);
+        if batch.is_empty() {
+            batch.push(Vec::new());
+        }
+        first = false;
+        let compressed: Vec<io::Result<Vec<u8>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        let out = Vec::with_capacity(chunk.len() / 2 + 64);
+                        let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
+                        io::Write::write_all(&mut encoder, chunk)?;
+                        encoder.finish()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("gzip thread panicked"))))
+                .collect()
+        });
+        for member in compressed {
+            let member = member?;
+            output.write_all(&member)?;
+            written += member.len() as u64;
+        }
+        if last {
+            return Ok(written);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_members_read_back_and_do_not_depend_on_the_workers() {
+        let data: Vec<u8> = (0..(GZIP_MEMBER * 2 + 12345)).map(|i| (i % 251) as u8 ^ (i / 7919) as u8).collect();
+        let mut one = Vec::new();
+        gzip_members(&mut &data[..], &mut one, 1, 1).expect("gzip");
+        let mut three = Vec::new();
+        gzip_members(&mut &data[..], &mut three, 3, 1).expect("gzip");
+        assert_eq!(one, three, "the same bytes whatever the workers");
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&one[..]).read_to_end(&mut back).expect("gunzip");
+        assert_eq!(back, data);
+        let mut empty = Vec::new();
+        gzip_members(&mut &[][..], &mut empty, 2, 1).expect("gzip");
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&empty[..]).read_to_end(&mut back).expect("gunzip");
+        assert!(back.is_empty() && !empty.is_empty());
+    }
+}

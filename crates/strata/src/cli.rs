@@ -507,6 +507,9 @@ pub struct PushArgs {
     /// Suppress verbose output
     #[arg(short, long)]
     pub quiet: bool,
+    /// How layers stored uncompressed are sent: gzip (as Docker) or none
+    #[arg(long, default_value = "gzip")]
+    pub compression: String,
     /// Check the registry's TLS certificate (default: Docker's rule — not for localhost,
     /// 127.0.0.0/8 and insecure registries, which may also fall back to plain HTTP)
     #[arg(long = "tls-verify", num_args = 0..=1, default_missing_value = "true")]

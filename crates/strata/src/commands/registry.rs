@@ -4,7 +4,7 @@ use std::io::Read;
 
 use serde::Serialize;
 
-use strata_engine::registry::{insecure_registries, PullEvent, PullOptions, PushEvent};
+use strata_engine::registry::{insecure_registries, PullEvent, PullOptions, PushEvent, PushOptions};
 use strata_engine::Engine;
 use strata_registry::{auth, Client, Endpoint};
 
@@ -144,7 +144,12 @@ pub fn push(engine: &Engine, args: PushArgs) -> anyhow::Result<u8> {
             PushEvent::Progress { .. } => {}
         }
     };
-    let report = engine.push(&args.name, &insecure_registries(), args.tls_verify, &events)?;
+    let options = PushOptions {
+        insecure: insecure_registries(),
+        tls_verify: args.tls_verify,
+        compression: args.compression.parse()?,
+    };
+    let report = engine.push(&args.name, &options, &events)?;
     if quiet {
         print(&format!("{}\n", args.name))?;
     } else {
