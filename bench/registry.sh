@@ -64,8 +64,11 @@ done
 # that has the blobs lets both tools skip or mount them).
 PPORT=5078
 fresh_registry="kill \$(cat $WORK/push/pids/registry.pid 2>/dev/null) 2>/dev/null; sleep 0.2; rm -rf $WORK/push; PORT=$PPORT OUT_DIR=$WORK/push bash $PEERS/start-registry.sh >/dev/null"
-$STRATA --root "$WORK/p" import "$OUT_DIR/debian-rootfs.tar" "127.0.0.1:$PPORT/push/debian:1" >/dev/null
-results+=("$(measure strata-push "$fresh_registry" "$STRATA --root $WORK/p push -q 127.0.0.1:$PPORT/push/debian:1")")
+# A store per run, so every run compresses the layer (as skopeo does every run).
+results+=("$(measure strata-push "$fresh_registry; $STRATA --root $WORK/p-{run} import $OUT_DIR/debian-rootfs.tar 127.0.0.1:$PPORT/push/debian:1 >/dev/null; sync" \
+  "$STRATA --root $WORK/p-{run} push -q 127.0.0.1:$PPORT/push/debian:1")")
+results+=("$(measure strata-push-plain "$fresh_registry" \
+  "$STRATA --root $WORK/p-0 push -q --compression none 127.0.0.1:$PPORT/push/debian:1")")
 results+=("$(measure skopeo-push "$fresh_registry" \
   "skopeo copy -q --dest-tls-verify=false docker-archive:$WORK/debian.tar docker://127.0.0.1:$PPORT/push/debian:1")")
 kill "$(cat $WORK/push/pids/registry.pid)" 2>/dev/null || true
@@ -87,7 +90,8 @@ print("|---|---|---|---|---|")
 for image, label in (("debian", "pull debian:local (~121 MB, gzip)"), ("big", "pull big (200 MB text, one layer, gzip)")):
     print(f"| {label} | {cell(f'strata-pull-{image}', '')} | {cell(f'skopeo-pull-{image}', f'strata-pull-{image}')} | "
           f"{cell(f'docker-pull-{image}', f'strata-pull-{image}')} | {cell(f'tar-x-{image}', f'strata-pull-{image}')} |")
-print(f"| push debian (to an empty registry) | {cell('strata-push', '')} | {cell('skopeo-push', 'strata-push')} | – | – |")
+print(f"| push debian (to an empty registry, gzip) | {cell('strata-push', '')} | {cell('skopeo-push', 'strata-push')} | – | – |")
+print(f"| push debian as stored (`--compression none`) | {cell('strata-push-plain', '')} | – | – | – |")
 print("\nstrata and tar -x run first, a new directory per run, nothing deleted meanwhile; skopeo and docker"
       " after them, their storage emptied (rmi) before each of their runs.")
 PY
