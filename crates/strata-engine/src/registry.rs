@@ -1,6 +1,8 @@
 //! `pull` and `push` through the distribution client: manifests and indexes (the host's
-//! platform, or `--platform`), config and layer blobs verified while they stream into the
-//! content store (several at once), layers unpacked into snapshots, `RepoDigests` recorded.
+//! platform, `--platform`, `--all-platforms`), config and layer blobs verified while they
+//! stream into the content store, layers downloaded and unpacked side by side, interrupted
+//! downloads resumed, `RepoDigests` recorded; pushes gzip uncompressed layers; manifests and
+//! referrers read from a registry.
 
 use std::io::Read;
 use std::sync::atomic::Ordering::SeqCst;
@@ -147,12 +149,18 @@ impl std::str::FromStr for PushCompression {
 /// upload it shrinks (level 6 is several times slower for a few percent).
 const GZIP_LEVEL: u32 = 1;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PushOptions {
     /// Registries spoken to without checking certificates (see [`PullOptions::insecure`]).
     pub insecure: Vec<String>,
     pub tls_verify: Option<bool>,
     pub compression: PushCompression,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions { insecure: insecure_registries(), tls_verify: None, compression: PushCompression::default() }
+    }
 }
 
 #[derive(Debug, Clone)]
