@@ -133,8 +133,10 @@ impl ContentStore {
             }
         }
         io::Seek::seek(&mut file, io::SeekFrom::Start(have)).at(&path)?;
+        // A small buffer: the chunks a download writes (256 KiB) go straight to the file, so
+        // a process killed half-way leaves all it had received to resume from.
         let writer = BlobWriter {
-            file: BufWriter::with_capacity(1 << 20, file),
+            file: BufWriter::with_capacity(64 << 10, file),
             digester,
             named: Some(path),
             resumable: true,

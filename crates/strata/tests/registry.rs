@@ -224,6 +224,9 @@ enum Fault {
     CutBlob,
     /// Say a manifest is an index (its body says otherwise).
     LyingManifestType,
+    /// Send all but the last 64 KiB of every blob over 300 KiB, then hold the connection
+    /// (`STALLED` says when).
+    StallBlob,
     /// Offer the referrers API (distribution 2.8 has none): `GET .../referrers/sha256:HEX` is
     /// answered with the referrers tag schema's index (`sha256-HEX`), counted in
     /// `REFERRERS_SERVED`.
@@ -231,6 +234,7 @@ enum Fault {
 }
 
 static REFERRERS_SERVED: AtomicUsize = AtomicUsize::new(0);
+static STALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Blob requests with a `Range` header (a resumed download) the proxies saw.
 static RANGE_REQUESTS: AtomicUsize = AtomicUsize::new(0);
 
@@ -295,6 +299,17 @@ fn serve(mut client: TcpStream, upstream: u16, fault: Fault, n: usize) -> std::i
         response = text
             .replacen("application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json", 1)
             .into_bytes();
+    }
+    if let (Fault::StallBlob, true) = (fault, path.contains("/blobs/sha256:") && request_line.starts_with("GET")) {
+        let body_start = response.windows(4).position(|w| w == b"\r\n\r\n").map(|start| start + 4);
+        if body_start.is_some_and(|start| response.len() - start > 300 << 10) {
+            let most = response.len() - (64 << 10);
+            client.write_all(&response[..most])?;
+            client.flush()?;
+            STALLED.store(true, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            return Ok(());
+        }
     }
     if let (Fault::CutBlob, true) = (fault, path.contains("/blobs/sha256:") && request_line.starts_with("GET")) {
         if let Some(start) = response.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -1204,4 +1219,38 @@ fn referrers_through_the_api_or_the_tag_schema_and_manifest_inspect() {
     assert!(!api.stderr().contains("tag"), "{}", api.stderr());
     let api: serde_json::Value = serde_json::from_str(&api.stdout()).expect("json");
     assert_eq!(api["manifests"], serde_json::json!([referrers[1]]));
+}
+
+#[test]
+fn a_pull_killed_mid_layer_leaves_the_store_consistent_and_resumes() {
+    require_root!();
+    let Some(registry) = Registry::start(None) else { return };
+    let name = format!("{}/killed/app:v1", registry.host());
+    let source = store_with_image(&name, "after-a-kill");
+    strata(&source, &["push", &name]).ok();
+    let target = TestRoot::new();
+    let (port, _) = proxy(registry.port, Fault::StallBlob);
+    let mut command = target.strata(STRATA);
+    command.args(["pull", &format!("127.0.0.1:{port}/killed/app:v1")]);
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = command.spawn().expect("spawn");
+    let started = std::time::Instant::now();
+    while !STALLED.load(Ordering::SeqCst) && started.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(STALLED.load(Ordering::SeqCst), "the pull reached a layer");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    // Nothing half-pulled is visible; the store checks.
+    assert_eq!(strata(&target, &["images", "-q"]).ok().stdout(), "");
+    strata(&target, &["fsck"]).ok();
+    // The next pull goes on from what the killed one had written.
+    let (port, _) = proxy(registry.port, Fault::FailFirst(0));
+    let ranges = RANGE_REQUESTS.load(Ordering::SeqCst);
+    let again = format!("127.0.0.1:{port}/killed/app:v1");
+    strata(&target, &["pull", &again]).ok();
+    assert!(RANGE_REQUESTS.load(Ordering::SeqCst) > ranges, "resumed with a Range request");
+    assert_eq!(strata(&target, &["run", "--rm", &again]).ok().stdout(), "after-a-kill\n");
+    strata(&target, &["fsck"]).ok();
 }
