@@ -298,6 +298,35 @@ fn commit_download(writer: strata_store::BlobWriter, digest: &Digest, size: u64)
     }
 }
 
+/// Where a push streams what it compresses.
+struct StreamTo<'a> {
+    client: &'a Client,
+    repository: &'a str,
+    events: &'a dyn Fn(PushEvent),
+}
+
+/// Writes to a blob and hands a copy of every write to a channel, until nobody listens there.
+struct Tee {
+    writer: strata_store::BlobWriter,
+    sender: Option<std::sync::mpsc::SyncSender<std::io::Result<Vec<u8>>>>,
+}
+
+impl std::io::Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer.write_all(buf)?;
+        if let Some(sender) = &self.sender {
+            if sender.send(Ok(buf.to_vec())).is_err() {
+                self.sender = None;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
 /// NAME[:TAG|@DIGEST] as `pull` and `push` read it (`:latest` when neither is given).
 fn parse_pull_reference(name: &str) -> Result<Reference> {
     let parsed = reference::parse_normalized_named(name)
@@ -774,10 +803,14 @@ impl Engine {
     /// push is found by its diffID and not compressed again; compressing is deterministic, so
     /// after a GC took that blob the same digest comes back. Returns the manifest unchanged
     /// when every layer is compressed already.
+    /// A layer gzipped for the first time is uploaded as it is compressed (see
+    /// [`Engine::push_gzipped`]) and its digest added to `streamed`.
     fn gzip_manifest(
         &self,
+        upload: &StreamTo<'_>,
         descriptor: &strata_oci::spec::Descriptor,
         bytes: &[u8],
+        streamed: &mut Vec<Digest>,
     ) -> Result<(strata_oci::spec::Descriptor, Vec<u8>)> {
         let mut manifest: Manifest = serde_json::from_slice(bytes)
             .map_err(|e| EngineError::Archive(format!("manifest {}: {e}", descriptor.digest)))?;
@@ -800,23 +833,10 @@ impl Engine {
             let (digest, size) = match earlier {
                 Some(found) => found,
                 None => {
-                    let mut source = std::io::BufReader::with_capacity(1 << 20, content.open_blob(&layer.digest)?);
-                    let mut writer = content.writer()?;
-                    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-                    let size = strata_layer::compression::gzip_members(&mut source, &mut writer, cores, GZIP_LEVEL)
-                        .map_err(|e| EngineError::Archive(format!("gzip of layer {}: {e}", layer.digest)))?;
-                    let digest = writer.commit(None, Some(size))?;
-                    let record = LayerRecord {
-                        diff_id: diff_id.clone(),
-                        media_type: gzip_type.to_owned(),
-                        size,
-                        uncompressed_size: layer.size,
-                        snapshot: None,
-                    };
-                    self.store.update(|db| {
-                        db.layers.entry(digest.clone()).or_insert(record);
-                        Ok::<_, strata_store::StoreError>(())
-                    })?;
+                    let (digest, size, uploaded) = self.push_gzipped(upload, layer, &diff_id, gzip_type)?;
+                    if uploaded {
+                        streamed.push(digest.clone());
+                    }
                     (digest, size)
                 }
             };
@@ -829,6 +849,63 @@ impl Engine {
         let bytes = crate::import::to_json(&manifest)?;
         let pushed = strata_oci::spec::Descriptor::new(&descriptor.media_type, Digest::of(&bytes), bytes.len() as u64);
         Ok((pushed, bytes))
+    }
+
+    /// Gzips a layer and uploads it as it is compressed (a streamed upload: the digest is known
+    /// only at the end), keeping the gzip blob in the store, recorded by diffID, for the next
+    /// push. When the streamed upload fails the compressing still finishes and is kept, and the
+    /// blob (known now) goes the resumable way with the others. Returns the gzip blob's digest
+    /// and size, and whether the streamed upload went through.
+    fn push_gzipped(
+        &self,
+        upload: &StreamTo<'_>,
+        layer: &strata_oci::spec::Descriptor,
+        diff_id: &Digest,
+        gzip_type: &str,
+    ) -> Result<(Digest, u64, bool)> {
+        let content = self.store.content();
+        let mut source = std::io::BufReader::with_capacity(1 << 20, content.open_blob(&layer.digest)?);
+        let writer = content.writer()?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (uploaded, compressed) = std::thread::scope(|scope| {
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
+            let compressing = scope.spawn(move || {
+                let mut tee = Tee { writer, sender: Some(sender) };
+                let size = strata_layer::compression::gzip_members(&mut source, &mut tee, cores, GZIP_LEVEL);
+                if let (Err(e), Some(sender)) = (&size, &tee.sender) {
+                    let _ = sender.send(Err(std::io::Error::new(e.kind(), e.to_string())));
+                }
+                (tee.writer, size)
+            });
+            let progress =
+                |done| (upload.events)(PushEvent::Progress { digest: layer.digest.clone(), done, total: layer.size });
+            let uploaded = upload.client.push_blob_stream(
+                upload.repository,
+                Box::new(strata_layer::Chunks::new(receiver)),
+                &progress,
+            );
+            (uploaded, compressing.join())
+        });
+        let (writer, size) = compressed.map_err(|_| EngineError::Archive("the gzip thread panicked".to_owned()))?;
+        let size = size.map_err(|e| EngineError::Archive(format!("gzip of layer {}: {e}", layer.digest)))?;
+        let expected = uploaded.as_ref().ok().map(|(digest, _)| digest);
+        let digest = writer.commit(expected, Some(size))?;
+        let record = LayerRecord {
+            diff_id: diff_id.clone(),
+            media_type: gzip_type.to_owned(),
+            size,
+            uncompressed_size: layer.size,
+            snapshot: None,
+        };
+        self.store.update(|db| {
+            db.layers.entry(digest.clone()).or_insert(record);
+            Ok::<_, strata_store::StoreError>(())
+        })?;
+        let went = uploaded.is_ok();
+        if went {
+            (upload.events)(PushEvent::Pushed(layer.digest.clone()));
+        }
+        Ok((digest, size, went))
     }
 
     /// `docker manifest inspect NAME`: the manifest or index NAME names in its registry, as the
@@ -913,6 +990,8 @@ impl Engine {
                 },
             );
         let mut manifests: Vec<(strata_oci::spec::Descriptor, Vec<u8>)> = Vec::new();
+        // Layers uploaded while they were compressed (already in the repository).
+        let mut streamed: Vec<Digest> = Vec::new();
         match &index {
             Some((_, parsed, _)) => {
                 for entry in &parsed.manifests {
@@ -922,7 +1001,10 @@ impl Engine {
             }
             None => {
                 let (descriptor, bytes) = match options.compression {
-                    PushCompression::Gzip => self.gzip_manifest(&image.manifest, &manifest_bytes)?,
+                    PushCompression::Gzip => {
+                        let upload = StreamTo { client: &client, repository: &repository, events };
+                        self.gzip_manifest(&upload, &image.manifest, &manifest_bytes, &mut streamed)?
+                    }
                     PushCompression::None => (image.manifest.clone(), manifest_bytes.clone()),
                 };
                 manifests.push((descriptor, bytes));
@@ -942,7 +1024,7 @@ impl Engine {
                 }
             }
         }
-        for blob in &blobs {
+        for blob in blobs.iter().filter(|b| !streamed.contains(&b.digest)) {
             if client.blob_exists(&repository, &blob.digest).map_err(|e| registry_error(&reference, e))? {
                 events(PushEvent::Exists(blob.digest.clone()));
                 continue;

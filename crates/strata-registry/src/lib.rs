@@ -534,6 +534,47 @@ impl Client {
         Ok(false)
     }
 
+    /// Uploads a blob whose digest is not known before it is all read (a layer compressed as it
+    /// goes): one session, the body in one streamed `PATCH` (chunked transfer encoding), the
+    /// digest of what went in the closing `PUT` (the registry checks it). Returns the digest
+    /// and size. Not resumable, and `body` is read once: on an error the caller pushes the blob
+    /// again once it knows it.
+    pub fn push_blob_stream(
+        &self,
+        repository: &str,
+        body: Box<dyn Read + Send>,
+        progress: &dyn Fn(u64),
+    ) -> Result<(Digest, u64)> {
+        let scope = push_scope(repository);
+        let what = "streamed upload".to_owned();
+        let start = format!("/v2/{repository}/blobs/uploads/");
+        let response = expect_success(self.send("POST", &self.url(&start), &scope, &[], Body::Empty)?, &what)?;
+        let location = header(&response, "location")
+            .map(|l| self.absolute(&l))
+            .ok_or_else(|| RegistryError::Invalid(format!("{what}: the registry gave no Location")))?;
+        let hashed = std::sync::Arc::new(Mutex::new(strata_oci::Digester::new()));
+        let body = std::sync::Mutex::new(Some(Hashing { inner: body, state: hashed.clone() }));
+        let open = || -> io::Result<Box<dyn Read + Send>> {
+            let taken = body.lock().ok().and_then(|mut b| b.take());
+            taken
+                .map(|b| Box::new(b) as Box<dyn Read + Send>)
+                .ok_or_else(|| io::Error::other("a streamed upload cannot be sent twice"))
+        };
+        let headers = [("Content-Type", "application/octet-stream")];
+        let response = self.send("PATCH", &location, &scope, &headers, Body::Stream(&open, progress))?;
+        let response = expect_success(response, &what)?;
+        let location = header(&response, "location").map_or(location, |l| self.absolute(&l));
+        let digester = hashed.lock().map(|h| h.clone()).map_err(|_| RegistryError::Invalid(what.clone()))?;
+        let size = digester.len();
+        let digest = digester.finish();
+        let mut url = location;
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&format!("digest={digest}"));
+        let response = self.send("PUT", &url, &scope, &[("Content-Length", "0")], Body::Empty)?;
+        expect_success(response, &format!("upload of {digest}"))?;
+        Ok((digest, size))
+    }
+
     /// Where an upload session stands: the URL to go on with and how many bytes the registry
     /// holds (`GET` the session: 204 with `Range: 0-N`); `None` when the session is gone. A
     /// state token that no longer matches (a chunk was cut half-way, part of it written) is
@@ -762,6 +803,22 @@ impl Client {
 }
 
 /// Counts what a request body has sent (reported every 256 KiB and at the end).
+/// Hashes and counts what is read, for a caller that looks afterwards.
+struct Hashing {
+    inner: Box<dyn Read + Send>,
+    state: std::sync::Arc<Mutex<strata_oci::Digester>>,
+}
+
+impl Read for Hashing {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Ok(mut state) = self.state.lock() {
+            state.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
 struct Sent<'a> {
     inner: Box<dyn Read + Send>,
     sent: u64,

@@ -234,6 +234,8 @@ enum Fault {
 }
 
 static REFERRERS_SERVED: AtomicUsize = AtomicUsize::new(0);
+/// Streamed (chunked) uploads the push proxy refused.
+static REFUSED_STREAMS: AtomicUsize = AtomicUsize::new(0);
 static STALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Blob requests with a `Range` header (a resumed download) the proxies saw.
 static RANGE_REQUESTS: AtomicUsize = AtomicUsize::new(0);
@@ -733,8 +735,9 @@ const KEEP: u8 = 0;
 const DROP_LATER_PATCHES: u8 = 1;
 const CUT_NEXT_PATCH_ONCE: u8 = 2;
 
-/// A proxy for pushes: forwards requests with their bodies, breaks PATCHes as `mode` says,
-/// records the Content-Range of every PATCH it passes on.
+/// A proxy for pushes: forwards requests with their bodies (Content-Length ones; streamed
+/// ones are refused), breaks PATCHes as `mode` says, records the Content-Range of every PATCH
+/// it passes on.
 fn upload_proxy(upstream: u16) -> (u16, Arc<std::sync::atomic::AtomicU8>, Arc<std::sync::Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -746,6 +749,17 @@ fn upload_proxy(upstream: u16) -> (u16, Arc<std::sync::atomic::AtomicU8>, Arc<st
         for mut client in listener.incoming().flatten() {
             let Some(text) = read_head(&mut client) else { continue };
             let header = |name: &str| header_of(&text, name);
+            // Streamed bodies (chunked transfer encoding) are refused, as some registries and
+            // proxies do.
+            if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+                REFUSED_STREAMS.fetch_add(1, Ordering::SeqCst);
+                let body = br#"{"errors":[{"code":"UNSUPPORTED","message":"chunked transfer encoding"}]}"#;
+                let head =
+                    format!("HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = client.write_all(head.as_bytes());
+                let _ = client.write_all(body);
+                continue;
+            }
             let length: usize = header("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
             if header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
                 let _ = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -795,9 +809,11 @@ fn chunked_pushes_resume_after_an_interruption() {
     let (port, mode, ranges) = upload_proxy(registry.port);
     let name = format!("127.0.0.1:{port}/chunked/app:v1");
     let source = store_with_image(&name, "in-chunks");
+    // Layers as stored: a layer gzipped on the way goes in one streamed PATCH, which this
+    // proxy refuses (tested last).
     let push = || {
         let mut command = source.strata(STRATA);
-        command.env("STRATA_PUSH_CHUNK", "256k").args(["push", &name]);
+        command.env("STRATA_PUSH_CHUNK", "256k").args(["push", "--compression", "none", &name]);
         Run::of(command)
     };
     let sessions = || std::fs::read_dir(source.root().join("uploads")).map_or(0, |d| d.count());
@@ -824,11 +840,24 @@ fn chunked_pushes_resume_after_an_interruption() {
     strata(&source, &["tag", &name, &again]).ok();
     mode.store(CUT_NEXT_PATCH_ONCE, Ordering::SeqCst);
     let mut command = source.strata(STRATA);
-    command.env("STRATA_PUSH_CHUNK", "256k").args(["push", &again]);
+    command.env("STRATA_PUSH_CHUNK", "256k").args(["push", "--compression", "none", &again]);
     Run::of(command).ok();
     let other = TestRoot::new();
     strata(&other, &["pull", &again]).ok();
     assert_eq!(image_id(&other, &again), image_id(&source, &name));
+
+    // A registry that refuses a streamed upload: the layer gzipped on the way is pushed again
+    // as the blob it became, the known way.
+    mode.store(KEEP, Ordering::SeqCst);
+    let fresh = store_with_image(&format!("127.0.0.1:{port}/chunked/gzip:v1"), "gzip-fallback");
+    let gzipped = format!("127.0.0.1:{port}/chunked/gzip:v1");
+    let refused = REFUSED_STREAMS.load(Ordering::SeqCst);
+    let pushed = strata(&fresh, &["push", &gzipped]).ok().stdout();
+    assert!(pushed.contains("Pushed"), "{pushed}");
+    assert!(REFUSED_STREAMS.load(Ordering::SeqCst) > refused, "the streamed upload was tried first");
+    let third = TestRoot::new();
+    strata(&third, &["pull", &gzipped]).ok();
+    assert_eq!(strata(&third, &["run", "--rm", &gzipped]).ok().stdout(), "gzip-fallback\n");
 }
 
 /// `curl` with the body from stdin when given; panics on failure.
