@@ -64,7 +64,7 @@ pub fn decompress<'a, R: BufRead + 'a>(mut reader: R) -> io::Result<(Compression
 }
 
 /// Bytes of input per gzip member in [`gzip_members`].
-pub const GZIP_MEMBER: usize = 4 << 20;
+pub const GZIP_MEMBER: usize = 2 << 20;
 
 /// Gzip of `input` as independent members of [`GZIP_MEMBER`] input bytes each, `workers` of
 /// them compressed at once (a push gzips a layer on every core). The output is the same for the
@@ -72,55 +72,65 @@ pub const GZIP_MEMBER: usize = 4 << 20;
 /// any gzip reader reads it (members follow each other as RFC 1952 allows: Go's, zlib's
 /// `gzip -d`, flate2's `MultiGzDecoder`). Returns the compressed size.
 pub fn gzip_members(input: &mut dyn Read, output: &mut dyn io::Write, workers: usize, level: u32) -> io::Result<u64> {
+    use std::sync::mpsc;
+    type Job = (Vec<u8>, mpsc::SyncSender<io::Result<Vec<u8>>>);
     let workers = workers.max(1);
-    let mut written = 0u64;
-    let mut first = true;
-    loop {
-        // A batch: up to `workers` members read, compressed side by side, written in order.
-        let mut batch = Vec::with_capacity(workers);
+    let compress = |chunk: &[u8]| -> io::Result<Vec<u8>> {
+        let out = Vec::with_capacity(chunk.len() / 2 + 64);
+        let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
+        io::Write::write_all(&mut encoder, chunk)?;
+        encoder.finish()
+    };
+    // Workers take chunks as they come; this thread reads the input and writes the members in
+    // order, one more in flight than there are workers (memory stays a few MiB per worker).
+    let (jobs, queue) = mpsc::sync_channel::<Job>(workers);
+    let queue = std::sync::Mutex::new(queue);
+    std::thread::scope(|scope| {
+        // Moved in: an early return drops it, which stops the workers before the scope waits.
+        let jobs = jobs;
         for _ in 0..workers {
-            let mut chunk = Vec::with_capacity(GZIP_MEMBER);
-            input.take(GZIP_MEMBER as u64).read_to_end(&mut chunk)?;
-            if chunk.is_empty() {
-                break;
-            }
-            batch.push(chunk);
+            let queue = &queue;
+            scope.spawn(move || loop {
+                let job = queue.lock().map_err(|_| ()).and_then(|q| q.recv().map_err(|_| ()));
+                let Ok((chunk, done)) = job else { return };
+                let _ = done.send(compress(&chunk));
+            });
         }
-        // An empty input is one empty member (a valid gzip stream).
-        if batch.is_empty() && !first {
-            return Ok(written);
-        }
-        let last = batch.len() < workers || batch.last().is_some_and(|c| c.len() < GZIP_MEMBER);
-        if batch.is_empty() {
-            batch.push(Vec::new());
-        }
-        first = false;
-        let compressed: Vec<io::Result<Vec<u8>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = batch
-                .iter()
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        let out = Vec::with_capacity(chunk.len() / 2 + 64);
-                        let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
-                        io::Write::write_all(&mut encoder, chunk)?;
-                        encoder.finish()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("gzip thread panicked"))))
-                .collect()
-        });
-        for member in compressed {
-            let member = member?;
+        let mut pending: std::collections::VecDeque<mpsc::Receiver<io::Result<Vec<u8>>>> = Default::default();
+        let mut written = 0u64;
+        let mut write_next = |pending: &mut std::collections::VecDeque<mpsc::Receiver<io::Result<Vec<u8>>>>| {
+            let Some(next) = pending.pop_front() else { return Ok(()) };
+            let member = next.recv().map_err(|_| io::Error::other("a gzip worker stopped"))??;
             output.write_all(&member)?;
             written += member.len() as u64;
+            Ok::<(), io::Error>(())
+        };
+        let mut chunks = 0usize;
+        loop {
+            let mut chunk = Vec::with_capacity(GZIP_MEMBER);
+            input.take(GZIP_MEMBER as u64).read_to_end(&mut chunk)?;
+            // An empty input is one empty member (a valid gzip stream).
+            if chunk.is_empty() && chunks > 0 {
+                break;
+            }
+            let last = chunk.len() < GZIP_MEMBER;
+            let (done, result) = mpsc::sync_channel(1);
+            jobs.send((chunk, done)).map_err(|_| io::Error::other("the gzip workers stopped"))?;
+            pending.push_back(result);
+            chunks += 1;
+            while pending.len() > workers {
+                write_next(&mut pending)?;
+            }
+            if last {
+                break;
+            }
         }
-        if last {
-            return Ok(written);
+        drop(jobs);
+        while !pending.is_empty() {
+            write_next(&mut pending)?;
         }
-    }
+        Ok(written)
+    })
 }
 
 #[cfg(test)]
