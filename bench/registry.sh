@@ -46,6 +46,19 @@ if [ -x /usr/bin/docker ] && /usr/bin/docker info >/dev/null 2>&1; then DOCKER=/
 P_CLEAN="podman rmi -af >/dev/null 2>&1; sync; true"
 D_CLEAN="$DOCKER rmi -f \$($DOCKER images -aq) >/dev/null 2>&1; sync; true"
 results=()
+# Push first (before the peers' rmi runs delete anything): into a registry started empty for
+# each run, so every blob is uploaded (a registry that has the blobs lets both tools skip or
+# mount them).
+PPORT=5078
+fresh_registry="kill \$(cat $WORK/push/pids/registry.pid 2>/dev/null) 2>/dev/null; sleep 0.2; rm -rf $WORK/push; PORT=$PPORT OUT_DIR=$WORK/push bash $PEERS/start-registry.sh >/dev/null"
+# A store per run, so every run compresses the layer (as skopeo does every run).
+results+=("$(measure strata-push "$fresh_registry; $STRATA --root $WORK/p-{run} import $OUT_DIR/debian-rootfs.tar 127.0.0.1:$PPORT/push/debian:1 >/dev/null; sync" \
+  "$STRATA --root $WORK/p-{run} push -q 127.0.0.1:$PPORT/push/debian:1")")
+results+=("$(measure strata-push-plain "$fresh_registry" \
+  "$STRATA --root $WORK/p-0 push -q --compression none 127.0.0.1:$PPORT/push/debian:1")")
+results+=("$(measure skopeo-push "$fresh_registry" \
+  "skopeo copy -q --dest-tls-verify=false docker-archive:$WORK/debian.tar docker://127.0.0.1:$PPORT/push/debian:1")")
+kill "$(cat $WORK/push/pids/registry.pid)" 2>/dev/null || true
 for image in debian big; do
   ref=$REG/bench/$image:1
   results+=("$(measure "strata-pull-$image" "sync" "$STRATA --root $WORK/s-$image-{run} pull -q $ref")")
@@ -60,18 +73,6 @@ for image in debian big; do
     results+=("$(measure "docker-pull-$image" "$D_CLEAN" "$DOCKER pull -q $ref")")
   fi
 done
-# Push: into a registry started empty for each run, so every blob is uploaded (a registry
-# that has the blobs lets both tools skip or mount them).
-PPORT=5078
-fresh_registry="kill \$(cat $WORK/push/pids/registry.pid 2>/dev/null) 2>/dev/null; sleep 0.2; rm -rf $WORK/push; PORT=$PPORT OUT_DIR=$WORK/push bash $PEERS/start-registry.sh >/dev/null"
-# A store per run, so every run compresses the layer (as skopeo does every run).
-results+=("$(measure strata-push "$fresh_registry; $STRATA --root $WORK/p-{run} import $OUT_DIR/debian-rootfs.tar 127.0.0.1:$PPORT/push/debian:1 >/dev/null; sync" \
-  "$STRATA --root $WORK/p-{run} push -q 127.0.0.1:$PPORT/push/debian:1")")
-results+=("$(measure strata-push-plain "$fresh_registry" \
-  "$STRATA --root $WORK/p-0 push -q --compression none 127.0.0.1:$PPORT/push/debian:1")")
-results+=("$(measure skopeo-push "$fresh_registry" \
-  "skopeo copy -q --dest-tls-verify=false docker-archive:$WORK/debian.tar docker://127.0.0.1:$PPORT/push/debian:1")")
-kill "$(cat $WORK/push/pids/registry.pid)" 2>/dev/null || true
 
 python3 - "${results[@]}" <<'PY' | tee "$WORK/section.md"
 import sys
@@ -92,7 +93,7 @@ for image, label in (("debian", "pull debian:local (~121 MB, gzip)"), ("big", "p
           f"{cell(f'docker-pull-{image}', f'strata-pull-{image}')} | {cell(f'tar-x-{image}', f'strata-pull-{image}')} |")
 print(f"| push debian (to an empty registry, gzip) | {cell('strata-push', '')} | {cell('skopeo-push', 'strata-push')} | – | – |")
 print(f"| push debian as stored (`--compression none`) | {cell('strata-push-plain', '')} | – | – | – |")
-print("\nstrata and tar -x run first, a new directory per run, nothing deleted meanwhile; skopeo and docker"
-      " after them, their storage emptied (rmi) before each of their runs.")
+print("\nPushes first, then strata and tar -x, a new directory per run, nothing deleted meanwhile; skopeo"
+      " and docker pulls last, their storage emptied (rmi) before each of their runs.")
 PY
 python3 bench/update_results.py registry < "$WORK/section.md"
