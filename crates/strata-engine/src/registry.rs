@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Mutex;
 
+use strata_dockerfile::vars::Platform;
 use strata_oci::reference::{self, Reference};
 use strata_oci::spec::{ImageConfig, Index, Manifest};
 use strata_oci::{media_types, Digest};
@@ -86,10 +87,11 @@ pub struct PullOptions {
 
 impl Default for PullOptions {
     fn default() -> Self {
+        let config = RegistriesConfig::load();
         PullOptions {
             platform: None,
-            parallel: pull_parallel(),
-            insecure: insecure_registries(),
+            parallel: pull_parallel(&config),
+            insecure: insecure_registries_in(&config),
             tls_verify: None,
             all_platforms: false,
         }
@@ -233,20 +235,24 @@ fn strip_scheme(url: &str) -> String {
 /// `STRATA_INSECURE_REGISTRIES` (comma-separated) and the registries file's
 /// `insecure-registries`: spoken to without checking certificates, with a plain-HTTP fallback.
 pub fn insecure_registries() -> Vec<String> {
+    insecure_registries_in(&RegistriesConfig::load())
+}
+
+fn insecure_registries_in(config: &RegistriesConfig) -> Vec<String> {
     let mut insecure: Vec<String> = std::env::var("STRATA_INSECURE_REGISTRIES")
         .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
-    insecure.extend(RegistriesConfig::load().insecure);
+    insecure.extend(config.insecure.iter().cloned());
     insecure
 }
 
 /// Layers pulled at once: `STRATA_PULL_PARALLEL`, else the registries file's
 /// `max-concurrent-downloads` (Docker's daemon.json key), else 3 (Docker's default).
-pub fn pull_parallel() -> usize {
+fn pull_parallel(config: &RegistriesConfig) -> usize {
     std::env::var("STRATA_PULL_PARALLEL")
         .ok()
         .and_then(|v| v.trim().parse().ok())
-        .or(RegistriesConfig::load().max_concurrent_downloads)
+        .or(config.max_concurrent_downloads)
         .filter(|n| *n > 0)
         .unwrap_or(3)
 }
@@ -259,18 +265,6 @@ pub fn push_chunk() -> u64 {
         .and_then(|v| crate::run::parse_bytes(&v).ok())
         .filter(|n| *n > 0)
         .map_or(64 << 20, |n| n as u64)
-}
-
-/// This machine's platform as OCI names it.
-pub fn host_platform() -> (String, String) {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    };
-    ("linux".to_owned(), arch.to_owned())
 }
 
 fn registry_error(reference: &Reference, e: RegistryError) -> EngineError {
@@ -332,6 +326,11 @@ fn parse_pull_reference(name: &str) -> Result<Reference> {
     let parsed = reference::parse_normalized_named(name)
         .map_err(|e| EngineError::InvalidArgument(format!("invalid reference format: {e}")))?;
     Ok(if parsed.tag().is_none() && parsed.digest().is_none() { parsed.with_default_tag() } else { parsed })
+}
+
+/// What a manifest request names: the reference's digest, else its tag (`latest` by default).
+fn manifest_reference(reference: &Reference) -> String {
+    reference.digest().map_or_else(|| reference.tag().unwrap_or("latest").to_owned(), ToString::to_string)
 }
 
 /// A client for a registry (as references name it), with its stored credentials.
@@ -428,8 +427,7 @@ impl Engine {
     pub fn pull(&self, name: &str, options: &PullOptions, events: &(dyn Fn(PullEvent) + Sync)) -> Result<PullReport> {
         let reference = parse_pull_reference(name)?;
         let repository = reference.path().to_owned();
-        let wanted =
-            reference.digest().map_or_else(|| reference.tag().unwrap_or("latest").to_owned(), ToString::to_string);
+        let wanted = manifest_reference(&reference);
         events(PullEvent::Start { tag: wanted.clone(), repository: repository.clone() });
         // Mirrors first, in order, then the registry itself; a mirror that fails in any way is
         // passed over.
@@ -470,17 +468,16 @@ impl Engine {
             };
         let manifest = match &index {
             Some(index) => {
-                let (os, arch) = match &options.platform {
-                    Some(p) => {
-                        let mut parts = p.split('/');
-                        (parts.next().unwrap_or("linux").to_owned(), parts.next().unwrap_or_default().to_owned())
-                    }
-                    None => host_platform(),
+                // `--platform` as FROM --platform reads it (`amd64` is linux/amd64).
+                let wanted = match &options.platform {
+                    Some(p) => Platform::parse(p).map_err(EngineError::InvalidArgument)?,
+                    None => Platform::host(),
                 };
+                let (os, arch) = (&wanted.os, &wanted.architecture);
                 let entry = index
                     .manifests
                     .iter()
-                    .find(|d| d.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == arch))
+                    .find(|d| d.platform.as_ref().is_some_and(|p| &p.os == os && &p.architecture == arch))
                     .ok_or_else(|| {
                         EngineError::NotFound(format!(
                             "no matching manifest for {os}/{arch} in the manifest list entries of {}",
@@ -798,13 +795,12 @@ impl Engine {
         Ok(blobs)
     }
 
-    /// The manifest as pushed: every uncompressed layer gzipped (as `docker push` sends it),
-    /// each member of the gzip compressed on its own core. A layer compressed for an earlier
-    /// push is found by its diffID and not compressed again; compressing is deterministic, so
-    /// after a GC took that blob the same digest comes back. Returns the manifest unchanged
-    /// when every layer is compressed already.
+    /// The manifest as pushed: every uncompressed layer gzipped (as `docker push` sends it). A
+    /// layer compressed for an earlier push is found by its diffID and not compressed again;
+    /// compressing is deterministic, so after a GC took that blob the same digest comes back.
     /// A layer gzipped for the first time is uploaded as it is compressed (see
-    /// [`Engine::push_gzipped`]) and its digest added to `streamed`.
+    /// [`Engine::push_gzipped`]) and its digest added to `streamed`. Returns the manifest
+    /// unchanged when every layer is compressed already.
     fn gzip_manifest(
         &self,
         upload: &StreamTo<'_>,
@@ -918,8 +914,7 @@ impl Engine {
     ) -> Result<strata_registry::FetchedManifest> {
         let reference = parse_pull_reference(name)?;
         let client = client_for(reference.domain(), insecure, tls_verify)?;
-        let wanted =
-            reference.digest().map_or_else(|| reference.tag().unwrap_or("latest").to_owned(), ToString::to_string);
+        let wanted = manifest_reference(&reference);
         client.get_manifest(reference.path(), &wanted).map_err(|e| registry_error(&reference, e))
     }
 
@@ -938,8 +933,8 @@ impl Engine {
         let subject = match reference.digest() {
             Some(digest) => digest.clone(),
             None => {
-                let tag = reference.tag().unwrap_or("latest");
-                client.get_manifest(reference.path(), tag).map_err(|e| registry_error(&reference, e))?.digest
+                let tag = manifest_reference(&reference);
+                client.get_manifest(reference.path(), &tag).map_err(|e| registry_error(&reference, e))?.digest
             }
         };
         let found =
@@ -951,7 +946,6 @@ impl Engine {
     /// repository has are skipped, blobs from another repository of the same registry are
     /// mounted.
     pub fn push(&self, name: &str, options: &PushOptions, events: &dyn Fn(PushEvent)) -> Result<PushReport> {
-        let (insecure, tls_verify) = (&options.insecure[..], options.tls_verify);
         let reference = parse_pull_reference(name)?;
         let db = self.store.read_db()?;
         let id = db.tags.get(&tag_key(&reference)).cloned().ok_or_else(|| {
@@ -969,7 +963,7 @@ impl Engine {
         let repository = reference.path().to_owned();
         let tag = reference.tag().unwrap_or("latest").to_owned();
         events(PushEvent::Start(reference.name()));
-        let client = client_for(reference.domain(), insecure, tls_verify)?;
+        let client = client_for(reference.domain(), &options.insecure, options.tls_verify)?;
         let manifest_bytes = self.store.content().read_blob(&image.manifest.digest, crate::MAX_JSON_BLOB)?;
         // A repository of the same registry the image came from can lend its blobs.
         let mount_from: Option<String> = image.repo_digests.iter().find_map(|rd| {

@@ -128,6 +128,8 @@ impl Engine {
         Ok(chains.last().cloned())
     }
 
+    /// Unpacks the stored blob of one layer as the snapshot `chain` on `parent`, checked
+    /// against `diff_id`; returns the layer's uncompressed size.
     pub(crate) fn unpack_layer(
         &self,
         blob: &Digest,
@@ -136,33 +138,20 @@ impl Engine {
         parent: Option<&str>,
     ) -> Result<u64> {
         let mut file = self.store.content().open_blob(blob)?;
-        self.unpack_layer_from(&mut file, &format!("layer {blob}"), diff_id, chain, parent, &mut |_| Ok(()))
-    }
-
-    /// Unpacks one layer read from `input` (any compression) as the snapshot `chain` on
-    /// `parent`, checked against `diff_id`; `verify` gets the rest of `input` after the unpack
-    /// and runs before the snapshot is committed (a download reads its blob to the end and
-    /// checks its digest there): nothing is committed unless all of it checks.
-    pub(crate) fn unpack_layer_from(
-        &self,
-        input: &mut (dyn std::io::Read + Send),
-        what: &str,
-        diff_id: &Digest,
-        chain: &str,
-        parent: Option<&str>,
-        verify: &mut dyn FnMut(&mut dyn std::io::Read) -> Result<()>,
-    ) -> Result<u64> {
-        let (key, size) = self.extract_layer(input, what, diff_id, Onto::Parent(parent), 1, verify)?;
+        let what = format!("layer {blob}");
+        let (key, size) = self.extract_layer(&mut file, &what, diff_id, Onto::Parent(parent), 1, &mut |_| Ok(()))?;
         self.commit_layer(chain, &key, None)?;
         Ok(size)
     }
 
-    /// Unpacks one layer into a new active snapshot (see [`Engine::unpack_layer_from`]) and
-    /// returns its key and the layer's uncompressed size; [`Engine::commit_layer`] commits it.
-    /// `alongside`: how many layers are being extracted at once (they share the memory one
-    /// may use).
-    /// With [`Onto::Later`] the snapshot has no parent yet: a hard link to a lower layer's
-    /// file fails with [`strata_layer::ApplyError::NeedsLowers`].
+    /// Unpacks one layer read from `input` (any compression) into a new active snapshot,
+    /// checked against `diff_id`, and returns its key and the layer's uncompressed size;
+    /// [`Engine::commit_layer`] commits it. `verify` gets the rest of `input` after the unpack
+    /// (a download reads its blob to the end and checks its digest there): the snapshot is
+    /// removed unless all of it checks. `alongside`: how many layers are being extracted at
+    /// once (they share the memory one may use). With [`Onto::Later`] the snapshot has no
+    /// parent yet: a hard link to a lower layer's file fails with
+    /// [`strata_layer::ApplyError::NeedsLowers`].
     pub(crate) fn extract_layer(
         &self,
         input: &mut (dyn std::io::Read + Send),

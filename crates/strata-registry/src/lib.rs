@@ -332,37 +332,13 @@ impl Client {
 
     /// end a wrong or truncated body fails instead.
     pub fn get_blob(&self, repository: &str, digest: &Digest, size: u64) -> Result<VerifiedBlob> {
-        self.blob_reader(repository, digest, size, Some(Sha256::new()))
+        Ok(self.blob_reader(repository, digest, size, 0, Some(Sha256::new()))?.0)
     }
 
-    /// A blob body checked for its size only: for a caller that hashes what it reads anyway
-    /// (a content-store writer) and must check the digest itself — see [`blob_digest_error`].
-    pub fn get_blob_unhashed(&self, repository: &str, digest: &Digest, size: u64) -> Result<VerifiedBlob> {
-        self.blob_reader(repository, digest, size, None)
-    }
-
-    fn blob_reader(
-        &self,
-        repository: &str,
-        digest: &Digest,
-        size: u64,
-        hasher: Option<Sha256>,
-    ) -> Result<VerifiedBlob> {
-        let path = format!("/v2/{repository}/blobs/{digest}");
-        let response = self.send("GET", &self.url(&path), &pull_scope(repository), &[], Body::Empty)?;
-        let response = expect_success(response, &format!("blob {digest}"))?;
-        Ok(VerifiedBlob {
-            inner: Box::new(response.into_body().into_reader()),
-            hasher,
-            read: 0,
-            expected: digest.clone(),
-            size,
-        })
-    }
-
-    /// The rest of a blob from byte `offset` on (a `Range` request; unhashed, as
-    /// [`Client::get_blob_unhashed`]), and where it starts: `offset`, or 0 when the registry
-    /// sends the whole blob instead.
+    /// A blob from byte `offset` on (a `Range` request when `offset` is not 0), checked for its
+    /// size only: for a caller that hashes what it stores anyway (a content-store writer) and
+    /// checks the digest itself — see [`blob_digest_error`]. Returns where the body starts:
+    /// `offset`, or 0 when the registry sends the whole blob instead.
     pub fn get_blob_from(
         &self,
         repository: &str,
@@ -370,30 +346,41 @@ impl Client {
         size: u64,
         offset: u64,
     ) -> Result<(VerifiedBlob, u64)> {
-        if offset == 0 || offset >= size {
-            return Ok((self.get_blob_unhashed(repository, digest, size)?, 0));
-        }
+        self.blob_reader(repository, digest, size, offset, None)
+    }
+
+    fn blob_reader(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        offset: u64,
+        hasher: Option<Sha256>,
+    ) -> Result<(VerifiedBlob, u64)> {
+        let offset = if offset >= size { 0 } else { offset };
         let path = format!("/v2/{repository}/blobs/{digest}");
         let range = format!("bytes={offset}-");
-        let response =
-            self.send("GET", &self.url(&path), &pull_scope(repository), &[("Range", range.as_str())], Body::Empty)?;
+        let headers: &[(&str, &str)] = if offset == 0 { &[] } else { &[("Range", range.as_str())] };
+        let response = self.send("GET", &self.url(&path), &pull_scope(repository), headers, Body::Empty)?;
         let response = expect_success(response, &format!("blob {digest}"))?;
         // `Content-Range: bytes START-END/TOTAL` must start where asked; a 200 is the whole blob.
-        let start = (response.status().as_u16() == 206)
-            .then(|| header(&response, "content-range"))
-            .flatten()
-            .and_then(|range| range.trim().strip_prefix("bytes ")?.split('-').next()?.parse::<u64>().ok());
-        let start = match start {
-            Some(start) if start == offset => offset,
-            Some(_) => {
-                drop(response);
-                return Ok((self.get_blob_unhashed(repository, digest, size)?, 0));
+        let start = match (offset, response.status().as_u16()) {
+            (0, _) => 0,
+            (_, 206) => {
+                let range = header(&response, "content-range");
+                match range.and_then(|r| r.trim().strip_prefix("bytes ")?.split('-').next()?.parse::<u64>().ok()) {
+                    Some(start) if start == offset => offset,
+                    _ => {
+                        drop(response);
+                        return self.blob_reader(repository, digest, size, 0, hasher);
+                    }
+                }
             }
-            None => 0,
+            _ => 0,
         };
         let blob = VerifiedBlob {
             inner: Box::new(response.into_body().into_reader()),
-            hasher: None,
+            hasher,
             read: start,
             expected: digest.clone(),
             size,

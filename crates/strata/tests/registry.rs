@@ -912,14 +912,7 @@ fn indexes_pull_the_platform_asked_for() {
     strata(&source, &["push", &name]).ok();
     // The pushed manifest, and a second one for another platform: the same layers, a config
     // that says arm64.
-    let manifest_json = curl(
-        &[
-            "-H",
-            "Accept: application/vnd.oci.image.manifest.v1+json",
-            &format!("http://{host}/v2/multi/app/manifests/single"),
-        ],
-        None,
-    );
+    let manifest_json = get_manifest(&host, "multi/app", "single", "application/vnd.oci.image.manifest.v1+json");
     let manifest: serde_json::Value = serde_json::from_str(&manifest_json).expect("manifest");
     let config_digest = manifest["config"]["digest"].as_str().expect("config digest");
     let config = curl(&[&format!("http://{host}/v2/multi/app/blobs/{config_digest}")], None);
@@ -932,18 +925,7 @@ fn indexes_pull_the_platform_asked_for() {
     other["config"]["size"] = serde_json::json!(other_config_bytes.len());
     let other_bytes = serde_json::to_vec(&other).expect("json");
     let other_digest = format!("sha256:{}", strata_testkit::sha256_hex(&other_bytes));
-    curl(
-        &[
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/vnd.oci.image.manifest.v1+json",
-            "--data-binary",
-            "@-",
-            &format!("http://{host}/v2/multi/app/manifests/{other_digest}"),
-        ],
-        Some(&other_bytes),
-    );
+    put_manifest(&host, "multi/app", &other_digest, "application/vnd.oci.image.manifest.v1+json", &other_bytes);
     let (os, arch) = ("linux", if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" });
     let this_digest = format!("sha256:{}", strata_testkit::sha256_hex(manifest_json.as_bytes()));
     let index = serde_json::json!({
@@ -954,18 +936,7 @@ fn indexes_pull_the_platform_asked_for() {
             {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": this_digest, "size": manifest_json.len(), "platform": {"os": os, "architecture": arch}},
         ]
     });
-    curl(
-        &[
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/vnd.oci.image.index.v1+json",
-            "--data-binary",
-            "@-",
-            &format!("http://{host}/v2/multi/app/manifests/multi"),
-        ],
-        Some(index.to_string().as_bytes()),
-    );
+    put_manifest(&host, "multi/app", "multi", "application/vnd.oci.image.index.v1+json", index.to_string().as_bytes());
     let multi = format!("{host}/multi/app:multi");
     // The host's platform by default: the image that runs here.
     let target = TestRoot::new();
@@ -1037,20 +1008,19 @@ fn indexes_pull_the_platform_asked_for() {
     strata(&all, &["tag", &multi, &copy]).ok();
     let pushed = strata(&all, &["push", &copy]).ok().stdout();
     assert!(pushed.contains(&format!("all: digest: {index_digest}")), "{pushed}");
-    let raw = curl(
-        &[
-            "-H",
-            "Accept: application/vnd.oci.image.index.v1+json",
-            &format!("http://{host}/v2/multi/copy/manifests/all"),
-        ],
-        None,
-    );
+    let raw = get_manifest(&host, "multi/copy", "all", "application/vnd.oci.image.index.v1+json");
     assert_eq!(format!("sha256:{}", strata_testkit::sha256_hex(raw.as_bytes())), index_digest);
     let arm = TestRoot::new();
     strata(&arm, &["pull", "--platform", "linux/arm64", &copy]).ok();
     let architecture = strata(&arm, &["inspect", "--format", "{{.Architecture}}", &copy]).ok().stdout();
     assert_eq!(architecture.trim(), "arm64");
     strata(&all, &["fsck"]).ok();
+}
+
+/// A manifest (or index) as the registry holds it, asked for as `media_type`.
+fn get_manifest(host: &str, repository: &str, reference: &str, media_type: &str) -> String {
+    let accept = format!("Accept: {media_type}");
+    curl(&["-H", &accept, &format!("http://{host}/v2/{repository}/manifests/{reference}")], None)
 }
 
 /// Puts a manifest (or index) under `reference` (a tag or its digest).
@@ -1169,14 +1139,7 @@ fn referrers_through_the_api_or_the_tag_schema_and_manifest_inspect() {
     let name = format!("{host}/signed/app:v1");
     let source = store_with_image(&name, "signed");
     strata(&source, &["push", &name]).ok();
-    let raw = curl(
-        &[
-            "-H",
-            "Accept: application/vnd.oci.image.manifest.v1+json",
-            &format!("http://{host}/v2/signed/app/manifests/v1"),
-        ],
-        None,
-    );
+    let raw = get_manifest(&host, "signed/app", "v1", "application/vnd.oci.image.manifest.v1+json");
     let subject = format!("sha256:{}", strata_testkit::sha256_hex(raw.as_bytes()));
 
     // `manifest inspect`: the registry's manifest, indented as Docker prints it.
