@@ -365,8 +365,8 @@ impl Engine {
         }
         let kept = writer.reader(start)?;
         let what = format!("layer {}", layer.digest);
-        // Two threads: this one receives (socket → digest check → blob file) and hands the
-        // bytes over; the unpacker decompresses and writes files meanwhile.
+        // A receiving thread (socket → blob file, hashed by the blob writer) hands the bytes
+        // over; the unpacker decompresses (on a thread of its own) and writes files meanwhile.
         std::thread::scope(|scope| {
             // Created in here: if the unpacker gives up early, the receiving end is dropped
             // before the scope waits for the thread, so its sends fail instead of blocking.
@@ -385,15 +385,7 @@ impl Engine {
                     e.to_string()
                 };
                 let mut kept = kept;
-                loop {
-                    match strata_layer::Chunks::read_chunk(&mut kept) {
-                        Ok(Some(chunk)) => {
-                            let _ = sender.send(Ok(chunk));
-                        }
-                        Ok(None) => break,
-                        Err(e) => return Err(failed(e)),
-                    }
-                }
+                strata_layer::Chunks::send_all(&mut kept, &sender).map_err(|e| e.to_string())?;
                 loop {
                     let chunk = match strata_layer::Chunks::read_chunk(&mut counted) {
                         Ok(Some(chunk)) => chunk,

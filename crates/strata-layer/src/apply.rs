@@ -23,6 +23,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawMode, ResolveFlags, Timespec, Timestamps, XattrFlags};
@@ -197,7 +198,7 @@ impl<R: Read> Read for Hashing<R> {
 /// Counts decompressed bytes against the limits, looking at how many compressed bytes were read.
 struct Limited<R> {
     inner: Hashing<R>,
-    raw: Arc<RawCount>,
+    raw: Arc<AtomicU64>,
     options: (u64, u64, u64),
     compression: Compression,
 }
@@ -211,7 +212,7 @@ impl<R: Read> Read for Limited<R> {
             return Err(io::Error::other(LimitExceeded(format!("more than {max_bytes} uncompressed bytes"))));
         }
         if self.compression != Compression::None && total > grace {
-            let compressed = self.raw.bytes.load(std::sync::atomic::Ordering::Relaxed).max(1);
+            let compressed = self.raw.load(Ordering::Relaxed).max(1);
             if total / compressed > max_ratio {
                 return Err(io::Error::other(LimitExceeded(format!(
                     "compression ratio over {max_ratio}:1 ({total} bytes from {compressed})"
@@ -237,21 +238,17 @@ impl std::fmt::Display for LimitExceeded {
 
 impl std::error::Error for LimitExceeded {}
 
-/// The raw (possibly compressed) bytes, counted for the ratio limit. Not hashed: whoever
-/// stores the blob checks its digest (hashing it here too cost a third of a pull's CPU).
-struct RawCount {
-    bytes: std::sync::atomic::AtomicU64,
-}
-
+/// Counts the raw (possibly compressed) bytes for the ratio limit. Not hashed: whoever stores
+/// the blob checks its digest (hashing it here too cost a third of a pull's CPU).
 struct RawCounting<R> {
     inner: R,
-    shared: Arc<RawCount>,
+    bytes: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for RawCounting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.shared.bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -267,8 +264,8 @@ fn map_read_error(e: io::Error) -> ApplyError {
 /// The diffID comes from this one pass. A compressed layer is decompressed on a thread of its
 /// own, so decompressing and writing files overlap.
 pub fn apply_layer(input: impl Read + Send, root: &Path, options: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
-    let raw_count = Arc::new(RawCount { bytes: std::sync::atomic::AtomicU64::new(0) });
-    let raw = RawCounting { inner: input, shared: raw_count.clone() };
+    let raw_count = Arc::new(AtomicU64::new(0));
+    let raw = RawCounting { inner: input, bytes: raw_count.clone() };
     let mut buffered = BufReader::with_capacity(1 << 20, raw);
     let compression = crate::compression::detect_reader(&mut buffered).map_err(map_read_error)?;
     std::thread::scope(|scope| {
@@ -278,27 +275,12 @@ pub fn apply_layer(input: impl Read + Send, root: &Path, options: &ApplyOptions)
             // Dropped (when this closure returns) before the scope waits for the thread, so
             // a send to an unpacker that gave up fails instead of blocking.
             let (sender, receiver) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
-            scope.spawn(move || {
-                let mut decoder = match decompress(buffered) {
-                    Ok((_, decoder)) => decoder,
-                    Err(e) => {
-                        let _ = sender.send(Err(e));
-                        return;
-                    }
-                };
-                loop {
-                    match Chunks::read_chunk(&mut decoder) {
-                        Ok(Some(chunk)) => {
-                            if sender.send(Ok(chunk)).is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => return,
-                        Err(e) => {
-                            let _ = sender.send(Err(e));
-                            return;
-                        }
-                    }
+            scope.spawn(move || match decompress(buffered) {
+                Ok((_, mut decoder)) => {
+                    let _ = Chunks::send_all(&mut decoder, &sender);
+                }
+                Err(e) => {
+                    let _ = sender.send(Err(e));
                 }
             });
             Box::new(Chunks::new(receiver))
@@ -324,7 +306,7 @@ pub fn apply_layer(input: impl Read + Send, root: &Path, options: &ApplyOptions)
         let uncompressed_size = limited.inner.digester.len();
         let diff_id = limited.inner.digester.finish();
         drop(limited);
-        let size = raw_count.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let size = raw_count.load(Ordering::Relaxed);
         Ok(ApplyReport { compression, size, diff_id, uncompressed_size, entries: applier.entries })
     })
 }
@@ -361,6 +343,25 @@ impl Chunks {
         }
         chunk.truncate(n);
         Ok((n > 0).then_some(chunk))
+    }
+
+    /// Sends all of `reader` in chunks; a read error is sent on as well (and returned). Stops
+    /// quietly when the receiving end is gone.
+    pub fn send_all(reader: &mut dyn Read, sender: &mpsc::SyncSender<io::Result<Vec<u8>>>) -> io::Result<()> {
+        loop {
+            match Chunks::read_chunk(reader) {
+                Ok(Some(chunk)) => {
+                    if sender.send(Ok(chunk)).is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    let _ = sender.send(Err(io::Error::new(e.kind(), e.to_string())));
+                    return Err(e);
+                }
+            }
+        }
     }
 }
 

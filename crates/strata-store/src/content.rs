@@ -266,6 +266,8 @@ impl BlobWriter {
     /// Finishes the ingest: the content becomes `blobs/sha256/<digest>` when it matches the
     /// expected digest and size (when given). Returns the digest of what was written.
     pub fn commit(mut self, expected: Option<&Digest>, expected_size: Option<u64>) -> Result<Digest> {
+        // Committed or thrown away (a mismatch): nothing is left to resume either way.
+        self.resumable = false;
         let path = self.path();
         self.file.flush().at(&path)?;
         let actual = std::mem::take(&mut self.digester);
@@ -273,18 +275,14 @@ impl BlobWriter {
         let actual = actual.finish();
         if let Some(expected) = expected {
             if expected != &actual {
-                self.resumable = false;
                 return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
             }
         }
         if let Some(expected_size) = expected_size {
             if expected_size != size {
-                self.resumable = false;
                 return Err(StoreError::SizeMismatch { digest: actual, expected: expected_size, actual: size });
             }
         }
-        // Verified: whatever happens next, nothing is left to resume.
-        self.resumable = false;
         let target = self.blobs.join(actual.hex());
         if target.exists() {
             return Ok(actual);
