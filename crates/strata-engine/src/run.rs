@@ -626,6 +626,7 @@ impl Engine {
             limits,
             init: options.init,
             kill_with_parent: false,
+            preserve_fds: 0,
         };
         let record = ContainerRecord {
             id: id.clone(),

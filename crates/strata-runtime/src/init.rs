@@ -354,7 +354,24 @@ fn switch_user_and_cwd(spec: &Spec) -> Result<(), InitError> {
         code: 126,
         message: format!("chdir to cwd ({}) set in config.json failed: {}", spec.cwd, io::Error::from(e)),
     })?;
-    Ok(())
+    working_directory_inside_root()
+}
+
+/// The working directory must be reachable from the container's root: a directory entered
+/// through a descriptor that leads out of it (`-w /proc/self/fd/N`) is reported by the kernel
+/// as "(unreachable)/..." (runc's check for CVE-2024-21626).
+fn working_directory_inside_root() -> Result<(), InitError> {
+    let mut buffer = [0u8; 4096];
+    // SAFETY: getcwd writes at most `buffer.len()` bytes into the buffer.
+    let length = unsafe { libc::syscall(libc::SYS_getcwd, buffer.as_mut_ptr(), buffer.len()) };
+    if length > 0 && buffer[0] == b'/' {
+        return Ok(());
+    }
+    Err(InitError {
+        code: 126,
+        message: "current working directory is outside of the container's root -- possible container breakout detected"
+            .to_owned(),
+    })
 }
 
 /// For `exec`: already inside the container's namespaces; switch user, cwd and exec.
@@ -624,6 +641,8 @@ fn exec(spec: &Spec) -> InitError {
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
     envp.push(std::ptr::null());
+    // Whatever setup opened without close-on-exec stays on this side of the exec.
+    crate::close_range(3 + spec.preserve_fds, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
     // SAFETY: argv and envp are NULL-terminated arrays of valid C strings that outlive the call.
     unsafe { libc::execve(c_path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     let error = io::Error::last_os_error();

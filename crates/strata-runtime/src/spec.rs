@@ -94,6 +94,10 @@ pub struct Spec {
     /// killed build.
     #[serde(default)]
     pub kill_with_parent: bool,
+    /// `--preserve-fds N`: descriptors 3 to 3+N-1 of the caller are passed on to the command;
+    /// every other one above stdio is closed before anything of the container is touched.
+    #[serde(default)]
+    pub preserve_fds: u32,
 }
 
 /// Docker's default capabilities.

@@ -135,6 +135,9 @@ fn spawn_monitor(id: &str, root: &std::path::Path, snapshotter: Option<&str>) ->
             if result < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // Nothing else the caller held goes on living in the monitor (it starts the
+            // container and restarts it later).
+            libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
             Ok(())
         });
     }

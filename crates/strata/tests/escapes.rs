@@ -1,0 +1,123 @@
+//! Container escapes that hit runc, containerd and docker, tried against strata through the
+//! real binary: each test is named after the CVE whose attack it replays. Needs root.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+
+use strata_testkit::{busybox_rootfs_tar, require, Run, TestRoot};
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+fn root_user() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn strata(root: &TestRoot, args: &[&str]) -> Run {
+    let mut command = root.strata(STRATA);
+    command.args(args);
+    Run::of(command)
+}
+
+fn setup() -> TestRoot {
+    let root = TestRoot::new();
+    let tar = busybox_rootfs_tar(root.dir.path());
+    strata(&root, &["import", "-c", r#"CMD ["sh"]"#, tar.to_str().expect("utf-8"), "busybox"]).ok();
+    root
+}
+
+/// `strata ARGS` started with descriptor 9 open on `dir` (not close-on-exec), as a shell's
+/// `exec 9<dir` would leave it.
+fn strata_holding_fd9(root: &TestRoot, dir: &Path, args: &[&str]) -> Run {
+    let held = std::fs::File::open(dir).expect("open the host directory");
+    let raw = held.as_raw_fd();
+    let mut command = root.strata(STRATA);
+    command.args(args);
+    // SAFETY: dup2 between fork and exec; dup2 clears close-on-exec on the new descriptor.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(raw, 9) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let run = Run::of(command);
+    drop(held);
+    run
+}
+
+/// What a container tries with descriptor 9: write a file through it, enter it, and report
+/// whether it sees it at all (the markers are computed, so a build's echo of the command
+/// cannot show them).
+const THROUGH_FD9: &str = "ls /proc/self/fd/ > /dev/null; \
+    if [ -e /proc/self/fd/9 ]; then echo VISIBLE-$((4+5)); fi; \
+    echo escaped > /proc/self/fd/9/escaped 2>/dev/null; \
+    cd /proc/self/fd/9 2>/dev/null && echo ENTERED-$((4+5)); echo done";
+
+fn assert_not_escaped(host_dir: &Path, run: &Run, what: &str) {
+    assert!(!host_dir.join("escaped").exists(), "{what}: the container wrote into the host directory");
+    assert!(!run.stdout().contains("VISIBLE-9"), "{what}: fd 9 reached the container: {}", run.stdout());
+    assert!(!run.stdout().contains("ENTERED-9"), "{what}: {}", run.stdout());
+}
+
+#[test]
+fn cve_2024_21626_descriptors_of_the_caller_never_reach_the_container() {
+    require!(root_user(), "containers need root (namespaces, mounts, cgroups)");
+    let root = setup();
+    let host_dir = root.path("host-dir");
+    std::fs::create_dir(&host_dir).expect("host dir");
+
+    let run = strata_holding_fd9(&root, &host_dir, &["run", "--rm", "busybox", "sh", "-c", THROUGH_FD9]).ok();
+    assert!(run.stdout().contains("done"), "{}", run.stdout());
+    assert_not_escaped(&host_dir, &run, "run --rm");
+
+    let run = strata_holding_fd9(&root, &host_dir, &["run", "--rm", "-t", "busybox", "sh", "-c", THROUGH_FD9]);
+    assert_not_escaped(&host_dir, &run, "run -t");
+
+    let run = strata_holding_fd9(&root, &host_dir, &["run", "--rm", "--init", "busybox", "sh", "-c", THROUGH_FD9]).ok();
+    assert!(run.stdout().contains("done"), "{}", run.stdout());
+    assert_not_escaped(&host_dir, &run, "run --init");
+
+    // Detached: the monitor starts the container, and restarts it later.
+    let id = strata_holding_fd9(&root, &host_dir, &["run", "-d", "--name", "web", "busybox", "sleep", "60"]).ok();
+    assert_eq!(id.stdout().trim().len(), 64);
+    let exec = strata_holding_fd9(&root, &host_dir, &["exec", "web", "sh", "-c", THROUGH_FD9]).ok();
+    assert!(exec.stdout().contains("done"), "{}", exec.stdout());
+    assert_not_escaped(&host_dir, &exec, "exec");
+    let exec = strata_holding_fd9(&root, &host_dir, &["exec", "-t", "web", "sh", "-c", THROUGH_FD9]);
+    assert_not_escaped(&host_dir, &exec, "exec -t");
+    let cwd = strata_holding_fd9(&root, &host_dir, &["exec", "-w", "/proc/self/fd/9", "web", "pwd"]);
+    assert!(!cwd.output.status.success(), "exec -w /proc/self/fd/9 ran: {}", cwd.stdout());
+    let pid = strata(&root, &["inspect", "-f", "{{.State.Pid}}", "web"]).ok().stdout();
+    let container_pid: i32 = pid.trim().parse().expect("pid");
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{container_pid}/fd"))
+        .expect("the container's descriptors")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(fds.iter().all(|fd| ["0", "1", "2"].contains(&fd.as_str())), "the container's PID 1 holds {fds:?}");
+    strata(&root, &["rm", "-f", "web"]).ok();
+
+    strata_holding_fd9(&root, &host_dir, &["run", "-d", "--name", "bg", "busybox", "sh", "-c", THROUGH_FD9]).ok();
+    strata(&root, &["wait", "bg"]).ok();
+    let logs = strata(&root, &["logs", "bg"]).ok();
+    assert!(logs.stdout().contains("done"), "{}", logs.stdout());
+    assert_not_escaped(&host_dir, &logs, "run -d");
+
+    // The working directory set to the descriptor: refused, never entered.
+    let cwd = strata_holding_fd9(&root, &host_dir, &["run", "--rm", "-w", "/proc/self/fd/9", "busybox", "pwd"]);
+    assert!(!cwd.output.status.success(), "-w /proc/self/fd/9 ran: {}", cwd.stdout());
+
+    // A build step.
+    let context = root.path("context");
+    std::fs::create_dir(&context).expect("context");
+    std::fs::write(context.join("Dockerfile"), format!("FROM busybox\nRUN {THROUGH_FD9}\n")).expect("Dockerfile");
+    let build = strata_holding_fd9(
+        &root,
+        &host_dir,
+        &["build", "--no-cache", "--progress", "plain", "-t", "fd9", context.to_str().expect("utf-8")],
+    )
+    .ok();
+    assert!(!build.stderr().contains("VISIBLE-9"), "{}", build.stderr());
+    assert!(!host_dir.join("escaped").exists(), "build RUN wrote into the host directory");
+}
