@@ -4,6 +4,7 @@
 
 pub mod cgroups;
 pub mod init;
+pub mod sealed;
 pub mod seccomp;
 pub mod spec;
 pub mod users;

@@ -114,6 +114,39 @@ pub enum Command {
     Debug(DebugCommand),
 }
 
+/// The subcommand's name read off the arguments without parsing them (the global options
+/// before it skipped), to re-execute from a sealed binary before clap's parse: whether it is
+/// one of [`Command::starts_or_enters_containers`].
+pub fn command_name_may_enter_containers(mut args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--root" | "--snapshotter") => {
+                args.next();
+            }
+            Some(option) if option.starts_with('-') => {}
+            Some(name) => return matches!(name, "run" | "start" | "restart" | "exec" | "build" | "__monitor"),
+            None => return false,
+        }
+    }
+    false
+}
+
+impl Command {
+    /// Whether the command may start a container's process or join a running container (its
+    /// process is then visible inside until it execs the container's command).
+    pub fn starts_or_enters_containers(&self) -> bool {
+        matches!(
+            self,
+            Command::Run(_)
+                | Command::Start(_)
+                | Command::Restart(_)
+                | Command::Exec(_)
+                | Command::Build(_)
+                | Command::Monitor(_)
+        )
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
     /// Remove all stopped containers

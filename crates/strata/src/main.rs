@@ -10,6 +10,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     raise_open_file_limit();
+    if cli::command_name_may_enter_containers(std::env::args_os().skip(1)) {
+        seal();
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -18,6 +21,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if cli.command.starts_or_enters_containers() {
+        // Already done before parsing, unless the command line was spelled unusually.
+        seal();
+    }
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         // The reader went away (`strata logs ID | head`): stop quietly, as a CLI killed by
@@ -29,6 +36,16 @@ fn main() -> ExitCode {
             output::print_error(&e);
             ExitCode::from(1)
         }
+    }
+}
+
+/// From here on this process may become (or start) a container's process: it must not be the
+/// host's binary, which the container could then open and rewrite. Re-executes from a sealed
+/// copy (once: a no-op when already running from one).
+fn seal() {
+    if let Err(e) = strata_runtime::sealed::ensure_sealed() {
+        eprintln!("Error: cannot run from a sealed copy of strata: {e}");
+        std::process::exit(125);
     }
 }
 

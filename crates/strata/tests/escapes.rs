@@ -121,3 +121,91 @@ fn cve_2024_21626_descriptors_of_the_caller_never_reach_the_container() {
     assert!(!build.stderr().contains("VISIBLE-9"), "{}", build.stderr());
     assert!(!host_dir.join("escaped").exists(), "build RUN wrote into the host directory");
 }
+
+/// What the attacker in the container does until `/stop` exists: every process that is not
+/// busybox it stats through `/proc/PID/exe` (dev:inode, to compare with the host binary's),
+/// tries to open for writing, and has a `sleep` hold open (alive, so its pid is never
+/// reused) to try again once the process is gone (the CVE's way: a binary cannot be written while it runs). Nothing is ever written:
+/// opening for append is the test.
+const WATCH_EXE: &str = r#"
+own=$(stat -L -c '%d:%i' /bin/busybox)
+holders=""
+while [ ! -e /stop ]; do
+  for exe in /proc/[0-9]*/exe; do
+    id=$(stat -L -c '%d:%i' "$exe" 2>/dev/null) || continue
+    [ "$id" = "$own" ] && continue
+    echo "seen $id" >> /seen
+    if (exec 5>>"$exe") 2>/dev/null; then echo "WRITABLE $exe $id" >> /seen; fi
+    sleep 60 <"$exe" 2>/dev/null &
+    holders="$holders $!"
+  done
+  for holder in $holders; do
+    if (exec 5>>/proc/$holder/fd/0) 2>/dev/null; then echo "WRITABLE-HELD $holder" >> /seen; fi
+  done
+done
+kill $holders 2>/dev/null
+echo finished >> /seen
+exec sleep 600
+"#;
+
+#[test]
+fn cve_2019_5736_the_host_binary_is_never_reachable_from_a_container() {
+    require!(root_user(), "containers need root (namespaces, mounts, cgroups)");
+    use std::os::unix::fs::MetadataExt;
+    let root = setup();
+    let binary = std::fs::read(STRATA).expect("read the strata binary");
+    let before = strata_testkit::sha256_hex(&binary);
+    drop(binary);
+    let meta = std::fs::metadata(STRATA).expect("stat the strata binary");
+    let host_id = format!("{}:{}", meta.dev(), meta.ino());
+
+    // --init: strata's code is the container's PID 1 for its whole life.
+    strata(&root, &["run", "-d", "--init", "--name", "attacker", "busybox", "sh", "-c", WATCH_EXE]).ok();
+    // A script whose interpreter is the process's own executable: whatever execs it runs
+    // itself again inside the container (how the CVE got the runtime into the container).
+    strata(&root, &["exec", "attacker", "sh", "-c", "printf '#!/proc/self/exe\\n' > /evil; chmod +x /evil"]).ok();
+    let mut execs = 0;
+    for round in 0..40 {
+        // Strata processes that join the container: exec, and exec of the script.
+        strata(&root, &["exec", "attacker", "true"]).ok();
+        let _ = strata(&root, &["exec", "attacker", "/evil"]);
+        execs += 2;
+        if round % 10 == 9 {
+            // The monitor killed (and found dead by the next command).
+            let monitor = strata(&root, &["inspect", "-f", "{{.State.Pid}}", "attacker"]).ok().stdout();
+            let pid: i32 = monitor.trim().parse().expect("pid");
+            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_owned))
+                })
+                .and_then(|p| p.parse::<i32>().ok());
+            if let Some(parent) = parent {
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(parent).expect("pid"),
+                    rustix::process::Signal::KILL,
+                );
+            }
+        }
+    }
+    // A container that restarts all the time, watched from inside by its own --init.
+    strata(&root, &["run", "-d", "--init", "--restart", "always", "--name", "restarts", "busybox", "sh", "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10; do for e in /proc/[0-9]*/exe; do stat -L -c 'seen %d:%i' $e; done; done >> /seen 2>/dev/null; exit 1"]).ok();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    strata(&root, &["exec", "attacker", "touch", "/stop"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let seen = strata(&root, &["exec", "attacker", "cat", "/seen"]).ok().stdout();
+    let restarted = strata(&root, &["exec", "restarts", "cat", "/seen"]).stdout();
+    strata(&root, &["rm", "-f", "attacker", "restarts"]).ok();
+
+    assert!(seen.contains("finished"), "the watcher did not run to its end:\n{seen}");
+    assert!(!seen.contains("WRITABLE"), "a strata executable was writable from the container:\n{seen}");
+    let ids: Vec<&str> = seen.lines().chain(restarted.lines()).filter_map(|l| l.strip_prefix("seen ")).collect();
+    assert!(!ids.contains(&host_id.as_str()), "the container opened the host binary ({host_id})");
+    // It did see strata processes (the init, the execs): the same inode through a sealed copy.
+    let inode = host_id.split(':').nth(1).expect("inode");
+    assert!(ids.iter().any(|id| id.ends_with(&format!(":{inode}"))), "the watcher never saw strata: {ids:?}");
+    let after = strata_testkit::sha256_hex(&std::fs::read(STRATA).expect("read the strata binary"));
+    assert_eq!(before, after, "the host binary changed");
+    eprintln!("watched {} exe links through {execs} execs, 4 monitor kills and restarts", ids.len());
+}

@@ -118,8 +118,8 @@ pub fn run(engine: &Engine, args: RunArgs, root: &std::path::Path, snapshotter: 
 fn spawn_monitor(id: &str, root: &std::path::Path, snapshotter: Option<&str>) -> Result<(), (u8, String)> {
     let (ready_read, ready_write) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| (125, format!("pipe: {e}")))?;
-    let exe = std::env::current_exe().map_err(|e| (125, format!("current executable: {e}")))?;
-    let mut command = Command::new(exe);
+    // This very (sealed) executable: its path may be in a mount that is attached nowhere.
+    let mut command = Command::new("/proc/self/exe");
     command.arg("--root").arg(root);
     if let Some(name) = snapshotter {
         command.arg("--snapshotter").arg(name);
