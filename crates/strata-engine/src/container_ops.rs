@@ -13,10 +13,9 @@ use strata_oci::{media_types, Digest, Reference};
 use strata_store::{LayerRecord, StoreError};
 
 use crate::change::apply_change;
-use crate::containers::{process_alive, ContainerRecord, Status};
+use crate::containers::{ContainerRecord, Status};
 use crate::error::{EngineError, IoContext, Result};
 use crate::import::{record_image, to_json};
-use crate::snapshots::private_mount_namespace;
 use crate::{parse_tag, Engine};
 
 /// Files strata creates in a container's writable layer only to mount over them.
@@ -190,17 +189,13 @@ impl Engine {
         Ok(id)
     }
 
-    /// Runs `act` with the container's whole filesystem mounted read-only at a private
+    /// Runs `act` with the container's filesystem (its layers and writable layer, without
+    /// volumes or what the runtime mounts, as Docker exports it) mounted read-only at a private
     /// place: in a mount namespace of this process's own, so nothing is left mounted if we die.
+    /// A running container's writable layer is read as it is at each moment (without
+    /// `--pause`); it is walked without following any symlink, so a change under our feet
+    /// can never lead out of it.
     fn with_container_root<T>(&self, record: &ContainerRecord, act: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
-        if matches!(record.state.status, Status::Running | Status::Paused) && process_alive(record.state.pid) {
-            // Through the running container's own root (its mounts and volumes included).
-            let root = PathBuf::from(format!("/proc/{}/root", record.state.pid));
-            // Staging for cp happens in a private mount namespace all the same.
-            // SAFETY: unshare of this (single-threaded) process's mount namespace.
-            let _ = private_mount_namespace();
-            return act(&root);
-        }
         let mounts = self.snapshotter().read_only_mounts(&record.snapshot)?;
         self.with_mounted(&mounts, &format!("export-{}-{}", record.id, std::process::id()), act)
     }
@@ -253,59 +248,6 @@ impl Engine {
             write_diff(DiffSource::Trees { lower: None, upper: root }, out, &options)
                 .map_err(|e| EngineError::Io { path: e.path, source: e.source })?;
             Ok(())
-        })
-    }
-
-    /// `docker cp CONTAINER:SRC -`: a tar of `path` inside the container (symlinks in the
-    /// path resolved inside the container's root).
-    pub fn copy_from_container(&self, name: &str, path: &str, out: &mut dyn Write) -> Result<()> {
-        let record = self.find_container(name)?;
-        self.with_container_root(&record, |root| {
-            let resolved_fd = resolve_in(root, path)?;
-            let resolved = fd_path(&resolved_fd);
-            let base = Path::new(path.trim_end_matches('/'))
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let meta = fs::metadata(&resolved).at(&resolved)?;
-            let name = if base.is_empty() { "root".to_owned() } else { base.clone() };
-            if meta.is_dir() {
-                let options =
-                    DiffOptions { compression: Some(Compression::None), prefix: Some(name), ..DiffOptions::default() };
-                write_diff(DiffSource::Trees { lower: None, upper: &resolved }, out, &options)
-                    .map_err(|e| EngineError::Io { path: e.path, source: e.source })?;
-                return Ok(());
-            }
-            // One file: a one-entry archive.
-            let mut header = tar::Header::new_ustar();
-            header.set_path(&name).map_err(|e| EngineError::InvalidArgument(format!("{name}: {e}")))?;
-            header.set_size(meta.len());
-            header.set_mode(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777);
-            header.set_uid(u64::from(std::os::unix::fs::MetadataExt::uid(&meta)));
-            header.set_gid(u64::from(std::os::unix::fs::MetadataExt::gid(&meta)));
-            header.set_mtime(std::os::unix::fs::MetadataExt::mtime(&meta).max(0) as u64);
-            header.set_cksum();
-            let file = fs::File::open(&resolved).at(&resolved)?;
-            let mut builder = tar::Builder::new(out);
-            builder.append(&header, file).at(&resolved)?;
-            builder.finish().at(&resolved)?;
-            Ok(())
-        })
-    }
-
-    /// `docker cp - CONTAINER:DEST`: unpacks a tar into the directory `dest` inside the
-    /// container, with the layer applier's confinement (nothing lands outside the container).
-    pub fn copy_into_container(&self, name: &str, dest: &str, input: &mut (dyn Read + Send)) -> Result<()> {
-        let record = self.find_container(name)?;
-        let running =
-            matches!(record.state.status, Status::Running | Status::Paused) && process_alive(record.state.pid);
-        if running {
-            // Through the running container's own root (its mounts and volumes included).
-            return apply_into(Path::new(&format!("/proc/{}/root", record.state.pid)), dest, input);
-        }
-        let mounts = self.snapshotter().mounts(&record.snapshot)?;
-        self.with_mounted(&mounts, &format!("cp-{}-{}", record.id, std::process::id()), |target| {
-            apply_into(target, dest, input)
         })
     }
 

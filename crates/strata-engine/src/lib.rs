@@ -6,6 +6,7 @@ pub mod build;
 pub mod change;
 pub mod container_ops;
 pub mod containers;
+pub mod copy;
 pub mod error;
 pub mod fsck;
 pub mod images;

@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1085,11 +1085,41 @@ fn apply_meta_at(
             .map_err(|e| ApplyError::io(path, e))?;
     }
     if !symlink {
-        rustix::fs::chmodat(parent, name, Mode::from_raw_mode(meta.mode as RawMode), AtFlags::empty())
+        chmod_no_follow(parent, name, Mode::from_raw_mode(meta.mode as RawMode))
             .map_err(|e| ApplyError::io(path, e))?;
     }
     let times = Timestamps { last_access: timespec(meta.mtime), last_modification: timespec(meta.mtime) };
     rustix::fs::utimensat(parent, name, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| ApplyError::io(path, e))
+}
+
+/// `chmod` of `name` in `parent`, never through a symlink: a running container may have put one
+/// there since the entry was made (`fchmodat` would follow it to a host file). `fchmodat2`
+/// with `AT_SYMLINK_NOFOLLOW` (Linux 6.6); before that, the entry is checked not to be a
+/// symlink first.
+fn chmod_no_follow(parent: &OwnedFd, name: &OsStr, mode: Mode) -> Result<(), Errno> {
+    let c_name = std::ffi::CString::new(name.as_bytes()).map_err(|_| Errno::INVAL)?;
+    // SAFETY: fchmodat2 with an open directory, a NUL-terminated name and plain flags.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            parent.as_raw_fd(),
+            c_name.as_ptr(),
+            mode.bits() as libc::c_uint,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if result == 0 {
+        return Ok(());
+    }
+    let error = Errno::from_raw_os_error(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+    if error != Errno::NOSYS {
+        return Err(error);
+    }
+    let stat = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink {
+        return Err(Errno::LOOP);
+    }
+    rustix::fs::chmodat(parent, name, mode, AtFlags::empty())
 }
 
 fn set_times(parent: &OwnedFd, name: &[u8], mtime: (i64, u32), path: &str) -> Result<(), ApplyError> {

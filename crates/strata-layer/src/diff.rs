@@ -8,13 +8,17 @@
 //! copy snapshotter). Compression (gzip or zstd), the diffID, the blob digest and both sizes
 //! come out of one pass.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::fs::{self, File, Metadata};
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 
 use strata_oci::{Digest, Digester};
 
@@ -41,6 +45,10 @@ pub struct DiffOptions {
     /// Put every entry under this directory, the source's root included (`docker cp` of a
     /// directory gives `name/...`). Only for [`DiffSource::Trees`] without a lower tree.
     pub prefix: Option<String>,
+    /// Only this entry of the source's root (not descended into), under the second name: one
+    /// file, link or device of a directory (`docker cp` of a file). Only for
+    /// [`DiffSource::Trees`] without a lower tree.
+    pub only: Option<(String, String)>,
 }
 
 /// What was written.
@@ -127,12 +135,184 @@ struct Change {
 }
 
 enum ChangeKind {
-    /// The entry as it is in the source tree.
-    Entry(PathBuf),
-    /// The source tree's root itself (its path may be a link to follow, like /proc/self/fd/N).
-    Root(PathBuf),
+    /// The entry at this path of the source tree.
+    Entry(String),
+    /// The source tree's root itself.
+    Root,
     /// `.wh.NAME` (the path already holds the whiteout name).
     Whiteout,
+}
+
+/// Filesystems whose files are not data (sizes that lie, endless files): listed as a
+/// directory, never descended into, when a tree crosses into them (`/proc/PID/root`).
+const PSEUDO_FILESYSTEMS: &[i64] = &[
+    0x9fa0,      // proc
+    0x6265_6572, // sysfs
+    0x0027_e0eb, // cgroup
+    0x6367_7270, // cgroup2
+    0x1cd1,      // devpts
+    0x1980_0202, // mqueue
+    0x6462_6720, // debugfs
+    0x7472_6163, // tracefs
+    0xcafe_4a11, // bpf
+    0x7363_6673, // securityfs
+];
+
+/// A directory tree read without ever following a symlink: every entry's parent directory is
+/// opened from the tree's root descriptor with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`
+/// and the entry itself relative to it (`AT_SYMLINK_NOFOLLOW`, `O_NOFOLLOW`), for each access.
+/// A tree that changes while it is read (a running container swapping a directory for a
+/// symlink to `/`, docker cp CVE-2018-15664) can make an entry fail or vanish, but can never
+/// lead out of the tree.
+pub(crate) struct Tree {
+    root: Rc<OwnedFd>,
+    display: PathBuf,
+    /// The directory opened last (its path in the tree): the next entries are mostly in it.
+    last: RefCell<Option<(String, Rc<OwnedFd>)>>,
+}
+
+/// A path in a tree as (parent directory, last component).
+fn split(rel: &str) -> (&str, &str) {
+    rel.rsplit_once('/').unwrap_or(("", rel))
+}
+
+impl Tree {
+    /// The tree at `path` (which may itself be a link to follow: `/proc/self/fd/N`).
+    pub(crate) fn open(path: &Path) -> Result<Tree, DiffError> {
+        let root = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| DiffError { path: path.to_owned(), source: e.into() })?;
+        Ok(Tree { root: Rc::new(root), display: path.to_owned(), last: RefCell::new(None) })
+    }
+
+    fn error(&self, rel: &str) -> impl Fn(rustix::io::Errno) -> DiffError + '_ {
+        let path = self.display.join(rel);
+        move |e| DiffError { path: path.clone(), source: e.into() }
+    }
+
+    /// The directory at `rel` ("" for the root), opened without following any symlink.
+    fn dir(&self, rel: &str) -> Result<Rc<OwnedFd>, DiffError> {
+        if rel.is_empty() {
+            return Ok(self.root.clone());
+        }
+        if let Some((path, fd)) = self.last.borrow().as_ref() {
+            if path == rel {
+                return Ok(fd.clone());
+            }
+        }
+        let fd = rustix::fs::openat2(
+            &*self.root,
+            rel,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(self.error(rel))?;
+        let fd = Rc::new(fd);
+        *self.last.borrow_mut() = Some((rel.to_owned(), fd.clone()));
+        Ok(fd)
+    }
+
+    fn stat(&self, rel: &str) -> Result<Stat, DiffError> {
+        if rel.is_empty() {
+            return rustix::fs::fstat(&*self.root).map_err(self.error(rel));
+        }
+        let (parent, name) = split(rel);
+        rustix::fs::statat(&*self.dir(parent)?, name, AtFlags::SYMLINK_NOFOLLOW).map_err(self.error(rel))
+    }
+
+    /// The names in the directory at `rel`, in byte order (none inside a pseudo-filesystem).
+    fn names(&self, rel: &str) -> Result<Vec<OsString>, DiffError> {
+        let dir = self.dir(rel)?;
+        if rustix::fs::fstatfs(&*dir).is_ok_and(|s| PSEUDO_FILESYSTEMS.contains(&{ s.f_type })) {
+            return Ok(Vec::new());
+        }
+        let mut names = Vec::new();
+        let mut entries = rustix::fs::Dir::read_from(&*dir).map_err(self.error(rel))?;
+        while let Some(entry) = entries.read() {
+            let entry = entry.map_err(self.error(rel))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(OsString::from_vec(name.to_vec()));
+            }
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        Ok(names)
+    }
+
+    /// The regular file at `rel`, and its metadata as opened (not as listed: it may have
+    /// been replaced since).
+    fn open_file(&self, rel: &str) -> Result<(File, Stat), DiffError> {
+        let (parent, name) = split(rel);
+        let fd = rustix::fs::openat(
+            &*self.dir(parent)?,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(self.error(rel))?;
+        let stat = rustix::fs::fstat(&fd).map_err(self.error(rel))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(DiffError {
+                path: self.display.join(rel),
+                source: io::Error::new(io::ErrorKind::InvalidData, "replaced while it was read"),
+            });
+        }
+        Ok((File::from(fd), stat))
+    }
+
+    fn read_link(&self, rel: &str) -> Result<Vec<u8>, DiffError> {
+        let (parent, name) = split(rel);
+        let target = rustix::fs::readlinkat(&*self.dir(parent)?, name, Vec::new()).map_err(self.error(rel))?;
+        Ok(target.into_bytes())
+    }
+
+    /// A path that names the entry without following it: its parent's descriptor (a magic
+    /// link to the directory already open) and the name, for the `l*xattr` calls.
+    fn entry_path(&self, rel: &str) -> Result<PathBuf, DiffError> {
+        let (parent, name) = split(rel);
+        let dir = self.dir(parent)?;
+        let mut path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+        if !name.is_empty() {
+            path.push(name);
+        }
+        Ok(path)
+    }
+
+    fn is_opaque(&self, rel: &str) -> bool {
+        let mut value = [0u8; 2];
+        let Ok(path) = self.entry_path(rel) else { return false };
+        matches!(rustix::fs::lgetxattr(&path, "trusted.overlay.opaque", &mut value), Ok(1) if value[0] == b'y')
+    }
+
+    /// The extended attributes a layer carries (sorted): not overlay's own.
+    fn xattrs(&self, rel: &str) -> Result<Vec<(String, Vec<u8>)>, DiffError> {
+        let path = self.entry_path(rel)?;
+        let mut names = vec![0u8; 4096];
+        let len = match rustix::fs::llistxattr(&path, &mut names) {
+            Ok(len) => len,
+            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(rustix::io::Errno::RANGE) => {
+                names.resize(64 << 10, 0);
+                rustix::fs::llistxattr(&path, &mut names).map_err(self.error(rel))?
+            }
+            Err(e) => return Err(self.error(rel)(e)),
+        };
+        let mut out = Vec::new();
+        for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+            let name = String::from_utf8_lossy(name).into_owned();
+            let keep = (name.starts_with("user.") || name.starts_with("trusted.") || name == "security.capability")
+                && !name.starts_with("trusted.overlay.");
+            if !keep {
+                continue;
+            }
+            let mut value = vec![0u8; 64 << 10];
+            let Ok(n) = rustix::fs::lgetxattr(&path, name.as_str(), &mut value) else { continue };
+            value.truncate(n);
+            out.push((name, value));
+        }
+        out.sort();
+        Ok(out)
+    }
 }
 
 /// Writes the changes of `source` as a layer to `out`.
@@ -141,16 +321,27 @@ pub fn write_diff<W: Write>(
     out: W,
     options: &DiffOptions,
 ) -> Result<(DiffReport, W), DiffError> {
-    let changes = match source {
+    let (tree, changes) = match source {
         DiffSource::OverlayUpper(upper) => {
+            let tree = Tree::open(upper)?;
             let mut changes = Vec::new();
-            collect_overlay(upper, "", &mut changes)?;
-            changes
+            collect_overlay(&tree, "", &mut changes)?;
+            (tree, changes)
+        }
+        DiffSource::Trees { upper, .. } if options.only.is_some() => {
+            let tree = Tree::open(upper)?;
+            let (name, archived) = options.only.clone().unwrap_or_default();
+            (tree, vec![Change { path: archived, kind: ChangeKind::Entry(name) }])
         }
         DiffSource::Trees { lower, upper } => {
+            let tree = Tree::open(upper)?;
+            let lower = match lower {
+                Some(lower) if lower.is_dir() => Some(Tree::open(lower)?),
+                _ => None,
+            };
             let mut changes = Vec::new();
-            collect_trees(lower, upper, "", &mut changes)?;
-            changes
+            collect_trees(lower.as_ref(), &tree, "", &mut changes)?;
+            (tree, changes)
         }
     };
     let compression = options.compression.unwrap_or(Compression::Gzip);
@@ -169,14 +360,14 @@ pub fn write_diff<W: Write>(
     let plain = HashingWriter { inner: encoder, digester: Digester::new() };
     let mut writer = TarWriter { out: plain, links: HashMap::new(), epoch: options.source_date_epoch };
     let mut changes: Vec<Change> = changes.into_iter().filter(|c| !options.exclude.contains(&c.path)).collect();
-    if let (Some(prefix), DiffSource::Trees { lower: None, upper }) = (&options.prefix, source) {
+    if let (Some(prefix), DiffSource::Trees { lower: None, .. }) = (&options.prefix, source) {
         for change in &mut changes {
             change.path = format!("{prefix}/{}", change.path);
         }
-        changes.insert(0, Change { path: prefix.clone(), kind: ChangeKind::Root(upper.to_owned()) });
+        changes.insert(0, Change { path: prefix.clone(), kind: ChangeKind::Root });
     }
     for change in &changes {
-        writer.write(change)?;
+        writer.write(&tree, change)?;
     }
     let mut plain = writer.out;
     plain.write_all(&[0; 1024]).map_err(at(Path::new("<layer>")))?;
@@ -191,16 +382,6 @@ pub fn write_diff<W: Write>(
         entries: changes.len() as u64,
     };
     Ok((report, raw.inner))
-}
-
-fn sorted_entries(dir: &Path) -> Result<Vec<OsString>, DiffError> {
-    let mut names: Vec<OsString> = fs::read_dir(dir)
-        .map_err(at(dir))?
-        .map(|entry| entry.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()
-        .map_err(at(dir))?;
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    Ok(names)
 }
 
 fn join(prefix: &str, name: &OsString) -> String {
@@ -220,70 +401,73 @@ fn whiteout_path(prefix: &str, name: &str) -> String {
     }
 }
 
-fn is_overlay_whiteout(meta: &Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
+fn file_type(stat: &Stat) -> FileType {
+    FileType::from_raw_mode(stat.st_mode)
 }
 
-fn is_opaque(path: &Path) -> bool {
-    let mut value = [0u8; 2];
-    matches!(rustix::fs::lgetxattr(path, "trusted.overlay.opaque", &mut value), Ok(1) if value[0] == b'y')
+fn is_overlay_whiteout(stat: &Stat) -> bool {
+    file_type(stat) == FileType::CharacterDevice && stat.st_rdev == 0
 }
 
-fn collect_overlay(dir: &Path, prefix: &str, changes: &mut Vec<Change>) -> Result<(), DiffError> {
-    for name in sorted_entries(dir)? {
-        let path = dir.join(&name);
-        let meta = fs::symlink_metadata(&path).map_err(at(&path))?;
+fn collect_overlay(tree: &Tree, prefix: &str, changes: &mut Vec<Change>) -> Result<(), DiffError> {
+    for name in tree.names(prefix)? {
         let layer_path = join(prefix, &name);
-        if is_overlay_whiteout(&meta) {
+        let stat = match tree.stat(&layer_path) {
+            Ok(stat) => stat,
+            // Gone since it was listed (a running container): not part of the layer.
+            Err(e) if e.source.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if is_overlay_whiteout(&stat) {
             changes.push(Change {
                 path: whiteout_path(prefix, &String::from_utf8_lossy(name.as_bytes())),
                 kind: ChangeKind::Whiteout,
             });
             continue;
         }
-        changes.push(Change { path: layer_path.clone(), kind: ChangeKind::Entry(path.clone()) });
-        if meta.is_dir() {
-            if is_opaque(&path) {
+        changes.push(Change { path: layer_path.clone(), kind: ChangeKind::Entry(layer_path.clone()) });
+        if file_type(&stat) == FileType::Directory {
+            if tree.is_opaque(&layer_path) {
                 changes.push(Change { path: format!("{layer_path}/.wh..wh..opq"), kind: ChangeKind::Whiteout });
             }
-            collect_overlay(&path, &layer_path, changes)?;
+            collect_overlay(tree, &layer_path, changes)?;
         }
     }
     Ok(())
 }
 
 /// Whether two entries differ, by metadata, and by content when the times cannot tell.
-fn differs(lower: &Path, lower_meta: &Metadata, upper: &Path, upper_meta: &Metadata) -> Result<bool, DiffError> {
-    let same_meta = lower_meta.file_type() == upper_meta.file_type()
-        && lower_meta.mode() == upper_meta.mode()
-        && lower_meta.uid() == upper_meta.uid()
-        && lower_meta.gid() == upper_meta.gid()
-        && lower_meta.rdev() == upper_meta.rdev()
-        && (lower_meta.is_dir() || lower_meta.size() == upper_meta.size())
-        && lower_meta.mtime() == upper_meta.mtime()
-        && lower_meta.mtime_nsec() == upper_meta.mtime_nsec()
-        && xattrs(lower)? == xattrs(upper)?;
+fn differs(lower: &Tree, lower_stat: &Stat, upper: &Tree, upper_stat: &Stat, rel: &str) -> Result<bool, DiffError> {
+    let same_meta = file_type(lower_stat) == file_type(upper_stat)
+        && lower_stat.st_mode == upper_stat.st_mode
+        && lower_stat.st_uid == upper_stat.st_uid
+        && lower_stat.st_gid == upper_stat.st_gid
+        && lower_stat.st_rdev == upper_stat.st_rdev
+        && (file_type(lower_stat) == FileType::Directory || lower_stat.st_size == upper_stat.st_size)
+        && lower_stat.st_mtime == upper_stat.st_mtime
+        && lower_stat.st_mtime_nsec == upper_stat.st_mtime_nsec
+        && lower.xattrs(rel)? == upper.xattrs(rel)?;
     if !same_meta {
         return Ok(true);
     }
-    if upper_meta.file_type().is_symlink() {
-        return Ok(fs::read_link(lower).map_err(at(lower))? != fs::read_link(upper).map_err(at(upper))?);
+    if file_type(upper_stat) == FileType::Symlink {
+        return Ok(lower.read_link(rel)? != upper.read_link(rel)?);
     }
     // Whole-second times (as from a tar) cannot tell a rewrite within the same second.
-    if upper_meta.is_file() && upper_meta.mtime_nsec() == 0 {
-        return Ok(!same_content(lower, upper)?);
+    if file_type(upper_stat) == FileType::RegularFile && upper_stat.st_mtime_nsec == 0 {
+        return Ok(!same_content(lower, upper, rel)?);
     }
     Ok(false)
 }
 
-fn same_content(a: &Path, b: &Path) -> Result<bool, DiffError> {
-    let mut fa = File::open(a).map_err(at(a))?;
-    let mut fb = File::open(b).map_err(at(b))?;
+fn same_content(lower: &Tree, upper: &Tree, rel: &str) -> Result<bool, DiffError> {
+    let (mut fa, _) = lower.open_file(rel)?;
+    let (mut fb, _) = upper.open_file(rel)?;
     let mut ba = vec![0u8; 64 << 10];
     let mut bb = vec![0u8; 64 << 10];
     loop {
-        let na = read_full(&mut fa, &mut ba).map_err(at(a))?;
-        let nb = read_full(&mut fb, &mut bb).map_err(at(b))?;
+        let na = read_full(&mut fa, &mut ba).map_err(at(&lower.display.join(rel)))?;
+        let nb = read_full(&mut fb, &mut bb).map_err(at(&upper.display.join(rel)))?;
         if na != nb || ba[..na] != bb[..nb] {
             return Ok(false);
         }
@@ -305,17 +489,18 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Adds everything below `upper` that differs from `lower`; returns whether anything did.
+/// Adds everything below `prefix` in `upper` that differs from `lower` (a tree whose
+/// directory at `prefix` exists, or none); returns whether anything did.
 fn collect_trees(
-    lower: Option<&Path>,
-    upper: &Path,
+    lower: Option<&Tree>,
+    upper: &Tree,
     prefix: &str,
     changes: &mut Vec<Change>,
 ) -> Result<bool, DiffError> {
-    let upper_names = sorted_entries(upper)?;
+    let upper_names = upper.names(prefix)?;
     let lower_names = match lower {
-        Some(lower) if lower.is_dir() => sorted_entries(lower)?,
-        _ => Vec::new(),
+        Some(lower) => lower.names(prefix)?,
+        None => Vec::new(),
     };
     let mut changed = false;
     let (mut i, mut j) = (0, 0);
@@ -334,32 +519,31 @@ fn collect_trees(
                 j += 1;
             }
             std::cmp::Ordering::Less => {
-                let name = &upper_names[i];
-                add_subtree(&upper.join(name), &join(prefix, name), changes)?;
+                add_subtree(upper, &join(prefix, &upper_names[i]), changes)?;
                 changed = true;
                 i += 1;
             }
             std::cmp::Ordering::Equal => {
-                let name = &upper_names[i];
-                let (upper_path, lower_path) = (upper.join(name), lower.map(|l| l.join(name)).unwrap_or_default());
-                let upper_meta = fs::symlink_metadata(&upper_path).map_err(at(&upper_path))?;
-                let lower_meta = fs::symlink_metadata(&lower_path).map_err(at(&lower_path))?;
-                let layer_path = join(prefix, name);
-                if upper_meta.is_dir() && lower_meta.is_dir() {
+                let layer_path = join(prefix, &upper_names[i]);
+                let lower = lower.expect("a name only comes from the lower tree when there is one");
+                let upper_stat = upper.stat(&layer_path)?;
+                let lower_stat = lower.stat(&layer_path)?;
+                let (upper_type, lower_type) = (file_type(&upper_stat), file_type(&lower_stat));
+                if upper_type == FileType::Directory && lower_type == FileType::Directory {
                     let index = changes.len();
-                    let self_changed = differs(&lower_path, &lower_meta, &upper_path, &upper_meta)?;
-                    let children_changed = collect_trees(Some(&lower_path), &upper_path, &layer_path, changes)?;
+                    let self_changed = differs(lower, &lower_stat, upper, &upper_stat, &layer_path)?;
+                    let children_changed = collect_trees(Some(lower), upper, &layer_path, changes)?;
                     if self_changed || children_changed {
                         // The directory goes before its changed children.
-                        changes.insert(index, Change { path: layer_path, kind: ChangeKind::Entry(upper_path) });
+                        changes.insert(index, Change { path: layer_path.clone(), kind: ChangeKind::Entry(layer_path) });
                         changed = true;
                     }
-                } else if upper_meta.file_type() != lower_meta.file_type() {
+                } else if upper_type != lower_type {
                     // Replaced by another kind: the new entry replaces the old one on apply.
-                    add_subtree(&upper_path, &layer_path, changes)?;
+                    add_subtree(upper, &layer_path, changes)?;
                     changed = true;
-                } else if differs(&lower_path, &lower_meta, &upper_path, &upper_meta)? {
-                    changes.push(Change { path: layer_path, kind: ChangeKind::Entry(upper_path) });
+                } else if differs(lower, &lower_stat, upper, &upper_stat, &layer_path)? {
+                    changes.push(Change { path: layer_path.clone(), kind: ChangeKind::Entry(layer_path) });
                     changed = true;
                 }
                 i += 1;
@@ -370,45 +554,19 @@ fn collect_trees(
     Ok(changed)
 }
 
-fn add_subtree(path: &Path, layer_path: &str, changes: &mut Vec<Change>) -> Result<(), DiffError> {
-    let meta = fs::symlink_metadata(path).map_err(at(path))?;
-    changes.push(Change { path: layer_path.to_owned(), kind: ChangeKind::Entry(path.to_owned()) });
-    if meta.is_dir() {
-        for name in sorted_entries(path)? {
-            add_subtree(&path.join(&name), &join(layer_path, &name), changes)?;
+fn add_subtree(tree: &Tree, layer_path: &str, changes: &mut Vec<Change>) -> Result<(), DiffError> {
+    let stat = match tree.stat(layer_path) {
+        Ok(stat) => stat,
+        Err(e) if e.source.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    changes.push(Change { path: layer_path.to_owned(), kind: ChangeKind::Entry(layer_path.to_owned()) });
+    if file_type(&stat) == FileType::Directory {
+        for name in tree.names(layer_path)? {
+            add_subtree(tree, &join(layer_path, &name), changes)?;
         }
     }
     Ok(())
-}
-
-/// The extended attributes a layer carries (sorted): not overlay's own.
-fn xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, DiffError> {
-    let mut names = vec![0u8; 4096];
-    let len = match rustix::fs::llistxattr(path, &mut names) {
-        Ok(len) => len,
-        Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
-        Err(rustix::io::Errno::RANGE) => {
-            names.resize(64 << 10, 0);
-            rustix::fs::llistxattr(path, &mut names)
-                .map_err(|e| DiffError { path: path.to_owned(), source: e.into() })?
-        }
-        Err(e) => return Err(DiffError { path: path.to_owned(), source: e.into() }),
-    };
-    let mut out = Vec::new();
-    for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let name = String::from_utf8_lossy(name).into_owned();
-        let keep = (name.starts_with("user.") || name.starts_with("trusted.") || name == "security.capability")
-            && !name.starts_with("trusted.overlay.");
-        if !keep {
-            continue;
-        }
-        let mut value = vec![0u8; 64 << 10];
-        let Ok(n) = rustix::fs::lgetxattr(path, name.as_str(), &mut value) else { continue };
-        value.truncate(n);
-        out.push((name, value));
-    }
-    out.sort();
-    Ok(out)
 }
 
 struct TarWriter<W: Write> {
@@ -419,23 +577,23 @@ struct TarWriter<W: Write> {
 }
 
 impl<W: Write> TarWriter<W> {
-    fn write(&mut self, change: &Change) -> Result<(), DiffError> {
+    fn write(&mut self, tree: &Tree, change: &Change) -> Result<(), DiffError> {
         let io_error = |e: io::Error| DiffError { path: PathBuf::from(&change.path), source: e };
-        let source = match &change.kind {
+        let rel = match &change.kind {
             ChangeKind::Whiteout => {
                 let header = Fields { path: change.path.clone(), kind: tar::EntryType::Regular, ..Fields::default() };
                 return self.emit(&header, &mut io::empty()).map_err(io_error);
             }
-            ChangeKind::Entry(source) => source,
-            ChangeKind::Root(source) => {
-                let meta = fs::metadata(source).map_err(at(source))?;
+            ChangeKind::Entry(rel) => rel.as_str(),
+            ChangeKind::Root => {
+                let stat = tree.stat("")?;
                 let mut fields = Fields {
                     path: format!("{}/", change.path),
                     kind: tar::EntryType::Directory,
-                    mode: meta.mode() & 0o7777,
-                    uid: u64::from(meta.uid()),
-                    gid: u64::from(meta.gid()),
-                    mtime: meta.mtime(),
+                    mode: stat.st_mode & 0o7777,
+                    uid: u64::from(stat.st_uid),
+                    gid: u64::from(stat.st_gid),
+                    mtime: stat.st_mtime,
                     ..Fields::default()
                 };
                 if let Some(epoch) = self.epoch {
@@ -444,63 +602,66 @@ impl<W: Write> TarWriter<W> {
                 return self.emit(&fields, &mut io::empty()).map_err(io_error);
             }
         };
-        let meta = fs::symlink_metadata(source).map_err(at(source))?;
-        let file_type = meta.file_type();
-        let mut mtime = meta.mtime();
-        if let Some(epoch) = self.epoch {
-            mtime = mtime.min(epoch);
-        }
+        let stat = match tree.stat(rel) {
+            Ok(stat) => stat,
+            // Deleted since it was listed (the tree of a running container): left out.
+            Err(e) if e.source.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let kind = file_type(&stat);
         let mut fields = Fields {
             path: change.path.clone(),
-            mode: meta.mode() & 0o7777,
-            uid: u64::from(meta.uid()),
-            gid: u64::from(meta.gid()),
-            mtime,
-            xattrs: xattrs(source)?,
+            mode: stat.st_mode & 0o7777,
+            uid: u64::from(stat.st_uid),
+            gid: u64::from(stat.st_gid),
+            mtime: stat.st_mtime,
+            xattrs: tree.xattrs(rel)?,
             ..Fields::default()
         };
-        if file_type.is_dir() {
-            fields.kind = tar::EntryType::Directory;
-            fields.path.push('/');
-            return self.emit(&fields, &mut io::empty()).map_err(io_error);
+        if let Some(epoch) = self.epoch {
+            fields.mtime = fields.mtime.min(epoch);
         }
-        if file_type.is_symlink() {
-            fields.kind = tar::EntryType::Symlink;
-            fields.link = fs::read_link(source).map_err(at(source))?.into_os_string().into_vec();
-            return self.emit(&fields, &mut io::empty()).map_err(io_error);
-        }
-        if file_type.is_file() {
-            if meta.nlink() > 1 {
-                let key = (meta.dev(), meta.ino());
-                if let Some(first) = self.links.get(&key) {
-                    fields.kind = tar::EntryType::Link;
-                    fields.link = first.clone().into_bytes();
-                    return self.emit(&fields, &mut io::empty()).map_err(io_error);
-                }
-                self.links.insert(key, change.path.clone());
+        match kind {
+            FileType::Directory => {
+                fields.kind = tar::EntryType::Directory;
+                fields.path.push('/');
+                self.emit(&fields, &mut io::empty()).map_err(io_error)
             }
-            fields.kind = tar::EntryType::Regular;
-            fields.size = meta.size();
-            let mut file = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(source)
-                .map_err(at(source))?;
-            return self.emit(&fields, &mut file).map_err(io_error);
-        }
-        fields.kind = if file_type.is_char_device() {
-            tar::EntryType::Char
-        } else if file_type.is_block_device() {
-            tar::EntryType::Block
-        } else if file_type.is_fifo() {
-            tar::EntryType::Fifo
-        } else {
+            FileType::Symlink => {
+                fields.kind = tar::EntryType::Symlink;
+                fields.link = tree.read_link(rel)?;
+                self.emit(&fields, &mut io::empty()).map_err(io_error)
+            }
+            FileType::RegularFile => {
+                // What is read is the file as opened, its size and identity from that descriptor.
+                let (mut file, stat) = tree.open_file(rel)?;
+                if stat.st_nlink > 1 {
+                    let key = (stat.st_dev, stat.st_ino);
+                    if let Some(first) = self.links.get(&key) {
+                        fields.kind = tar::EntryType::Link;
+                        fields.link = first.clone().into_bytes();
+                        return self.emit(&fields, &mut io::empty()).map_err(io_error);
+                    }
+                    self.links.insert(key, change.path.clone());
+                }
+                fields.kind = tar::EntryType::Regular;
+                fields.size = stat.st_size as u64;
+                fields.mode = stat.st_mode & 0o7777;
+                self.emit(&fields, &mut file).map_err(io_error)
+            }
+            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
+                fields.kind = match kind {
+                    FileType::CharacterDevice => tar::EntryType::Char,
+                    FileType::BlockDevice => tar::EntryType::Block,
+                    _ => tar::EntryType::Fifo,
+                };
+                let rdev = stat.st_rdev;
+                fields.device = Some((rustix::fs::major(rdev), rustix::fs::minor(rdev)));
+                self.emit(&fields, &mut io::empty()).map_err(io_error)
+            }
             // Sockets are not carried in layers.
-            return Ok(());
-        };
-        let rdev = meta.rdev();
-        fields.device = Some((rustix::fs::major(rdev), rustix::fs::minor(rdev)));
-        self.emit(&fields, &mut io::empty()).map_err(io_error)
+            _ => Ok(()),
+        }
     }
 
     fn emit(&mut self, fields: &Fields, data: &mut dyn Read) -> io::Result<()> {

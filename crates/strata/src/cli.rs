@@ -372,6 +372,15 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct CpArgs {
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    /// Suppress progress output during copy (there is none)
+    #[arg(short, long)]
+    pub quiet: bool,
     /// CONTAINER:SRC_PATH or a local path (- for a tar on STDIN)
     pub source: String,
     /// CONTAINER:DEST_PATH or a local path (- for a tar on STDOUT)

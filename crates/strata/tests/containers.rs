@@ -742,3 +742,62 @@ fn killed_foreground_cli_is_recovered_by_rm() {
     // And the store still works.
     assert_eq!(strata(&root, &["run", "--rm", "busybox", "echo", "ok"]).ok().stdout(), "ok\n");
 }
+
+#[test]
+fn cp_follows_dockers_rule_table() {
+    require_root!();
+    let root = setup();
+    strata(&root, &["run", "-d", "--name", "box", "busybox", "sh", "-c",
+        "mkdir -p /src/dir /dst/existing && echo a > /src/dir/a && echo b > /src/dir/b && echo f > /src/file && echo old > /dst/oldfile && sleep 100"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let host = root.path("host");
+    std::fs::create_dir_all(host.join("existing")).expect("host dir");
+    std::fs::create_dir_all(host.join("existing2")).expect("host dir");
+    std::fs::write(host.join("oldfile"), "old").expect("host file");
+    let at = |name: &str| host.join(name).to_str().expect("utf-8").to_owned();
+    let read = |name: &str| std::fs::read_to_string(host.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+
+    // A file: to a new name, over a file, into a directory; a missing directory is an error.
+    strata(&root, &["cp", "box:/src/file", &at("newname")]).ok();
+    assert_eq!(read("newname"), "f\n");
+    strata(&root, &["cp", "box:/src/file", &at("oldfile")]).ok();
+    assert_eq!(read("oldfile"), "f\n");
+    strata(&root, &["cp", "box:/src/file", &at("existing")]).ok();
+    assert_eq!(read("existing/file"), "f\n");
+    let missing = strata(&root, &["cp", "box:/src/file", &format!("{}/", at("nodir"))]).fails();
+    assert!(missing.stderr().contains("does not exist"), "{}", missing.stderr());
+    let missing_parent = strata(&root, &["cp", "box:/src/file", &at("no/such/place")]).fails();
+    assert!(!missing_parent.stderr().is_empty());
+    let not_found = strata(&root, &["cp", "box:/nope", &at("x")]).fails();
+    assert!(not_found.stderr().contains("Could not find the file /nope in container"), "{}", not_found.stderr());
+    // A directory: to a new name (its contents), into a directory, its contents with /. ; not
+    // over a file.
+    strata(&root, &["cp", "box:/src/dir", &at("newdir")]).ok();
+    assert_eq!(read("newdir/a"), "a\n");
+    strata(&root, &["cp", "box:/src/dir", &at("existing")]).ok();
+    assert_eq!(read("existing/dir/b"), "b\n");
+    strata(&root, &["cp", "box:/src/dir/.", &at("existing2")]).ok();
+    assert_eq!(read("existing2/a"), "a\n");
+    assert!(!host.join("existing2/dir").exists());
+    let over_file = strata(&root, &["cp", "box:/src/dir", &at("oldfile")]).fails();
+    assert!(over_file.stderr().contains("cannot copy a directory to a file"), "{}", over_file.stderr());
+
+    // The same rules into the container.
+    let inside = |path: &str| strata(&root, &["exec", "box", "sh", "-c", &format!("cat {path}")]).ok().stdout();
+    strata(&root, &["cp", &at("newname"), "box:/dst/renamed"]).ok();
+    assert_eq!(inside("/dst/renamed"), "f\n");
+    strata(&root, &["cp", &at("newname"), "box:/dst/oldfile"]).ok();
+    assert_eq!(inside("/dst/oldfile"), "f\n");
+    strata(&root, &["cp", &at("newname"), "box:/dst/existing"]).ok();
+    assert_eq!(inside("/dst/existing/newname"), "f\n");
+    strata(&root, &["cp", &at("newdir"), "box:/dst/copied"]).ok();
+    assert_eq!(inside("/dst/copied/a"), "a\n");
+    strata(&root, &["cp", &format!("{}/.", at("newdir")), "box:/dst/existing"]).ok();
+    assert_eq!(inside("/dst/existing/b"), "b\n");
+    strata(&root, &["cp", &at("newname"), "box:/dst/nodir/"]).fails();
+    strata(&root, &["cp", &at("newdir"), "box:/dst/oldfile"]).fails();
+    // Files copied in belong to root unless -a keeps the source's owners.
+    let owner = strata(&root, &["exec", "box", "stat", "-c", "%u:%g", "/dst/renamed"]).ok().stdout();
+    assert_eq!(owner, "0:0\n");
+    strata(&root, &["rm", "-f", "box"]).ok();
+}

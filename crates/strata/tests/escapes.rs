@@ -4,6 +4,7 @@
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::Command;
 
 use strata_testkit::{busybox_rootfs_tar, require, Run, TestRoot};
 
@@ -208,4 +209,141 @@ fn cve_2019_5736_the_host_binary_is_never_reachable_from_a_container() {
     let after = strata_testkit::sha256_hex(&std::fs::read(STRATA).expect("read the strata binary"));
     assert_eq!(before, after, "the host binary changed");
     eprintln!("watched {} exe links through {execs} execs, 4 monitor kills and restarts", ids.len());
+}
+
+/// The exploit's swapper: exchanges two names atomically (`renameat2(RENAME_EXCHANGE)`) for
+/// ever, so `/data/dir` is a real directory or a symlink to the host's canary directory at any
+/// moment, and never missing. Built static with the C compiler the Rust toolchain links with;
+/// `None` (the reason printed) when that cannot be done.
+fn build_swapper(dir: &Path) -> Option<std::path::PathBuf> {
+    let source = dir.join("swapper.c");
+    std::fs::write(
+        &source,
+        "#define _GNU_SOURCE\n#include <fcntl.h>\n#include <unistd.h>\n#include <sys/syscall.h>\n\
+         int main(int argc, char **argv) {\n  if (argc != 3) return 2;\n\
+         for (;;) syscall(SYS_renameat2, AT_FDCWD, argv[1], AT_FDCWD, argv[2], 2 /* RENAME_EXCHANGE */);\n}\n",
+    )
+    .expect("write swapper.c");
+    let binary = dir.join("swapper");
+    let built = Command::new("cc").arg("-static").arg("-O2").arg("-o").arg(&binary).arg(&source).output();
+    match built {
+        Ok(output) if output.status.success() => Some(binary),
+        Ok(output) => {
+            eprintln!("SKIPPED: cc -static failed: {}", String::from_utf8_lossy(&output.stderr));
+            None
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no C compiler to build the swapper: {e}");
+            None
+        }
+    }
+}
+
+/// The racing container's command: `/data/dir` (holding `file` and `sub/file`) and
+/// `/data/link` (a symlink to the canary directory, a host path) swapped without pause.
+fn swapper(canary: &Path) -> String {
+    format!(
+        "mkdir -p /data/dir/sub && echo inside > /data/dir/file && echo inside > /data/dir/sub/file && \
+         ln -s {canary} /data/link && exec /swapper /data/dir /data/link",
+        canary = canary.display()
+    )
+}
+
+fn no_canary_in(dir: &Path, canary: &[u8]) -> Result<(), String> {
+    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| e.to_string())?;
+        if meta.is_dir() {
+            no_canary_in(&path, canary)?;
+        } else if meta.is_file() {
+            let data = std::fs::read(&path).map_err(|e| e.to_string())?;
+            if data.windows(canary.len()).any(|w| w == canary) {
+                return Err(format!("{} holds the host's canary", path.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn cve_2018_15664_cp_export_and_commit_cannot_be_raced_out_of_the_container() {
+    require!(root_user(), "containers need root (namespaces, mounts, cgroups)");
+    let root = setup();
+    let canary_dir = root.path("canary");
+    std::fs::create_dir_all(canary_dir.join("sub")).expect("canary dir");
+    let canary = b"HOST-CANARY-5c2f";
+    std::fs::write(canary_dir.join("file"), canary).expect("canary");
+    std::fs::write(canary_dir.join("sub/file"), canary).expect("canary");
+    let before: Vec<_> = std::fs::read_dir(&canary_dir).expect("list").map(|e| e.expect("entry").file_name()).collect();
+    let Some(swapper_binary) = build_swapper(root.dir.path()) else { return };
+    let bind = format!("{}:/swapper:ro", swapper_binary.display());
+    strata(&root, &["run", "-d", "--name", "racer", "-v", &bind, "busybox", "sh", "-c", &swapper(&canary_dir)]).ok();
+    let rounds: usize = std::env::var("STRATA_RACE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+
+    // Out of the container: the file, the tree, to a new name and into a directory.
+    let out = root.path("out");
+    let (mut copied_out, mut copied_in) = (0, 0);
+    for round in 0..rounds {
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir(&out).expect("out dir");
+        let (source, target) = match round % 3 {
+            0 => ("racer:/data/dir/file", out.join("file")),
+            // The tree that holds the swapped directory.
+            1 => ("racer:/data", out.clone()),
+            _ => ("racer:/data/dir/sub/file", out.join("renamed")),
+        };
+        if strata(&root, &["cp", source, target.to_str().expect("utf-8")]).output.status.success() {
+            copied_out += 1;
+        }
+        if let Err(leak) = no_canary_in(&out, canary) {
+            panic!("round {round}, cp {source}: {leak}");
+        }
+    }
+    // Into the container: a file and a tree, into the directory being swapped.
+    let local = root.path("local");
+    std::fs::create_dir(&local).expect("local");
+    std::fs::write(local.join("dropped"), "from the host").expect("local file");
+    for round in 0..rounds {
+        let (source, target) = match round % 3 {
+            0 => (local.join("dropped"), "racer:/data/dir/"),
+            1 => (local.clone(), "racer:/data/dir/sub"),
+            2 if round % 2 == 0 => (local.clone(), "racer:/data"),
+            _ => (local.join("dropped"), "racer:/data/dir/newname"),
+        };
+        if strata(&root, &["cp", source.to_str().expect("utf-8"), target]).output.status.success() {
+            copied_in += 1;
+        }
+    }
+    let after: Vec<_> = std::fs::read_dir(&canary_dir).expect("list").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(before, after, "cp into the container wrote into the host's directory");
+    assert!(!canary_dir.join("sub/local").exists() && !canary_dir.join("sub/dropped").exists());
+    assert_eq!(std::fs::read(canary_dir.join("file")).expect("canary"), canary);
+
+    // export and commit of the running container, unpaused.
+    let mut exported = 0;
+    for round in 0..(rounds / 10).max(10) {
+        let mut export = root.strata(STRATA);
+        export.args(["export", "racer"]).stdout(std::process::Stdio::piped());
+        let output = export.output().expect("export");
+        exported += usize::from(output.status.success());
+        assert!(
+            !output.stdout.windows(canary.len()).any(|w| w == canary),
+            "round {round}: export read the host's canary"
+        );
+        let commit = strata(&root, &["commit", "--pause=false", "racer", "raced"]);
+        if commit.output.status.success() {
+            let mut save = root.strata(STRATA);
+            save.args(["save", "raced"]).stdout(std::process::Stdio::piped());
+            let saved = save.output().expect("save").stdout;
+            assert!(!saved.windows(canary.len()).any(|w| w == canary), "round {round}: commit read the host's canary");
+        }
+    }
+    strata(&root, &["rm", "-f", "racer"]).ok();
+    // The race did happen: copies both failed and succeeded.
+    assert!(copied_out > 0 && copied_in > 0, "no copy ever succeeded ({copied_out} out, {copied_in} in)");
+    assert!(exported > 0, "no export succeeded");
+    eprintln!(
+        "{rounds} cp rounds each way ({copied_out} out and {copied_in} in succeeded), {} export+commit rounds",
+        (rounds / 10).max(10)
+    );
 }
