@@ -72,13 +72,14 @@ pub struct ApplyOptions {
 impl Default for ApplyOptions {
     fn default() -> Self {
         let root = rustix::process::geteuid().is_root();
+        let limits = crate::DecompressionLimits::configured();
         ApplyOptions {
             whiteouts: WhiteoutMode::Overlay,
             chown: root,
             allow_devices: root,
-            max_bytes: 1 << 40,
-            max_ratio: 10_000,
-            ratio_grace_bytes: 1 << 30,
+            max_bytes: limits.max_bytes,
+            max_ratio: limits.max_ratio,
+            ratio_grace_bytes: limits.ratio_grace_bytes,
             max_header_bytes: 1 << 20,
             lowers: Vec::new(),
             lowers_later: false,
@@ -199,7 +200,7 @@ impl<R: Read> Read for Hashing<R> {
 struct Limited<R> {
     inner: Hashing<R>,
     raw: Arc<AtomicU64>,
-    options: (u64, u64, u64),
+    limits: crate::DecompressionLimits,
     compression: Compression,
 }
 
@@ -207,17 +208,9 @@ impl<R: Read> Read for Limited<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         let total = self.inner.digester.len();
-        let (max_bytes, max_ratio, grace) = self.options;
-        if total > max_bytes {
-            return Err(io::Error::other(LimitExceeded(format!("more than {max_bytes} uncompressed bytes"))));
-        }
-        if self.compression != Compression::None && total > grace {
-            let compressed = self.raw.load(Ordering::Relaxed).max(1);
-            if total / compressed > max_ratio {
-                return Err(io::Error::other(LimitExceeded(format!(
-                    "compression ratio over {max_ratio}:1 ({total} bytes from {compressed})"
-                ))));
-            }
+        let compressed = self.raw.load(Ordering::Relaxed);
+        if let Some(why) = self.limits.exceeded(total, compressed, self.compression != Compression::None) {
+            return Err(io::Error::other(LimitExceeded(why)));
         }
         Ok(n)
     }
@@ -288,7 +281,11 @@ pub fn apply_layer(input: impl Read + Send, root: &Path, options: &ApplyOptions)
         let limited = Limited {
             inner: Hashing { inner: decoded, digester: BackgroundDigester::new() },
             raw: raw_count.clone(),
-            options: (options.max_bytes, options.max_ratio, options.ratio_grace_bytes),
+            limits: crate::DecompressionLimits {
+                max_bytes: options.max_bytes,
+                max_ratio: options.max_ratio,
+                ratio_grace_bytes: options.ratio_grace_bytes,
+            },
             compression,
         };
         let root_fd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())

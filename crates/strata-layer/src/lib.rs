@@ -6,6 +6,7 @@ pub mod apply;
 pub mod compression;
 pub mod diff;
 pub mod digest;
+pub mod limits;
 pub mod snapshot;
 pub mod tarball;
 
@@ -13,5 +14,6 @@ pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyReport, Chunks, Whit
 pub use compression::Compression;
 pub use diff::{write_diff, DiffError, DiffOptions, DiffReport, DiffSource};
 pub use digest::{LayerDigester, LayerDigests};
+pub use limits::DecompressionLimits;
 pub use snapshot::{mount_all, unmount, Mount, Snapshotter};
 pub use tarball::{copy_validated_tar, TarError, TarSummary};

@@ -4,6 +4,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use crate::compression::{decompress, Compression};
+use crate::DecompressionLimits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TarError {
@@ -17,6 +18,9 @@ pub enum TarError {
         #[source]
         source: io::Error,
     },
+    /// Bigger than the layer limits allow (a decompression bomb, or just too big).
+    #[error("{0}")]
+    Limit(String),
     /// The sink failed (it names its own path).
     #[error("{0}")]
     Sink(#[source] io::Error),
@@ -44,18 +48,28 @@ pub struct TarSummary {
     pub content_size: u64,
 }
 
-/// Passes everything read to `sink`, remembering a sink error apart from read errors.
+/// Passes everything read to `sink`, remembering a sink error apart from read errors, and
+/// stops at the decompression limits.
 struct Tee<R, W> {
     reader: R,
     sink: W,
     sink_error: Option<io::Error>,
     read_error: bool,
     total: u64,
+    limit_error: Option<String>,
+    /// Compressed bytes read so far, and whether the input is compressed at all.
+    raw: std::rc::Rc<std::cell::Cell<u64>>,
+    compressed: bool,
+    limits: DecompressionLimits,
 }
 
 impl<R: Read, W: Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.reader.read(buf).inspect_err(|_| self.read_error = true)?;
+        if let Some(why) = self.limits.exceeded(self.total + n as u64, self.raw.get(), self.compressed) {
+            self.limit_error = Some(why.clone());
+            return Err(io::Error::other(why));
+        }
         if let Err(e) = self.sink.write_all(&buf[..n]) {
             let message = e.to_string();
             self.sink_error = Some(e);
@@ -66,16 +80,43 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
     }
 }
 
+/// Counts the bytes read from the (compressed) input.
+struct RawCounter<R> {
+    inner: R,
+    count: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for RawCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
 /// Decompresses `input` as needed and copies the tar into `sink`, validating every header on
 /// the way. Returns what passed through; the sink holds the exact uncompressed tar bytes.
+/// At most [`DecompressionLimits::configured`] come out.
 pub fn copy_validated_tar<R: Read, W: Write>(input: R, sink: W) -> Result<TarSummary, TarError> {
-    let mut input = BufReader::with_capacity(1 << 20, input);
+    let raw = std::rc::Rc::new(std::cell::Cell::new(0));
+    let counting = RawCounter { inner: input, count: raw.clone() };
+    let mut input = BufReader::with_capacity(1 << 20, counting);
     let head = input.fill_buf().map_err(TarError::Invalid)?;
     if head.is_empty() {
         return Err(TarError::Empty);
     }
     let (compression, decoded) = decompress(input).map_err(TarError::Invalid)?;
-    let tee = Tee { reader: decoded, sink, sink_error: None, read_error: false, total: 0 };
+    let tee = Tee {
+        reader: decoded,
+        sink,
+        sink_error: None,
+        read_error: false,
+        total: 0,
+        limit_error: None,
+        raw,
+        compressed: compression != Compression::None,
+        limits: DecompressionLimits::configured(),
+    };
     let mut archive = tar::Archive::new(tee);
     let mut entries = 0;
     let mut content_size = 0;
@@ -93,6 +134,9 @@ pub fn copy_validated_tar<R: Read, W: Write>(input: R, sink: W) -> Result<TarSum
     let result = result.and_then(|()| io::copy(&mut tee, &mut io::sink()).map(drop));
     if let Some(e) = tee.sink_error.take() {
         return Err(TarError::Sink(e));
+    }
+    if let Some(why) = tee.limit_error.take() {
+        return Err(TarError::Limit(why));
     }
     if let Err(e) = result {
         return Err(match compression {

@@ -272,3 +272,64 @@ fn killed_load_and_import_leave_no_half_image() {
     strata(&root, &["load", "-i", archive.to_str().expect("utf-8")]).ok();
     strata(&root, &["fsck"]).ok();
 }
+
+/// A tar holding one file of `size` zero bytes, compressed by `compress` into `path`.
+fn write_bomb(path: &std::path::Path, size: u64, compress: impl FnOnce(std::fs::File) -> Box<dyn std::io::Write>) {
+    let mut out = compress(std::fs::File::create(path).expect("bomb file"));
+    let mut header = tar::Header::new_gnu();
+    header.set_path("zeros").expect("path");
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_cksum();
+    out.write_all(header.as_bytes()).expect("header");
+    let block = vec![0u8; 1 << 20];
+    let mut left = size + 1024; // the file, then the end-of-archive blocks
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        out.write_all(&block[..n]).expect("zeros");
+        left -= n as u64;
+    }
+    out.flush().expect("flush");
+}
+
+#[test]
+fn decompression_bombs_are_refused_by_import() {
+    let (root, _) = store_with_busybox();
+    let before = snapshot(&root);
+    // gzip at its best (≈1030:1) and zstd (far more) over 128 MiB of zeros.
+    let gzip = root.path("bomb.tar.gz");
+    write_bomb(&gzip, 128 << 20, |f| {
+        struct Finish(Option<flate2::write::GzEncoder<std::fs::File>>);
+        impl std::io::Write for Finish {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.as_mut().expect("encoder").write(buf)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                self.0.take().expect("encoder").finish().map(drop)
+            }
+        }
+        Box::new(Finish(Some(flate2::write::GzEncoder::new(f, flate2::Compression::best()))))
+    });
+    let zstd = root.path("bomb.tar.zst");
+    write_bomb(&zstd, 128 << 20, |f| Box::new(zstd::stream::write::Encoder::new(f, 19).expect("zstd").auto_finish()));
+    for bomb in [&gzip, &zstd] {
+        let size = std::fs::metadata(bomb).expect("bomb").len();
+        let refused = strata(&root, &["import", bomb.to_str().expect("utf-8"), "bomb"]).fails();
+        assert!(
+            refused.stderr().contains("decompression bomb"),
+            "{} ({size} bytes): {}",
+            bomb.display(),
+            refused.stderr()
+        );
+    }
+    assert_eq!(snapshot(&root), before, "a refused import left something behind");
+    strata(&root, &["fsck"]).ok();
+    // The same limit, configured: a 16 MiB cap refuses a plain 20 MiB tar.
+    let plain = root.path("big.tar");
+    write_bomb(&plain, 20 << 20, |f| Box::new(f));
+    let mut command = root.strata(STRATA);
+    command.env("STRATA_LAYER_MAX_SIZE", "16m").args(["import", plain.to_str().expect("utf-8"), "big"]);
+    let capped = Run::of(command).fails();
+    assert!(capped.stderr().contains("STRATA_LAYER_MAX_SIZE"), "{}", capped.stderr());
+    strata(&root, &["import", plain.to_str().expect("utf-8"), "big"]).ok();
+}
