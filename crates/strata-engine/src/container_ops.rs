@@ -81,13 +81,10 @@ impl Engine {
     pub fn commit_container(&self, name: &str, options: &CommitOptions) -> Result<Digest> {
         let record = self.find_container(name)?;
         let reference: Option<Reference> = options.reference.as_deref().map(parse_tag).transpose()?;
-        let freeze = options.pause && record.state.status == Status::Running;
-        if freeze {
-            let _ = self.pause_container(&record.id, true);
-        }
+        let frozen = options.pause && record.state.status == Status::Running && self.freeze_for_commit(&record.id)?;
         let result = self.write_commit(&record, options, reference);
-        if freeze {
-            let _ = self.pause_container(&record.id, false);
+        if frozen {
+            self.thaw_after_commit(&record.id)?;
         }
         result
     }

@@ -67,6 +67,10 @@ pub struct State {
     /// `stop` asked for it: the restart policy does not apply.
     #[serde(default)]
     pub stop_requested: bool,
+    /// The `commit` that paused it: if that process dies before it thaws the container, the
+    /// next command that looks at the container does.
+    #[serde(default)]
+    pub commit_pid: i32,
 }
 
 impl Default for State {
@@ -81,11 +85,34 @@ impl Default for State {
             finished_at: ZERO_TIME.to_owned(),
             monitor_pid: 0,
             stop_requested: false,
+            commit_pid: 0,
         }
     }
 }
 
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Running (or paused, or restarting) on record, with neither its process nor its monitor
+/// alive.
+fn processes_gone(record: &ContainerRecord) -> bool {
+    record.state.status.is_live()
+        && !(record.state.pid > 0 && process_alive(record.state.pid))
+        && !(record.state.monitor_pid > 0 && process_alive(record.state.monitor_pid))
+}
+
+/// An exited `--rm` container nobody is left to remove (its monitor, or the foreground
+/// `run`, keeps `monitor_pid` until it has removed it).
+fn orphaned_auto_remove(record: &ContainerRecord) -> bool {
+    record.state.status == Status::Exited
+        && record.host_config.auto_remove
+        && !(record.state.monitor_pid > 0 && process_alive(record.state.monitor_pid))
+}
+
+fn needs_recovery(record: &ContainerRecord) -> bool {
+    (record.state.commit_pid > 0 && !process_alive(record.state.commit_pid))
+        || processes_gone(record)
+        || orphaned_auto_remove(record)
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -208,7 +235,7 @@ impl Engine {
                 continue;
             }
             if let Ok(record) = self.read_container(&entry.file_name().to_string_lossy()) {
-                all.push(self.refresh(record));
+                all.extend(self.refresh(record));
             }
         }
         all.sort_by(|a, b| b.created.cmp(&a.created));
@@ -229,20 +256,64 @@ impl Engine {
         fs::rename(&tmp, &path).at(&path)
     }
 
-    /// A running record whose processes are gone (monitor killed) is shown as exited.
-    fn refresh(&self, mut record: ContainerRecord) -> ContainerRecord {
-        if record.state.status.is_live() {
-            let container_alive = record.state.pid > 0 && process_alive(record.state.pid);
-            let monitor_alive = record.state.monitor_pid > 0 && process_alive(record.state.monitor_pid);
-            if !container_alive && !monitor_alive {
-                record.state.status = Status::Exited;
-                record.state.pid = 0;
-                if record.state.exit_code == 0 {
-                    record.state.exit_code = 255;
+    /// What a killed strata process left undone, done by whichever command looks at the
+    /// container next: a container its `commit` left paused is thawed; one whose processes and
+    /// monitor are all gone is recorded as exited (its cgroup removed); an exited `--rm`
+    /// container whose monitor is gone is removed (`None`).
+    fn refresh(&self, record: ContainerRecord) -> Option<ContainerRecord> {
+        if !needs_recovery(&record) {
+            return Some(record);
+        }
+        match self.recover(&record.id) {
+            Ok(recovered) => recovered,
+            Err(_) => {
+                // Shown as what it is all the same.
+                let mut shown = record;
+                if shown.state.status.is_live() {
+                    shown.state.status = Status::Exited;
+                    shown.state.pid = 0;
                 }
+                Some(shown)
             }
         }
-        record
+    }
+
+    /// [`Engine::refresh`]'s work, under the record's lock (skipped while somebody else holds
+    /// it: that somebody is alive and working on the container).
+    fn recover(&self, id: &str) -> Result<Option<ContainerRecord>> {
+        let Some(_lock) = strata_store::lock::try_exclusive(&self.container_dir(id).join("lock"))? else {
+            return self.read_container(id).map(Some);
+        };
+        let mut record = self.read_container(id)?;
+        if record.state.commit_pid > 0 && !process_alive(record.state.commit_pid) {
+            if let Some(cgroup) = self.cgroup_of(&record) {
+                let _ = cgroup.freeze(false);
+            }
+            if record.state.status == Status::Paused {
+                record.state.status = Status::Running;
+            }
+            record.state.commit_pid = 0;
+        }
+        if processes_gone(&record) {
+            record.state.status = Status::Exited;
+            record.state.pid = 0;
+            record.state.monitor_pid = 0;
+            if record.state.exit_code == 0 {
+                record.state.exit_code = 255;
+            }
+            if record.state.finished_at == ZERO_TIME {
+                record.state.finished_at = Timestamp::now().to_rfc3339();
+            }
+            if let Some(cgroup) = self.cgroup_of(&record) {
+                let _ = cgroup.remove();
+            }
+        }
+        if orphaned_auto_remove(&record) {
+            self.destroy_container(&record, true)?;
+            return Ok(None);
+        }
+        self.write_container(&record)?;
+        Ok(Some(record))
     }
 
     /// Finds a container by full ID, unique ID prefix or name.
@@ -482,7 +553,11 @@ impl Engine {
             r.state.exit_code = exit_code;
             r.state.oom_killed = oom;
             r.state.finished_at = finished.clone();
-            r.state.monitor_pid = 0;
+            // A `--rm` container stays ours until we have removed it: were we killed first, the
+            // next command to look would find it exited with its monitor gone, and remove it.
+            if !r.host_config.auto_remove {
+                r.state.monitor_pid = 0;
+            }
             Ok(())
         })?;
         Ok(exit_code)
@@ -655,6 +730,47 @@ impl Engine {
         Cgroup::create(Path::new("/sys/fs/cgroup"), &self.cgroup_name(&record.id), &Limits::default()).ok()
     }
 
+    /// Pauses a running container for a commit: the record says so (with our pid) before the
+    /// freezer does, so a commit killed in between leaves a container the next command thaws.
+    /// Returns whether it was paused (not when it is not running any more).
+    pub(crate) fn freeze_for_commit(&self, id: &str) -> Result<bool> {
+        let me = std::process::id() as i32;
+        let record = self.update_container(id, |r| {
+            if r.state.status != Status::Running {
+                return Ok(None);
+            }
+            r.state.status = Status::Paused;
+            r.state.commit_pid = me;
+            Ok(Some(r.clone()))
+        })?;
+        let Some(record) = record else { return Ok(false) };
+        if let Some(cgroup) = self.cgroup_of(&record) {
+            if let Err(e) = cgroup.freeze(true) {
+                self.thaw_after_commit(id)?;
+                return Err(EngineError::InvalidArgument(e.to_string()));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Undoes [`Engine::freeze_for_commit`].
+    pub(crate) fn thaw_after_commit(&self, id: &str) -> Result<()> {
+        let me = std::process::id() as i32;
+        let record = self.read_container(id)?;
+        if let Some(cgroup) = self.cgroup_of(&record) {
+            let _ = cgroup.freeze(false);
+        }
+        self.update_container(id, |r| {
+            if r.state.commit_pid == me {
+                if r.state.status == Status::Paused {
+                    r.state.status = Status::Running;
+                }
+                r.state.commit_pid = 0;
+            }
+            Ok(())
+        })
+    }
+
     /// `docker pause` / `unpause` (the freezer).
     pub fn pause_container(&self, name: &str, paused: bool) -> Result<()> {
         let record = self.find_container(name)?;
@@ -686,6 +802,8 @@ impl Engine {
                     record.name
                 )));
             }
+            // Its monitor must not restart it under our feet (restart policies).
+            self.mark_stopped(&record.id)?;
             if record.state.pid > 0 {
                 if record.state.status == Status::Paused {
                     if let Some(cgroup) = self.cgroup_of(&record) {

@@ -11,13 +11,16 @@ pub struct FsckReport {
     pub blobs_checked: usize,
     pub images_checked: usize,
     pub faults: Vec<String>,
+    /// Snapshot directories no record names (a command killed mid-way): not a fault, the next
+    /// prune frees them.
+    pub leftovers: Vec<(std::path::PathBuf, u64)>,
 }
 
 impl Engine {
     pub fn fsck(&self) -> Result<FsckReport> {
         let db = self.store.read_db()?;
         let content = self.store.content();
-        let mut report = FsckReport::default();
+        let mut report = FsckReport { leftovers: self.snapshotter().orphans()?, ..FsckReport::default() };
         let (blobs, strays) = content.list()?;
         for stray in strays {
             report.faults.push(format!("{}: not a blob name", stray.display()));

@@ -348,6 +348,11 @@ impl Engine {
             }
         }
         let snapshotter = self.snapshotter();
+        // Unpacked layers a killed command left without a record: nothing uses them, the next
+        // prune frees them.
+        let leftovers: u64 = snapshotter.orphans()?.iter().map(|(_, size)| size).sum();
+        usage.images_size += leftovers;
+        usage.reclaimable += leftovers;
         let mut used_volumes = BTreeSet::new();
         for container in &containers {
             let size = snapshotter.usage(&container.snapshot).map(|u| u.size).unwrap_or(0);

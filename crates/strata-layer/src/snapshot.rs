@@ -142,6 +142,12 @@ pub trait Snapshotter: Send + Sync {
     fn parent_dirs(&self, key: &str) -> Result<Vec<PathBuf>>;
     /// Read-only mounts of everything `key` currently holds (it may be active and in use).
     fn read_only_mounts(&self, key: &str) -> Result<Vec<Mount>>;
+    /// Directories no snapshot record names (left by a process killed between removing a
+    /// record and its directory, or between making a directory and recording it), with their
+    /// sizes.
+    fn orphans(&self) -> Result<Vec<(PathBuf, u64)>>;
+    /// Removes what [`Snapshotter::orphans`] finds; returns the bytes freed.
+    fn remove_orphans(&self) -> Result<u64>;
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -300,6 +306,62 @@ impl Store {
 
     fn list(&self) -> Result<Vec<Info>> {
         Ok(self.read()?.snapshots.into_values().collect())
+    }
+
+    /// Directories under the root that no record names: numbered ones without a record, and
+    /// `.orphan-*` ones an earlier sweep renamed and was killed before deleting. Read under the
+    /// lock: a snapshot's directory is made and recorded under it, so nothing half-made is
+    /// taken for an orphan.
+    fn orphan_dirs(&self, metadata: &Metadata) -> Result<Vec<PathBuf>> {
+        let ids: std::collections::HashSet<u64> = metadata.snapshots.values().map(|s| s.id).collect();
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(io_at(&self.root))? {
+            let entry = entry.map_err(io_at(&self.root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let orphan = match name.parse::<u64>() {
+                Ok(id) => !ids.contains(&id),
+                Err(_) => name.starts_with(".orphan-"),
+            };
+            if orphan && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                found.push(entry.path());
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    fn orphans(&self) -> Result<Vec<(PathBuf, u64)>> {
+        let _lock = self.lock()?;
+        let metadata = self.read()?;
+        let dirs = self.orphan_dirs(&metadata)?;
+        Ok(dirs.into_iter().map(|dir| (dir.clone(), usage_of(&dir).map(|u| u.size).unwrap_or(0))).collect())
+    }
+
+    /// Renames every orphan to `.orphan-*` under the lock (so a later snapshot that reuses its
+    /// number is never the one deleted), then deletes them.
+    fn remove_orphans(&self) -> Result<u64> {
+        let doomed = {
+            let _lock = self.lock()?;
+            let metadata = self.read()?;
+            let mut doomed = Vec::new();
+            for dir in self.orphan_dirs(&metadata)? {
+                let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                if name.starts_with(".orphan-") {
+                    doomed.push(dir);
+                    continue;
+                }
+                let target = self.root.join(format!(".orphan-{name}-{}", std::process::id()));
+                fs::rename(&dir, &target).map_err(io_at(&dir))?;
+                doomed.push(target);
+            }
+            doomed
+        };
+        let mut freed = 0;
+        for dir in doomed {
+            freed += usage_of(&dir).map(|u| u.size).unwrap_or(0);
+            remove_tree(&dir)?;
+        }
+        Ok(freed)
     }
 }
 
@@ -499,6 +561,14 @@ impl Snapshotter for Overlay {
             options: vec!["index=off".into(), format!("lowerdir={}", dirs.join(":"))],
         }])
     }
+
+    fn orphans(&self) -> Result<Vec<(PathBuf, u64)>> {
+        self.store.orphans()
+    }
+
+    fn remove_orphans(&self) -> Result<u64> {
+        self.store.remove_orphans()
+    }
 }
 
 /// The copy snapshotter.
@@ -636,6 +706,14 @@ impl Snapshotter for Copy {
     fn read_only_mounts(&self, key: &str) -> Result<Vec<Mount>> {
         let dir = self.store.fs_dir(self.store.get(key)?.id);
         Ok(self.bind(dir, false))
+    }
+
+    fn orphans(&self) -> Result<Vec<(PathBuf, u64)>> {
+        self.store.orphans()
+    }
+
+    fn remove_orphans(&self) -> Result<u64> {
+        self.store.remove_orphans()
     }
 }
 

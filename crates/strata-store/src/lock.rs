@@ -26,3 +26,13 @@ pub fn exclusive(path: &Path) -> Result<LockGuard> {
 pub fn shared(path: &Path) -> Result<LockGuard> {
     lock(path, FlockOperation::LockShared)
 }
+
+/// [`exclusive`] if nobody holds the lock now; `None` if somebody does.
+pub fn try_exclusive(path: &Path) -> Result<Option<LockGuard>> {
+    let file = File::options().read(true).write(true).create(true).truncate(false).open(path).at(path)?;
+    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(LockGuard { _file: file })),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(std::io::Error::from(e)).at(path),
+    }
+}

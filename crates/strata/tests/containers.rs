@@ -801,3 +801,83 @@ fn cp_follows_dockers_rule_table() {
     assert_eq!(owner, "0:0\n");
     strata(&root, &["rm", "-f", "box"]).ok();
 }
+
+/// Every cgroup directory of a container, in each v1 hierarchy and in v2.
+fn cgroup_dirs(id: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/sys/fs/cgroup").expect("cgroup root").flatten() {
+        for candidate in [entry.path().join("strata").join(id), Path::new("/sys/fs/cgroup/strata").join(id)] {
+            if candidate.exists() && !found.contains(&candidate) {
+                found.push(candidate);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn commit_killed_while_it_paused_the_container_leaves_it_running() {
+    require_root!();
+    let root = setup();
+    strata(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "big",
+            "busybox",
+            "sh",
+            "-c",
+            "head -c 400000000 /dev/zero > /big && touch /ready && sleep 100",
+        ],
+    )
+    .ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !strata(&root, &["exec", "big", "test", "-e", "/ready"]).output.status.success() {
+        assert!(std::time::Instant::now() < deadline, "the container did not write its file");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut commit = root.strata(STRATA);
+    commit.args(["commit", "big", "bigimage"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = commit.spawn().expect("spawn commit");
+    // Killed while the container is paused for it (the 400 MB diff takes a while).
+    let state = inspect_until(&root, "big", "{{.State.Status}}", |s| s == "paused");
+    assert_eq!(state, "paused", "commit never paused the container");
+    child.kill().expect("kill -9 the commit");
+    child.wait().expect("reap");
+    // The next command that looks at it thaws it.
+    let state = strata(&root, &["inspect", "-f", "{{.State.Status}}", "big"]).ok().stdout();
+    assert_eq!(state.trim(), "running");
+    assert_eq!(strata(&root, &["exec", "big", "echo", "alive"]).ok().stdout(), "alive\n");
+    let id = strata(&root, &["inspect", "-f", "{{.Id}}", "big"]).ok().stdout().trim().to_owned();
+    let freezer = Path::new("/sys/fs/cgroup/freezer/strata").join(&id).join("freezer.state");
+    if let Ok(state) = std::fs::read_to_string(&freezer) {
+        assert_eq!(state.trim(), "THAWED");
+    }
+    // And a commit that is not killed pauses and thaws as before.
+    strata(&root, &["commit", "big", "bigimage"]).ok();
+    assert_eq!(strata(&root, &["inspect", "-f", "{{.State.Status}}", "big"]).ok().stdout().trim(), "running");
+    strata(&root, &["rm", "-f", "big"]).ok();
+}
+
+#[test]
+fn run_rm_killed_in_the_foreground_is_removed_by_the_next_command() {
+    require_root!();
+    let root = setup();
+    let mut cli = root.strata(STRATA);
+    cli.args(["run", "--rm", "--name", "gone", "--memory", "64m", "busybox", "sleep", "1"]);
+    cli.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = cli.spawn().expect("spawn strata run");
+    assert_eq!(inspect_until(&root, "gone", "{{.State.Status}}", |s| s == "running"), "running");
+    let id = strata(&root, &["inspect", "-f", "{{.Id}}", "gone"]).ok().stdout().trim().to_owned();
+    assert!(!cgroup_dirs(&id).is_empty(), "the container has cgroups while it runs");
+    child.kill().expect("kill -9 the CLI");
+    child.wait().expect("reap");
+    // The container's process ends by itself; nobody is left to remove it but the next command.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(strata(&root, &["ps", "-aq"]).ok().stdout(), "", "the --rm container is still listed");
+    assert!(!root.root().join("containers").join(&id).exists(), "its directory is left");
+    assert_eq!(cgroup_dirs(&id), Vec::<std::path::PathBuf>::new(), "its cgroups are left");
+    assert_eq!(mounts_mentioning(&root.root()), 0, "no mount left");
+}

@@ -7,6 +7,13 @@ pub fn run(engine: &Engine) -> anyhow::Result<u8> {
     for fault in &report.faults {
         eprintln!("fault: {fault}");
     }
+    for (dir, size) in &report.leftovers {
+        eprintln!(
+            "leftover: {} ({}): an unpacked layer no record names, freed by the next prune",
+            dir.display(),
+            strata_oci::time::human_size(*size)
+        );
+    }
     print(&format!(
         "checked {} blobs and {} images: {} faults\n",
         report.blobs_checked,
