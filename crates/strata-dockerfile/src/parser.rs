@@ -598,9 +598,9 @@ fn parse_json(rest: &str) -> Result<Option<Vec<String>>, String> {
     if !rest.starts_with('[') {
         return Ok(None);
     }
-    // Like Go's json.Decoder: the first value counts, anything after it is ignored.
-    let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Vec<serde_json::Value>>();
-    let Some(Ok(values)) = stream.next() else {
+    // The whole rest must be the array (BuildKit ≥ 1.9 unmarshals all of it): `["a"] x`
+    // is shell form, its text kept as written.
+    let Ok(values) = serde_json::from_str::<Vec<serde_json::Value>>(rest) else {
         return Ok(None);
     };
     values
@@ -779,6 +779,19 @@ mod tests {
         assert_eq!(copy.location, Location::new(5, 9));
         let err = parse("FROM a\nRUN <<EOF\nno end\n", "Dockerfile").expect_err("unterminated");
         assert_eq!(err.to_string(), "Dockerfile:2: unterminated heredoc");
+    }
+
+    #[test]
+    fn text_after_a_json_array_makes_it_shell_form() {
+        let text = "FROM scratch\nRUN [\"a\"] x\nCMD [\"b\"] y\nENTRYPOINT [\"c\"]  \\\n z\nVOLUME [\"/v\"] w\nCOPY [\"s\", \"d\"] e\nHEALTHCHECK CMD [\"h\"] i\nRUN [\"ok\"]  \n";
+        let result = parse(text, "Dockerfile").expect("parses");
+        assert_eq!(
+            result.dump(),
+            "(from \"scratch\")\n(run \"[\\\"a\\\"] x\")\n(cmd \"[\\\"b\\\"] y\")\n(entrypoint \"[\\\"c\\\"]   z\")\n\
+             (volume \"[\\\"/v\\\"]\" \"w\")\n(copy \"[\\\"s\\\",\" \"\\\"d\\\"]\" \"e\")\n(healthcheck \"CMD\" \"[\\\"h\\\"] i\")\n\
+             (run \"ok\")\n"
+        );
+        assert!(!result.nodes[1].json && result.nodes[7].json);
     }
 
     #[test]

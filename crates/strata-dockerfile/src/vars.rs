@@ -281,13 +281,15 @@ impl<'g> StageScope<'g> {
                 command.instruction.clone()
             }
             Instruction::Env(pairs) => {
-                let mut expanded = Vec::new();
-                for (key, value) in pairs {
-                    let key = self.expand_word(key)?;
-                    let value = self.expand_word(value)?;
-                    self.env.retain(|(k, _)| k != &key);
+                // Every word with the variables as they were before this instruction: in
+                // `ENV a=bye b=$a`, b is the old a (the reference's "Environment replacement").
+                let expanded: Vec<(String, String)> = pairs
+                    .iter()
+                    .map(|(k, v)| Ok((self.expand_word(k)?, self.expand_word(v)?)))
+                    .collect::<Result<_, LexError>>()?;
+                for (key, value) in &expanded {
+                    self.env.retain(|(k, _)| k != key);
                     self.env.push((key.clone(), value.clone()));
-                    expanded.push((key, value));
                 }
                 Instruction::Env(expanded)
             }
@@ -427,6 +429,21 @@ mod tests {
         assert_eq!(copy.sources, vec!["env"]);
         assert!(scope.run_env().contains(&"HTTP_PROXY=http://p".to_owned()));
         assert_eq!(unused_build_args(&dockerfile, &context), vec!["UNUSED"]);
+    }
+
+    #[test]
+    fn one_instruction_expands_with_the_variables_from_before_it() {
+        // The reference's "Environment replacement" example: def=hello, ghi=bye.
+        let text = "FROM a\nENV abc=hello\nENV abc=bye def=$abc\nENV ghi=$abc\nLABEL x=$abc y=${def}\n";
+        let dockerfile = parse_dockerfile(text, "Dockerfile").expect("parse");
+        let context = context(&[]);
+        let global = GlobalScope::new(&dockerfile, &context).expect("global");
+        let mut scope = StageScope::new(&global, &context, &[]);
+        let results: Vec<Instruction> =
+            dockerfile.stages[0].commands.iter().map(|c| scope.apply(c, &context).expect("apply")).collect();
+        assert_eq!(results[1], Instruction::Env(vec![("abc".into(), "bye".into()), ("def".into(), "hello".into())]));
+        assert_eq!(results[2], Instruction::Env(vec![("ghi".into(), "bye".into())]));
+        assert_eq!(results[3], Instruction::Label(vec![("x".into(), "bye".into()), ("y".into(), "hello".into())]));
     }
 
     #[test]

@@ -178,6 +178,66 @@ fn config_value<'a>(config: &'a Value, key: &str) -> Option<&'a Value> {
     config.get(key).filter(|v| !v.is_null())
 }
 
+/// `--cpus` as nano-CPUs: a finite number from 0.01 to the host's CPU count (0: no limit), as
+/// dockerd checks it.
+fn parse_cpus(text: &str) -> Result<i64> {
+    let cpus: f64 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|c: &f64| c.is_finite())
+        .ok_or_else(|| EngineError::InvalidArgument(format!("invalid argument \"{text}\" for \"--cpus\" flag")))?;
+    let host = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let nano = (cpus * 1e9).round() as i64;
+    if nano != 0 && (nano < 10_000_000 || nano > host as i64 * 1_000_000_000) {
+        return Err(EngineError::InvalidArgument(format!(
+            "Range of CPUs is from 0.01 to {host}.00, as there are only {host} CPUs available"
+        )));
+    }
+    Ok(nano)
+}
+
+/// A mount destination: absolute, and not the root itself (a mount over `/` would hide the
+/// whole image).
+fn check_destination(destination: &str, spec: &str, flag: &str) -> Result<()> {
+    if destination.is_empty() {
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid argument \"{spec}\" for \"{flag}\" flag: the container path is empty"
+        )));
+    }
+    if !destination.starts_with('/') {
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid argument \"{spec}\" for \"{flag}\" flag: invalid mount config: the container path must be absolute"
+        )));
+    }
+    if destination.split('/').all(|part| part.is_empty() || part == ".") {
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid argument \"{spec}\" for \"{flag}\" flag: invalid mount config: destination can't be '/'"
+        )));
+    }
+    Ok(())
+}
+
+/// What can be refused before anything is made: values the engine cannot honour.
+fn validate(options: &CreateOptions) -> Result<()> {
+    if let Some(cpus) = &options.cpus {
+        parse_cpus(cpus)?;
+    }
+    for spec in &options.volumes {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let destination = match parts.as_slice() {
+            [destination] | [_, destination] | [_, destination, _] => *destination,
+            _ => return Err(EngineError::InvalidArgument(format!("invalid volume specification: '{spec}'"))),
+        };
+        check_destination(destination, spec, "--volume")?;
+    }
+    for spec in &options.tmpfs {
+        let destination = spec.split_once(':').map_or(spec.as_str(), |(d, _)| d);
+        check_destination(destination, spec, "--tmpfs")?;
+    }
+    Ok(())
+}
+
 fn string_list(value: Option<&Value>) -> Vec<String> {
     value
         .and_then(Value::as_array)
@@ -189,6 +249,7 @@ impl Engine {
     /// `docker create`: resolves the image, unpacks it, prepares the container's writable
     /// snapshot and records it. Nothing runs yet.
     pub fn create_container(&self, options: &CreateOptions) -> Result<ContainerRecord> {
+        validate(options)?;
         let db = self.store.read_db()?;
         let image = self.resolve(&db, &options.image)?.clone();
         let (_, image_config) = self.config(&image)?;
@@ -325,12 +386,7 @@ impl Engine {
             None => None,
         };
         let nano_cpus = match options.cpus.as_deref() {
-            Some(text) => {
-                let cpus: f64 = text.parse().map_err(|_| {
-                    EngineError::InvalidArgument(format!("invalid argument \"{text}\" for \"--cpus\" flag"))
-                })?;
-                (cpus * 1e9) as i64
-            }
+            Some(text) => parse_cpus(text)?,
             None => 0,
         };
         let limits = Limits {

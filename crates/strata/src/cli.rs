@@ -267,7 +267,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub memory_swap: Option<String>,
     /// Number of CPUs
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub cpus: Option<String>,
     /// CPU shares (relative weight)
     #[arg(short = 'c', long)]
@@ -309,7 +309,7 @@ pub struct RunArgs {
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
     /// The image, then the command and its arguments
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(required = true, trailing_var_arg = true)]
     pub image_and_command: Vec<String>,
 }
 
@@ -334,7 +334,7 @@ pub struct ExecArgs {
     #[arg(short, long)]
     pub user: Option<String>,
     /// The container, then the command and its arguments
-    #[arg(required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(required = true, num_args = 2.., trailing_var_arg = true)]
     pub container_and_command: Vec<String>,
 }
 

@@ -93,13 +93,13 @@ pub fn format_objects(format: &str, objects: &[Value], header: &dyn Fn(&str) -> 
         headers.push_str(rest);
         let mut rows = vec![headers.split('\t').map(str::to_owned).collect::<Vec<_>>()];
         for object in objects {
-            rows.push(render_template(template, object)?.split('\t').map(str::to_owned).collect());
+            rows.push(render(template, object, true)?.split('\t').map(str::to_owned).collect());
         }
         return Ok(table(&rows));
     }
     let mut out = String::new();
     for object in objects {
-        out.push_str(&render_template(&unescaped, object)?);
+        out.push_str(&render(&unescaped, object, true)?);
         out.push('\n');
     }
     Ok(out)
@@ -108,6 +108,12 @@ pub fn format_objects(format: &str, objects: &[Value], header: &dyn Fn(&str) -> 
 /// Renders the few Go-template forms people use with `inspect -f`: `{{.A.B}}`,
 /// `{{json .A}}`, and literal text around them.
 pub fn render_template(template: &str, value: &Value) -> anyhow::Result<String> {
+    render(template, value, false)
+}
+
+/// `strict`: a field the object does not have is an error, as for Docker's `ps`/`images`
+/// rows (Go structs); otherwise `<no value>`, as for `inspect` (Go maps).
+fn render(template: &str, value: &Value, strict: bool) -> anyhow::Result<String> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -121,6 +127,10 @@ pub fn render_template(template: &str, value: &Value) -> anyhow::Result<String> 
         };
         let field =
             lookup(value, path).ok_or_else(|| anyhow::anyhow!("template: {template:?}: can't evaluate {path:?}"))?;
+        if strict && field.is_null() && !has_path(value, path) {
+            let name = path.trim_start_matches('.').split('.').next_back().unwrap_or(path);
+            anyhow::bail!("template: executing \"\" at <{path}>: can't evaluate field {name}");
+        }
         if as_json {
             out.push_str(&serde_json::to_string(field)?);
         } else {
@@ -145,6 +155,21 @@ fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
         };
     }
     Some(current)
+}
+
+/// Whether every key of `path` exists (a present null counts).
+fn has_path(value: &Value, path: &str) -> bool {
+    if path == "." {
+        return true;
+    }
+    let mut current = value;
+    for part in path.trim_start_matches('.').split('.') {
+        match current.get(part) {
+            Some(next) => current = next,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Go's `%v` of decoded JSON: strings bare, arrays `[a b]`, maps `map[k:v]`, null `<no value>`.
@@ -172,6 +197,9 @@ mod tests {
         ];
         let header = |field: &str| if field == "ID" { "CONTAINER ID".to_owned() } else { field.to_uppercase() };
         assert_eq!(format_objects("{{.Names}}", &objects, &header).expect("renders"), "web\ndb\n");
+        let unknown = format_objects("{{.Nope}}", &objects, &header).expect_err("no such field");
+        assert!(unknown.to_string().contains("can't evaluate field Nope"), "{unknown}");
+        assert_eq!(render_template("{{.Nope}}", &objects[0]).expect("inspect is lenient"), "<no value>");
         assert_eq!(format_objects("{{.ID}}\\t{{.Names}}", &objects, &header).expect("renders"), "abc\tweb\ndef\tdb\n");
         assert_eq!(
             format_objects("table {{.ID}}\\t{{.Status}}", &objects, &header).expect("renders"),

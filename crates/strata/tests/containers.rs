@@ -881,3 +881,34 @@ fn run_rm_killed_in_the_foreground_is_removed_by_the_next_command() {
     assert_eq!(cgroup_dirs(&id), Vec::<std::path::PathBuf>::new(), "its cgroups are left");
     assert_eq!(mounts_mentioning(&root.root()), 0, "no mount left");
 }
+
+#[test]
+fn unknown_flags_and_values_the_engine_cannot_honour_are_refused_up_front() {
+    require_root!();
+    let root = setup();
+    for (args, expected) in [
+        (&["run", "--bogus", "busybox"][..], "--bogus"),
+        (&["create", "-Z", "busybox"][..], "-Z"),
+        (&["exec", "--bogus", "somebox", "true"][..], "--bogus"),
+        (&["run", "--cpus", "-1", "-v", "/tmp:/data", "busybox", "true"][..], "Range of CPUs"),
+        (&["run", "--cpus", "1000", "busybox", "true"][..], "Range of CPUs"),
+        (&["run", "--cpus", "NaN", "busybox", "true"][..], "\"NaN\" for \"--cpus\""),
+        (&["run", "-v", "named:/data", "--tmpfs", "", "busybox", "true"][..], "--tmpfs"),
+        (&["run", "-v", "named:/data", "--tmpfs", "/", "busybox", "true"][..], "destination can't be '/'"),
+        (&["run", "-v", "named:/data", "-v", "/tmp:/", "busybox", "true"][..], "destination can't be '/'"),
+    ] {
+        let run = strata(&root, args);
+        assert_eq!(run.code(), 125, "{args:?}: {}", run.stderr());
+        assert!(run.stderr().contains(expected), "{args:?}: {}", run.stderr());
+    }
+    // Nothing was made on the way to those errors.
+    assert_eq!(strata(&root, &["ps", "-aq"]).ok().stdout(), "");
+    assert_eq!(strata(&root, &["volume", "ls", "-q"]).ok().stdout(), "");
+    // Flags after the image are the command's.
+    assert_eq!(strata(&root, &["run", "--rm", "busybox", "echo", "-n", "--bogus"]).ok().stdout(), "--bogus");
+    // A template field a row does not have is an error, as Docker's.
+    strata(&root, &["create", "--name", "c", "busybox"]).ok();
+    let bad = strata(&root, &["ps", "-a", "--format", "{{.Nope}}"]);
+    assert_eq!(bad.code(), 1);
+    assert!(bad.stderr().contains("can't evaluate field Nope"), "{}", bad.stderr());
+}
