@@ -212,7 +212,7 @@ impl Engine {
         self.store.root().join("containers")
     }
 
-    fn container_dir(&self, id: &str) -> PathBuf {
+    pub fn container_dir(&self, id: &str) -> PathBuf {
         self.containers_dir().join(id)
     }
 

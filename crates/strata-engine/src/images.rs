@@ -208,10 +208,14 @@ impl Engine {
             "Created": config.created.clone().unwrap_or_default(),
             "DockerVersion": text("docker_version"),
             "Author": config.author.clone().unwrap_or_default(),
-            "Config": config.config.clone().map_or(Value::Null, |c| serde_json::to_value(c).unwrap_or(Value::Null)),
+            "Container": "",
+            "ContainerConfig": crate::docker_shape::config(None),
+            "Config": crate::docker_shape::config(config.config.clone().and_then(|c| serde_json::to_value(c).ok())),
             "Architecture": config.architecture,
             "Os": config.os,
             "Size": db.image_size(image),
+            "VirtualSize": db.image_size(image),
+            "GraphDriver": self.image_graph_driver(&config.rootfs.diff_ids),
             "RootFS": {
                 "Type": if config.rootfs.kind.is_empty() { "layers".to_owned() } else { config.rootfs.kind.clone() },
                 "Layers": config.rootfs.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
@@ -223,6 +227,31 @@ impl Engine {
             object.insert("Variant".to_owned(), Value::String(variant));
         }
         Ok(inspect)
+    }
+
+    /// `GraphDriver` of an image: its unpacked layers (nothing when they are not unpacked).
+    fn image_graph_driver(&self, diff_ids: &[Digest]) -> Value {
+        let snapshotter = self.snapshotter();
+        let options = crate::snapshots::chain_ids(diff_ids)
+            .last()
+            .and_then(|top| snapshotter.read_only_mounts(&top.to_string()).ok())
+            .and_then(|mounts| mounts.into_iter().next())
+            .map(|mount| if mount.kind == "bind" { vec![format!("lowerdir={}", mount.source)] } else { mount.options })
+            .unwrap_or_default();
+        crate::docker_shape::graph_driver(snapshotter.name(), &options, None)
+    }
+
+    /// `GraphDriver` of a container: its writable layer over the image's.
+    pub fn container_graph_driver(&self, record: &crate::containers::ContainerRecord) -> Value {
+        let snapshotter = self.snapshotter();
+        let options = snapshotter
+            .mounts(&record.snapshot)
+            .ok()
+            .and_then(|mounts| mounts.into_iter().next())
+            .map(|mount| if mount.kind == "bind" { vec![format!("upperdir={}", mount.source)] } else { mount.options })
+            .unwrap_or_default();
+        let merged = self.container_dir(&record.id).join("rootfs").to_string_lossy().into_owned();
+        crate::docker_shape::graph_driver(snapshotter.name(), &options, Some(merged))
     }
 
     /// `strata tag SOURCE TARGET`.

@@ -7,6 +7,7 @@ pub mod change;
 pub mod container_ops;
 pub mod containers;
 pub mod copy;
+pub mod docker_shape;
 pub mod error;
 pub mod fsck;
 pub mod images;

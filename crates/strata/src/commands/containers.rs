@@ -521,8 +521,16 @@ pub fn prune(engine: &Engine, force: bool) -> anyhow::Result<u8> {
 }
 
 /// Docker's container JSON for `inspect`.
-pub fn inspect_json(record: &ContainerRecord) -> Value {
+pub fn inspect_json(engine: &Engine, record: &ContainerRecord) -> Value {
+    use strata_engine::docker_shape;
     let state = &record.state;
+    let host_config = serde_json::to_value(&record.host_config).unwrap_or(Value::Null);
+    let mut config = docker_shape::config(Some(record.config.clone()));
+    if let Some(labels) = config.get_mut("Labels").filter(|l| l.is_null()) {
+        *labels = json!({});
+    }
+    let dir = engine.container_dir(&record.id);
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
     json!({
         "Id": record.id,
         "Created": record.created,
@@ -542,17 +550,23 @@ pub fn inspect_json(record: &ContainerRecord) -> Value {
             "FinishedAt": state.finished_at,
         },
         "Image": record.image_id.to_string(),
-        "ResolvConfPath": "",
-        "HostnamePath": "",
-        "HostsPath": "",
-        "LogPath": "",
+        "ResolvConfPath": path("resolv.conf"),
+        "HostnamePath": path("hostname"),
+        "HostsPath": path("hosts"),
+        "LogPath": engine.log_path(&record.id).to_string_lossy(),
         "Name": format!("/{}", record.name),
         "RestartCount": record.restart_count,
-        "Driver": "overlay",
+        "Driver": engine.snapshotter().name(),
         "Platform": "linux",
-        "HostConfig": record.host_config,
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": docker_shape::host_config(&host_config, &record.spec.masked_paths, &record.spec.readonly_paths),
+        "GraphDriver": engine.container_graph_driver(record),
         "Mounts": record.mounts,
-        "Config": record.config,
+        "Config": config,
+        "NetworkSettings": docker_shape::network_settings(&record.host_config.network_mode),
     })
 }
 

@@ -6,7 +6,7 @@ use crate::output::{print, print_error, render_template};
 /// `strata inspect`: containers first, then images, as `docker inspect` looks them up.
 pub fn any(engine: &Engine, args: InspectArgs) -> anyhow::Result<u8> {
     render(args, |name| match engine.find_container(name) {
-        Ok(record) => Ok(super::containers::inspect_json(&record)),
+        Ok(record) => Ok(super::containers::inspect_json(engine, &record)),
         Err(_) => engine.inspect(name).map_err(|e| match e {
             strata_engine::EngineError::ImageNotFound(name) => anyhow::anyhow!("No such object: {name}"),
             other => other.into(),
@@ -15,7 +15,7 @@ pub fn any(engine: &Engine, args: InspectArgs) -> anyhow::Result<u8> {
 }
 
 pub fn containers(engine: &Engine, args: InspectArgs) -> anyhow::Result<u8> {
-    render(args, |name| Ok(super::containers::inspect_json(&engine.find_container(name)?)))
+    render(args, |name| Ok(super::containers::inspect_json(engine, &engine.find_container(name)?)))
 }
 
 /// Prints every image it finds; like Docker, a missing one is reported and makes the exit

@@ -1,0 +1,139 @@
+//! The keys Docker's inspect JSON always has, with its zero values (`null`, `""`, `false`):
+//! scripts index them and fail on a missing one. strata fills what it knows and gives the rest
+//! the value dockerd gives a container or image that does not use them.
+
+use serde_json::{json, Map, Value};
+
+/// Docker's container `Config` (also an image's `Config` and `ContainerConfig`): every key
+/// of its struct, the ones Docker omits when empty left out when null.
+pub fn config(value: Option<Value>) -> Value {
+    let mut shaped = json!({
+        "Hostname": "", "Domainname": "", "User": "",
+        "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
+        "Tty": false, "OpenStdin": false, "StdinOnce": false,
+        "Env": null, "Cmd": null, "Image": "", "Volumes": null, "WorkingDir": "",
+        "Entrypoint": null, "OnBuild": null, "Labels": null,
+    });
+    let map = shaped.as_object_mut().expect("an object");
+    if let Some(Value::Object(given)) = value {
+        for (key, value) in given {
+            map.insert(key, value);
+        }
+    }
+    // `omitempty` in Docker's struct: absent rather than null.
+    for key in ["ExposedPorts", "Healthcheck", "StopSignal", "StopTimeout", "ArgsEscaped", "Shell", "MacAddress"] {
+        if map.get(key).is_some_and(Value::is_null) {
+            map.remove(key);
+        }
+    }
+    shaped
+}
+
+/// `GraphDriver` from the overlay options of a snapshot's mounts (`lowerdir=`, `upperdir=`,
+/// `workdir=`): for an image its top layer is the upper one.
+pub fn graph_driver(name: &str, options: &[String], merged: Option<String>) -> Value {
+    let get = |key: &str| options.iter().find_map(|o| o.strip_prefix(&format!("{key}=")).map(str::to_owned));
+    let mut data = Map::new();
+    let lower = get("lowerdir");
+    match get("upperdir") {
+        Some(upper) => {
+            if let Some(lower) = lower {
+                data.insert("LowerDir".into(), lower.into());
+            }
+            data.insert("UpperDir".into(), upper.into());
+            if let Some(work) = get("workdir") {
+                data.insert("WorkDir".into(), work.into());
+            }
+        }
+        None => {
+            // An image: its top layer stands for the upper one.
+            let mut layers: Vec<&str> = lower.as_deref().map(|l| l.split(':').collect()).unwrap_or_default();
+            if !layers.is_empty() {
+                let top = layers.remove(0).to_owned();
+                if !layers.is_empty() {
+                    data.insert("LowerDir".into(), layers.join(":").into());
+                }
+                let base = top.strip_suffix("/fs").unwrap_or(&top).to_owned();
+                data.insert("UpperDir".into(), top.into());
+                data.insert("WorkDir".into(), format!("{base}/work").into());
+                if merged.is_none() {
+                    data.insert("MergedDir".into(), format!("{base}/merged").into());
+                }
+            }
+        }
+    }
+    if let Some(merged) = merged {
+        data.insert("MergedDir".into(), merged.into());
+    }
+    json!({ "Data": data, "Name": name })
+}
+
+/// What dockerd shows for a container that sets nothing.
+const HOST_CONFIG_DEFAULTS: &str = r#"{
+        "Binds": null, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+        "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "AutoRemove": false, "VolumeDriver": "", "VolumesFrom": null, "CapAdd": null, "CapDrop": null,
+        "CgroupnsMode": "private", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": null,
+        "GroupAdd": null, "IpcMode": "private", "Cgroup": "", "Links": null, "OomScoreAdj": 0, "PidMode": "",
+        "Privileged": false, "PublishAllPorts": false, "ReadonlyRootfs": false, "SecurityOpt": null,
+        "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864, "Runtime": "runc", "ConsoleSize": [0, 0],
+        "Isolation": "", "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0,
+        "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
+        "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
+        "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": null, "DeviceRequests": null,
+        "KernelMemory": 0, "KernelMemoryTCP": 0, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": null,
+        "OomKillDisable": false, "PidsLimit": null, "Ulimits": [], "CpuCount": 0, "CpuPercent": 0,
+        "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": null, "ReadonlyPaths": null
+    }"#;
+
+/// Docker's `HostConfig` with every key, strata's settings over dockerd's defaults.
+pub fn host_config(ours: &Value, masked: &[String], readonly: &[String]) -> Value {
+    let mut shaped: Value = serde_json::from_str(HOST_CONFIG_DEFAULTS).expect("valid JSON");
+    shaped["MaskedPaths"] = json!(masked);
+    shaped["ReadonlyPaths"] = json!(readonly);
+    let map = shaped.as_object_mut().expect("an object");
+    let empty_is_null = |value: &Value| match value {
+        Value::Array(items) if items.is_empty() => Value::Null,
+        other => other.clone(),
+    };
+    if let Value::Object(ours) = ours {
+        for (key, value) in ours {
+            match key.as_str() {
+                "LogMaxSize" | "LogMaxFile" => {
+                    let option = if key == "LogMaxSize" { "max-size" } else { "max-file" };
+                    if !value.is_null() {
+                        map["LogConfig"]["Config"][option] =
+                            Value::String(value.to_string().trim_matches('"').to_owned());
+                    }
+                }
+                "StopTimeout" => {}
+                "Tmpfs" if !value.as_object().is_some_and(|m| !m.is_empty()) => {}
+                "Binds" | "CapAdd" | "CapDrop" | "SecurityOpt" => {
+                    map.insert(key.clone(), empty_is_null(value));
+                }
+                "PidsLimit" if value.as_i64() == Some(0) => {}
+                _ => {
+                    map.insert(key.clone(), value.clone());
+                }
+            }
+        }
+    }
+    shaped
+}
+
+/// `NetworkSettings` of a container on `mode` (`none`, `host`; no bridge networks yet): no
+/// addresses, the one network it is on listed as dockerd lists it.
+pub fn network_settings(mode: &str) -> Value {
+    let network = if mode.is_empty() || mode == "default" { "none" } else { mode };
+    json!({
+        "Bridge": "", "SandboxID": "", "HairpinMode": false, "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "", "SecondaryIPAddresses": null,
+        "SecondaryIPv6Addresses": null, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+        "Networks": { network: {
+            "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": "", "EndpointID": "",
+            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": null,
+        }},
+    })
+}
