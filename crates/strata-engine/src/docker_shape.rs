@@ -107,7 +107,7 @@ pub fn host_config(ours: &Value, masked: &[String], readonly: &[String]) -> Valu
                     }
                 }
                 "StopTimeout" => {}
-                "Tmpfs" if !value.as_object().is_some_and(|m| !m.is_empty()) => {}
+                "Tmpfs" if value.as_object().is_none_or(Map::is_empty) => {}
                 "Binds" | "CapAdd" | "CapDrop" | "SecurityOpt" => {
                     map.insert(key.clone(), empty_is_null(value));
                 }
