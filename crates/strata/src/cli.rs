@@ -49,6 +49,8 @@ pub enum Command {
     Logout(LogoutArgs),
     /// Verify every blob against its digest and the metadata against the blobs
     Fsck,
+    /// Show the strata version information
+    Version(VersionArgs),
     /// Create and run a new container from an image
     #[command(disable_help_flag = true)]
     Run(RunArgs),
@@ -699,6 +701,16 @@ pub struct InspectArgs {
     #[arg(required = true)]
     pub images: Vec<String>,
     /// Format output: json (default) or a template like '{{.Id}}' / '{{json .Config}}'
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Return JSON for specified type (container, image, volume)
+    #[arg(long = "type", value_parser = ["container", "image", "volume"])]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Format output using a custom template ('{{.Client.Version}}', json)
     #[arg(short, long)]
     pub format: Option<String>,
 }

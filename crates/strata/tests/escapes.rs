@@ -125,8 +125,8 @@ fn cve_2024_21626_descriptors_of_the_caller_never_reach_the_container() {
 
 /// What the attacker in the container does until `/stop` exists: every process that is not
 /// busybox it stats through `/proc/PID/exe` (dev:inode, to compare with the host binary's),
-/// tries to open for writing, and has a `sleep` hold open (alive, so its pid is never
-/// reused) to try again once the process is gone (the CVE's way: a binary cannot be written while it runs). Nothing is ever written:
+/// tries to open for writing, and has a `sleep` hold open (checked to hold that very file
+/// before each try: a holder whose redirection failed is gone and its pid reusable) to try again once the process is gone (the CVE's way: a binary cannot be written while it runs). Nothing is ever written:
 /// opening for append is the test.
 const WATCH_EXE: &str = r#"
 own=$(stat -L -c '%d:%i' /bin/busybox)
@@ -138,10 +138,13 @@ while [ ! -e /stop ]; do
     echo "seen $id" >> /seen
     if (exec 5>>"$exe") 2>/dev/null; then echo "WRITABLE $exe $id" >> /seen; fi
     sleep 60 <"$exe" 2>/dev/null &
-    holders="$holders $!"
+    holders="$holders $!=$id"
   done
-  for holder in $holders; do
-    if (exec 5>>/proc/$holder/fd/0) 2>/dev/null; then echo "WRITABLE-HELD $holder" >> /seen; fi
+  for entry in $holders; do
+    holder=${entry%%=*}; held=${entry#*=}
+    # A holder whose redirection failed is gone, and its pid may be another process now.
+    [ "$(stat -L -c '%d:%i' /proc/$holder/fd/0 2>/dev/null)" = "$held" ] || continue
+    if (exec 5>>/proc/$holder/fd/0) 2>/dev/null; then echo "WRITABLE-HELD $holder $held" >> /seen; fi
   done
 done
 kill $holders 2>/dev/null

@@ -294,3 +294,27 @@ fn rmi_killed_mid_way_leaks_nothing_the_next_prune_keeps() {
     eprintln!("{rounds} rmi kills, {leftovers_seen} of them between a snapshot's record and its directory");
     assert!(leftovers_seen > 0, "no kill landed between the record and the directory: the test did not test");
 }
+
+#[test]
+fn version_inspect_type_and_a_docker_symlink() {
+    let root = TestRoot::new();
+    let tar = busybox_rootfs_tar(root.dir.path());
+    strata(&root, &["import", tar.to_str().expect("utf-8"), "busybox"]).ok();
+    let version = strata(&root, &["version"]).ok().stdout();
+    assert!(version.starts_with("Client:\n Version:") && version.contains("\n API version:       1.43"), "{version}");
+    assert!(version.contains("(minimum version 1.24)") && version.contains("OS/Arch:"), "{version}");
+    assert_eq!(strata(&root, &["version", "--format", "{{.Server.ApiVersion}}"]).ok().stdout(), "1.43\n");
+    // --type picks the kind of object: an image is no container.
+    assert!(strata(&root, &["inspect", "--type", "image", "-f", "{{.Id}}", "busybox"])
+        .ok()
+        .stdout()
+        .starts_with("sha256:"));
+    let wrong = strata(&root, &["inspect", "--type", "container", "busybox"]).fails();
+    assert!(wrong.stderr().contains("No such container: busybox"), "{}", wrong.stderr());
+    // Invoked as `docker`, the same commands.
+    let docker = root.path("docker");
+    std::os::unix::fs::symlink(STRATA, &docker).expect("symlink");
+    let mut command = root.strata(docker.to_str().expect("utf-8"));
+    command.args(["images", "--format", "{{.Repository}}"]);
+    assert_eq!(Run::of(command).ok().stdout(), "busybox\n");
+}

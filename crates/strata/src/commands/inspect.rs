@@ -5,12 +5,24 @@ use crate::output::{print, print_error, render_template};
 
 /// `strata inspect`: containers first, then images, as `docker inspect` looks them up.
 pub fn any(engine: &Engine, args: InspectArgs) -> anyhow::Result<u8> {
+    match args.kind.as_deref() {
+        Some("container") => return containers(engine, args),
+        Some("image") => return run(engine, args),
+        Some("volume") => {
+            return render(args, |name| Ok(serde_json::to_value(engine.inspect_volume(name)?)?));
+        }
+        _ => {}
+    }
     render(args, |name| match engine.find_container(name) {
         Ok(record) => Ok(super::containers::inspect_json(engine, &record)),
-        Err(_) => engine.inspect(name).map_err(|e| match e {
-            strata_engine::EngineError::ImageNotFound(name) => anyhow::anyhow!("No such object: {name}"),
-            other => other.into(),
-        }),
+        Err(_) => match engine.inspect(name) {
+            Ok(image) => Ok(image),
+            Err(strata_engine::EngineError::ImageNotFound(name)) => match engine.inspect_volume(&name) {
+                Ok(volume) => Ok(serde_json::to_value(volume)?),
+                Err(_) => Err(anyhow::anyhow!("No such object: {name}")),
+            },
+            Err(other) => Err(other.into()),
+        },
     })
 }
 

@@ -31,6 +31,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     if let Command::Debug(DebugCommand::Dockerfile(args)) = cli.command {
         return debug::dockerfile(args);
     }
+    if let Command::Version(args) = &cli.command {
+        return system::version(args, &cli.root, cli.snapshotter.as_deref());
+    }
     let engine = Engine::open_with(&cli.root, cli.snapshotter.as_deref())?;
     let (root, snapshotter) = (cli.root.as_path(), cli.snapshotter.as_deref());
     match cli.command {
@@ -84,6 +87,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Manifest(ManifestCommand::Referrers(args)) => registry::referrers(&engine, args),
         Command::System(SystemCommand::Df) => system::df(&engine),
         Command::System(SystemCommand::Prune(args)) => system::prune(&engine, args, true),
-        Command::Debug(_) => unreachable!("handled above"),
+        Command::Debug(_) | Command::Version(_) => unreachable!("handled above"),
     }
 }

@@ -115,3 +115,63 @@ pub fn prune(engine: &Engine, args: PruneArgs, system: bool) -> anyhow::Result<u
     print(&out)?;
     Ok(0)
 }
+
+/// The API version `strata serve` is to speak (Docker Engine API), and the oldest it accepts.
+const API_VERSION: &str = "1.43";
+const MIN_API_VERSION: &str = "1.24";
+
+/// `strata version`: Docker's layout, the client and the engine being one binary (daemonless),
+/// so both sections describe it; `--format` renders the same object Docker's does.
+pub fn version(
+    args: &crate::cli::VersionArgs,
+    root: &std::path::Path,
+    snapshotter: Option<&str>,
+) -> anyhow::Result<u8> {
+    let version = env!("CARGO_PKG_VERSION");
+    let commit = option_env!("STRATA_GIT_COMMIT").unwrap_or("unknown");
+    let built = option_env!("STRATA_BUILT").unwrap_or("unknown");
+    let arch = strata_oci::spec::host_architecture();
+    let os_arch = format!("linux/{arch}");
+    let kernel = rustix::system::uname().release().to_string_lossy().into_owned();
+    let driver = snapshotter.unwrap_or(if rustix::process::geteuid().is_root() { "overlay" } else { "copy" });
+    let object = serde_json::json!({
+        "Client": {
+            "Platform": {"Name": "strata"}, "Version": version, "ApiVersion": API_VERSION,
+            "DefaultAPIVersion": API_VERSION, "GitCommit": commit, "GoVersion": "", "Os": "linux", "Arch": arch,
+            "BuildTime": built, "Context": "default",
+        },
+        "Server": {
+            "Platform": {"Name": "strata (daemonless)"},
+            "Components": [
+                {"Name": "Engine", "Version": version, "Details": {
+                    "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "GitCommit": commit, "GoVersion": "",
+                    "Os": "linux", "Arch": arch, "KernelVersion": kernel, "BuildTime": built, "Experimental": "false",
+                }},
+                {"Name": "runtime", "Version": version, "Details": {"GitCommit": commit}},
+            ],
+            "Version": version, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "GitCommit": commit,
+            "GoVersion": "", "Os": "linux", "Arch": arch, "KernelVersion": kernel, "BuildTime": built,
+            "StorageDriver": driver, "Root": root.to_string_lossy(),
+        },
+    });
+    if let Some(format) = &args.format {
+        let rendered = if format == "json" || format == "{{json .}}" {
+            object.to_string()
+        } else {
+            crate::output::render_template(format, &object)?
+        };
+        print(&format!("{rendered}\n"))?;
+        return Ok(0);
+    }
+    print(&format!(
+        "Client:\n Version:           {version}\n API version:       {API_VERSION}\n Git commit:        {commit}\n \
+         Built:             {built}\n OS/Arch:           {os_arch}\n Context:           default\n\n\
+         Server: strata (daemonless)\n Engine:\n  Version:          {version}\n  \
+         API version:      {API_VERSION} (minimum version {MIN_API_VERSION})\n  Git commit:       {commit}\n  \
+         Built:            {built}\n  OS/Arch:          {os_arch}\n  Kernel:           {kernel}\n  \
+         Storage driver:   {driver}\n  Root:             {}\n  Experimental:     false\n runtime (built in):\n  \
+         Version:          {version}\n",
+        root.display()
+    ))?;
+    Ok(0)
+}
