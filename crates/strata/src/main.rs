@@ -47,6 +47,15 @@ fn seal() {
         eprintln!("Error: cannot run from a sealed copy of strata: {e}");
         std::process::exit(125);
     }
+    // Executed through a descriptor or /proc/self/exe, the process's name is the kernel's
+    // guess ("exe", a number): give it the one it was invoked by, for ps and pgrep.
+    if let Some(name) = std::env::args_os().next() {
+        let name = std::path::Path::new(&name).file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+        let mut name: Vec<u8> = name.into_iter().filter(|b| *b != 0).take(15).collect();
+        name.push(0);
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+    }
 }
 
 fn is_broken_pipe(e: &std::io::Error) -> bool {

@@ -120,6 +120,10 @@ fn spawn_monitor(id: &str, root: &std::path::Path, snapshotter: Option<&str>) ->
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| (125, format!("pipe: {e}")))?;
     // This very (sealed) executable: its path may be in a mount that is attached nowhere.
     let mut command = Command::new("/proc/self/exe");
+    // Shown in `ps` as what the user ran, not as /proc/self/exe.
+    if let Some(name) = std::env::args_os().next() {
+        command.arg0(name);
+    }
     command.arg("--root").arg(root);
     if let Some(name) = snapshotter {
         command.arg("--snapshotter").arg(name);
