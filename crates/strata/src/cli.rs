@@ -51,6 +51,8 @@ pub enum Command {
     Fsck,
     /// Show the strata version information
     Version(VersionArgs),
+    /// Generate the autocompletion script for the specified shell
+    Completion(CompletionArgs),
     /// Create and run a new container from an image
     #[command(disable_help_flag = true)]
     Run(RunArgs),
@@ -706,6 +708,13 @@ pub struct InspectArgs {
     /// Return JSON for specified type (container, image, volume)
     #[arg(long = "type", value_parser = ["container", "image", "volume"])]
     pub kind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// bash, zsh or fish
+    #[arg(value_parser = ["bash", "zsh", "fish"])]
+    pub shell: String,
 }
 
 #[derive(Debug, Args)]

@@ -317,4 +317,13 @@ fn version_inspect_type_and_a_docker_symlink() {
     let mut command = root.strata(docker.to_str().expect("utf-8"));
     command.args(["images", "--format", "{{.Repository}}"]);
     assert_eq!(Run::of(command).ok().stdout(), "busybox\n");
+    // Completion scripts, for the name it was invoked by.
+    let bash = strata(&root, &["completion", "bash"]).ok().stdout();
+    assert!(bash.contains("complete -") && bash.contains(" strata") && bash.contains("build"), "{bash}");
+    assert!(bash.lines().filter(|l| l.contains("opts=")).all(|l| !l.contains("__monitor")), "the monitor is offered");
+    let mut command = root.strata(docker.to_str().expect("utf-8"));
+    command.args(["completion", "zsh"]);
+    assert!(Run::of(command).ok().stdout().starts_with("#compdef docker"));
+    assert!(strata(&root, &["completion", "fish"]).ok().stdout().contains("complete -c strata"));
+    assert_eq!(strata(&root, &["completion", "tcsh"]).code(), 125);
 }

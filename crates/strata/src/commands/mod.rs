@@ -31,6 +31,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     if let Command::Debug(DebugCommand::Dockerfile(args)) = cli.command {
         return debug::dockerfile(args);
     }
+    if let Command::Completion(args) = &cli.command {
+        return completion(&args.shell);
+    }
     if let Command::Version(args) = &cli.command {
         return system::version(args, &cli.root, cli.snapshotter.as_deref());
     }
@@ -87,6 +90,28 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Manifest(ManifestCommand::Referrers(args)) => registry::referrers(&engine, args),
         Command::System(SystemCommand::Df) => system::df(&engine),
         Command::System(SystemCommand::Prune(args)) => system::prune(&engine, args, true),
-        Command::Debug(_) | Command::Version(_) => unreachable!("handled above"),
+        Command::Debug(_) | Command::Version(_) | Command::Completion(_) => unreachable!("handled above"),
     }
+}
+
+/// `strata completion SHELL`: the shell's completion script, for the name strata was invoked
+/// by (`docker` through a symlink completes as docker).
+fn completion(shell: &str) -> anyhow::Result<u8> {
+    use clap::CommandFactory;
+    let name = std::env::args_os()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "strata".to_owned());
+    let shell = match shell {
+        "bash" => clap_complete::Shell::Bash,
+        "zsh" => clap_complete::Shell::Zsh,
+        _ => clap_complete::Shell::Fish,
+    };
+    let mut command = crate::cli::Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut out);
+    // clap_complete offers hidden subcommands too: the monitor is not for typing.
+    let script = String::from_utf8_lossy(&out).replace(" __monitor", "");
+    crate::output::print(&script)?;
+    Ok(0)
 }
