@@ -12,6 +12,7 @@ pub mod error;
 pub mod fsck;
 pub mod images;
 pub mod import;
+pub mod info;
 pub mod registry;
 pub mod run;
 pub mod snapshots;

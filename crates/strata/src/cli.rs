@@ -51,6 +51,8 @@ pub enum Command {
     Fsck,
     /// Show the strata version information
     Version(VersionArgs),
+    /// Display system-wide information
+    Info(VersionArgs),
     /// Generate the autocompletion script for the specified shell
     Completion(CompletionArgs),
     /// Create and run a new container from an image
@@ -642,6 +644,8 @@ pub struct BuilderPruneArgs {
 pub enum SystemCommand {
     /// Show disk usage
     Df,
+    /// Display system-wide information
+    Info(VersionArgs),
     /// Remove unused data
     Prune(PruneArgs),
 }

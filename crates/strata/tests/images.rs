@@ -304,6 +304,13 @@ fn version_inspect_type_and_a_docker_symlink() {
     assert!(version.starts_with("Client:\n Version:") && version.contains("\n API version:       1.43"), "{version}");
     assert!(version.contains("(minimum version 1.24)") && version.contains("OS/Arch:"), "{version}");
     assert_eq!(strata(&root, &["version", "--format", "{{.Server.ApiVersion}}"]).ok().stdout(), "1.43\n");
+    let info = strata(&root, &["info"]).ok().stdout();
+    for line in
+        [" Containers: 0\n", " Images: 1\n", " Storage Driver: ", " Cgroup Version: ", " Kernel Version: ", " CPUs: "]
+    {
+        assert!(info.contains(line), "{line:?} missing from:\n{info}");
+    }
+    assert_eq!(strata(&root, &["system", "info", "--format", "{{.Images}} {{.OSType}}"]).ok().stdout(), "1 linux\n");
     // --type picks the kind of object: an image is no container.
     assert!(strata(&root, &["inspect", "--type", "image", "-f", "{{.Id}}", "busybox"])
         .ok()

@@ -89,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Manifest(ManifestCommand::Inspect(args)) => registry::manifest_inspect(&engine, args),
         Command::Manifest(ManifestCommand::Referrers(args)) => registry::referrers(&engine, args),
         Command::System(SystemCommand::Df) => system::df(&engine),
+        Command::Info(args) | Command::System(SystemCommand::Info(args)) => system::info(&engine, &args),
         Command::System(SystemCommand::Prune(args)) => system::prune(&engine, args, true),
         Command::Debug(_) | Command::Version(_) | Command::Completion(_) => unreachable!("handled above"),
     }

@@ -175,3 +175,87 @@ pub fn version(
     ))?;
     Ok(0)
 }
+
+/// `strata info`: Docker's layout over the engine's `Info` object; `--format` renders it.
+pub fn info(engine: &Engine, args: &crate::cli::VersionArgs) -> anyhow::Result<u8> {
+    let info = engine.info()?;
+    if let Some(format) = &args.format {
+        let rendered = if format == "json" || format == "{{json .}}" {
+            info.to_string()
+        } else {
+            crate::output::render_template(format, &info)?
+        };
+        print(&format!("{rendered}\n"))?;
+        return Ok(0);
+    }
+    let text = |key: &str| match &info[key] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let list = |key: &str| -> Vec<String> {
+        info[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    let mut out = String::from("Client:\n Context:    default\n Debug Mode: false\n\nServer:\n");
+    out.push_str(&format!(
+        " Containers: {}\n  Running: {}\n  Paused: {}\n  Stopped: {}\n Images: {}\n Server Version: {}\n",
+        text("Containers"),
+        text("ContainersRunning"),
+        text("ContainersPaused"),
+        text("ContainersStopped"),
+        text("Images"),
+        text("ServerVersion")
+    ));
+    out.push_str(&format!(" Storage Driver: {}\n", text("Driver")));
+    for pair in info["DriverStatus"].as_array().into_iter().flatten() {
+        out.push_str(&format!("  {}: {}\n", pair[0].as_str().unwrap_or(""), pair[1].as_str().unwrap_or("")));
+    }
+    out.push_str(&format!(
+        " Logging Driver: {}\n Cgroup Driver: {}\n Cgroup Version: {}\n Default Runtime: {}\n",
+        text("LoggingDriver"),
+        text("CgroupDriver"),
+        text("CgroupVersion"),
+        text("DefaultRuntime")
+    ));
+    out.push_str(" Security Options:\n");
+    for option in list("SecurityOptions") {
+        let name = option.split(',').next().and_then(|n| n.strip_prefix("name=")).unwrap_or(&option).to_owned();
+        out.push_str(&format!("  {name}\n"));
+        if let Some(profile) = option.split(',').find_map(|p| p.strip_prefix("profile=")) {
+            out.push_str(&format!("   Profile: {profile}\n"));
+        }
+    }
+    let memory = info["MemTotal"].as_u64().unwrap_or(0) as f64 / (1u64 << 30) as f64;
+    out.push_str(&format!(
+        " Kernel Version: {}\n Operating System: {}\n OSType: {}\n Architecture: {}\n CPUs: {}\n Total Memory: {memory:.2}GiB\n Name: {}\n Docker Root Dir: {}\n Debug Mode: false\n",
+        text("KernelVersion"),
+        text("OperatingSystem"),
+        text("OSType"),
+        text("Architecture"),
+        text("NCPU"),
+        text("Name"),
+        text("DockerRootDir")
+    ));
+    out.push_str(" Insecure Registries:\n");
+    for registry in list("InsecureRegistries") {
+        out.push_str(&format!("  {registry}\n"));
+    }
+    let mirrors: Vec<String> = info["RegistryConfig"]["Mirrors"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    if !mirrors.is_empty() {
+        out.push_str(" Registry Mirrors:\n");
+        for mirror in mirrors {
+            out.push_str(&format!("  {mirror}\n"));
+        }
+    }
+    out.push_str(" Live Restore Enabled: true\n");
+    print(&out)?;
+    for warning in list("Warnings") {
+        eprintln!("{warning}");
+    }
+    Ok(0)
+}
