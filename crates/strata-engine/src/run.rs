@@ -709,6 +709,79 @@ impl Engine {
     }
 }
 
+/// `docker update`: what can change on a container, running or not.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateOptions {
+    pub memory: Option<String>,
+    pub memory_swap: Option<String>,
+    pub cpus: Option<String>,
+    pub cpu_shares: Option<u64>,
+    pub pids_limit: Option<i64>,
+    pub restart: Option<String>,
+}
+
+impl Engine {
+    /// `docker update`: new limits are written to the running container's cgroup and kept in
+    /// its record (for its next start); a new restart policy is what its monitor applies at
+    /// the next exit. Everything is checked before anything changes.
+    pub fn update_container_settings(&self, name: &str, options: &UpdateOptions) -> Result<String> {
+        let record = self.find_container(name)?;
+        let memory = options.memory.as_deref().map(parse_bytes).transpose()?;
+        if memory.is_some_and(|m| m < 6 * 1024 * 1024) {
+            return Err(EngineError::InvalidArgument("Minimum memory limit allowed is 6MB".to_owned()));
+        }
+        let memory_swap = match options.memory_swap.as_deref() {
+            Some("-1") => Some(-1),
+            Some(text) => Some(parse_bytes(text)?),
+            None => None,
+        };
+        let nano_cpus = options.cpus.as_deref().map(parse_cpus).transpose()?;
+        let restart = options.restart.as_deref().map(|r| parse_restart(Some(r))).transpose()?;
+        if restart.as_ref().is_some_and(|r| r.name != "no") && record.host_config.auto_remove {
+            return Err(EngineError::Conflict(
+                "Restart policy cannot be updated because AutoRemove is enabled for the container".to_owned(),
+            ));
+        }
+        let updated = self.update_container(&record.id, |r| {
+            let limits = &mut r.spec.limits;
+            if let Some(memory) = memory {
+                limits.memory = Some(memory);
+                r.host_config.memory = memory;
+            }
+            if let Some(swap) = memory_swap {
+                limits.memory_swap = Some(swap);
+                r.host_config.memory_swap = swap;
+            }
+            if let Some(nano) = nano_cpus {
+                limits.cpu_quota = (nano > 0).then_some(nano / 10_000);
+                limits.cpu_period = (nano > 0).then_some(100_000);
+                r.host_config.nano_cpus = nano;
+            }
+            if let Some(shares) = options.cpu_shares {
+                limits.cpu_shares = Some(shares);
+                r.host_config.cpu_shares = shares as i64;
+            }
+            if let Some(pids) = options.pids_limit {
+                limits.pids = Some(pids);
+                r.host_config.pids_limit = pids;
+            }
+            if let Some(restart) = &restart {
+                r.host_config.restart_policy = restart.clone();
+            }
+            Ok(r.clone())
+        })?;
+        if updated.state.status.is_live() {
+            strata_runtime::Cgroup::create(
+                std::path::Path::new("/sys/fs/cgroup"),
+                &format!("strata/{}", updated.id),
+                &updated.spec.limits,
+            )
+            .map_err(|e| EngineError::InvalidArgument(format!("Cannot update container {}: {e}", updated.id)))?;
+        }
+        Ok(updated.id)
+    }
+}
+
 fn parse_restart(text: Option<&str>) -> Result<RestartPolicy> {
     let Some(text) = text else { return Ok(RestartPolicy { name: "no".into(), maximum_retry_count: 0 }) };
     let (name, count) = text.split_once(':').unwrap_or((text, ""));

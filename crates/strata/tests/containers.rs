@@ -1155,3 +1155,36 @@ fn inspect_prints_every_key_dockerd_prints() {
     assert_eq!(strata(&root, &["inspect", "-f", "{{json .Config.Entrypoint}}", "busybox"]).ok().stdout(), "null\n");
     strata(&root, &["rm", "-f", "keys"]).ok();
 }
+
+#[test]
+fn update_changes_the_limits_of_a_running_container_and_its_restart_policy() {
+    require_root!();
+    let root = setup();
+    strata(&root, &["run", "-d", "--name", "up", "busybox", "sleep", "60"]).ok();
+    assert_eq!(
+        strata(&root, &["update", "--memory", "64m", "--pids-limit", "50", "--restart", "always", "up"]).ok().stdout(),
+        "up\n"
+    );
+    let id = strata(&root, &["inspect", "-f", "{{.Id}}", "up"]).ok().stdout().trim().to_owned();
+    let read = |candidates: &[&str]| {
+        candidates
+            .iter()
+            .find_map(|c| std::fs::read_to_string(format!("/sys/fs/cgroup/{c}")).ok())
+            .map(|s| s.trim().to_owned())
+    };
+    let memory = read(&[&format!("memory/strata/{id}/memory.limit_in_bytes"), &format!("strata/{id}/memory.max")]);
+    assert_eq!(memory.as_deref(), Some("67108864"));
+    let pids = read(&[&format!("pids/strata/{id}/pids.max"), &format!("strata/{id}/pids.max")]);
+    assert_eq!(pids.as_deref(), Some("50"));
+    let shown = strata(
+        &root,
+        &["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}", "up"],
+    );
+    assert_eq!(shown.ok().stdout(), "67108864 50 always\n");
+    // Checked before anything changes; a --rm container gets no restart policy.
+    strata(&root, &["update", "--cpus", "1000", "up"]).fails();
+    strata(&root, &["run", "-d", "--rm", "--name", "tmp", "busybox", "sleep", "60"]).ok();
+    let refused = strata(&root, &["update", "--restart", "always", "tmp"]).fails();
+    assert!(refused.stderr().contains("AutoRemove"), "{}", refused.stderr());
+    strata(&root, &["rm", "-f", "up", "tmp"]).ok();
+}

@@ -641,3 +641,27 @@ fn ps_header(field: &str) -> String {
         other => other.to_uppercase(),
     }
 }
+
+/// `strata update`: prints each container it updated; a failure is reported and makes the
+/// exit status 1 without stopping the others.
+pub fn update(engine: &Engine, args: crate::cli::UpdateArgs) -> anyhow::Result<u8> {
+    let options = strata_engine::run::UpdateOptions {
+        memory: args.memory.clone(),
+        memory_swap: args.memory_swap.clone(),
+        cpus: args.cpus.clone(),
+        cpu_shares: args.cpu_shares,
+        pids_limit: args.pids_limit,
+        restart: args.restart.clone(),
+    };
+    let mut status = 0;
+    for name in &args.containers {
+        match engine.update_container_settings(name, &options) {
+            Ok(_) => print(&format!("{name}\n"))?,
+            Err(e) => {
+                print_error(&e.into());
+                status = 1;
+            }
+        }
+    }
+    Ok(status)
+}
