@@ -16,6 +16,7 @@ pub mod info;
 pub mod registry;
 pub mod run;
 pub mod snapshots;
+pub mod stats;
 pub mod terminal;
 pub mod volumes;
 

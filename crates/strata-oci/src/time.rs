@@ -166,6 +166,34 @@ pub fn human_size(bytes: u64) -> String {
     format!("{}{}", format_g3(size), UNITS[unit])
 }
 
+/// Docker's `units.BytesSize`: powers of 1024 (`1.5MiB`), for memory in `docker stats`.
+pub fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit < UNITS.len() - 1 {
+        size /= 1024.0;
+        unit += 1;
+    }
+    let text = format!("{size:.4}");
+    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
+    // %.4g: four significant digits.
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    let text = if digits > 4 && text.contains('.') {
+        let whole = text.split('.').next().unwrap_or("").len();
+        let decimals = 4usize.saturating_sub(whole);
+        let rounded = format!("{size:.decimals$}");
+        if rounded.contains('.') {
+            rounded.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            rounded
+        }
+    } else {
+        text.to_owned()
+    };
+    format!("{text}{}", UNITS[unit])
+}
+
 /// Go's `%.3g` for values in [0, 1000).
 fn format_g3(value: f64) -> String {
     if value == 0.0 {
@@ -194,6 +222,14 @@ mod tests {
         assert_eq!(offset.to_rfc3339(), "2024-02-29T13:14:15Z");
         assert_eq!(Timestamp::from_unix(0).to_go_string(), "1970-01-01 00:00:00 +0000 UTC");
         assert!(Timestamp::parse_rfc3339("2024-13-01T00:00:00Z").is_none());
+    }
+
+    #[test]
+    fn binary_sizes_match_docker() {
+        assert_eq!(binary_size(0), "0B");
+        assert_eq!(binary_size(1536), "1.5KiB");
+        assert_eq!(binary_size(1_258_291), "1.2MiB");
+        assert_eq!(binary_size(25_275_486_208), "23.54GiB");
     }
 
     #[test]

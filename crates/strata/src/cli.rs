@@ -55,6 +55,8 @@ pub enum Command {
     Info(VersionArgs),
     /// Update configuration of one or more containers
     Update(UpdateArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
     /// Generate the autocompletion script for the specified shell
     Completion(CompletionArgs),
     /// Create and run a new container from an image
@@ -714,6 +716,23 @@ pub struct InspectArgs {
     /// Return JSON for specified type (container, image, volume)
     #[arg(long = "type", value_parser = ["container", "image", "volume"])]
     pub kind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Format output using a custom template ('table {{.Name}}\t{{.CPUPerc}}', json)
+    #[arg(long)]
+    pub format: Option<String>,
+    pub containers: Vec<String>,
 }
 
 #[derive(Debug, Args)]

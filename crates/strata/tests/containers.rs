@@ -1188,3 +1188,25 @@ fn update_changes_the_limits_of_a_running_container_and_its_restart_policy() {
     assert!(refused.stderr().contains("AutoRemove"), "{}", refused.stderr());
     strata(&root, &["rm", "-f", "up", "tmp"]).ok();
 }
+
+#[test]
+fn stats_reads_cpu_memory_and_pids_from_the_cgroup() {
+    require_root!();
+    let root = setup();
+    strata(&root, &["run", "-d", "--name", "busy", "--memory", "64m", "busybox", "sh", "-c", "while :; do :; done"])
+        .ok();
+    strata(&root, &["run", "-d", "--name", "idle", "busybox", "sleep", "60"]).ok();
+    let table = strata(&root, &["stats", "--no-stream"]).ok().stdout();
+    assert!(table.starts_with("CONTAINER ID   NAME"), "{table}");
+    assert!(table.contains("MEM USAGE / LIMIT") && table.lines().count() == 3, "{table}");
+    let row =
+        strata(&root, &["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.CPUPerc}} {{.MemUsage}}", "busy"])
+            .ok()
+            .stdout();
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&fields[..2], &["busy", "1"], "{row}");
+    let cpu: f64 = fields[2].trim_end_matches('%').parse().expect("cpu %");
+    assert!(cpu > 1.0, "a busy loop used {cpu}% CPU: {row}");
+    assert!(row.trim_end().ends_with("/ 64MiB"), "{row}");
+    strata(&root, &["rm", "-f", "busy", "idle"]).ok();
+}

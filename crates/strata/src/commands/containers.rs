@@ -665,3 +665,92 @@ pub fn update(engine: &Engine, args: crate::cli::UpdateArgs) -> anyhow::Result<u
     }
     Ok(status)
 }
+
+/// `strata stats`: CPU %, memory, network and block I/O and PIDs from each container's
+/// cgroup, sampled over one second; redrawn every second on a terminal unless `--no-stream`.
+pub fn stats(engine: &Engine, args: crate::cli::StatsArgs) -> anyhow::Result<u8> {
+    use std::io::IsTerminal;
+    use strata_oci::time::{binary_size, human_size};
+    let pick = || -> anyhow::Result<Vec<ContainerRecord>> {
+        if args.containers.is_empty() {
+            let all = engine.list_containers()?;
+            return Ok(all.into_iter().filter(|c| args.all || c.state.status.is_live()).collect());
+        }
+        args.containers.iter().map(|name| engine.find_container(name).map_err(Into::into)).collect()
+    };
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let terminal = std::io::stdout().is_terminal();
+    let mut before: BTreeMap<String, (strata_engine::stats::Sample, u64)> = BTreeMap::new();
+    loop {
+        let records = pick()?;
+        if before.is_empty() {
+            for record in &records {
+                if let Some(sample) = engine.sample_stats(record) {
+                    before.insert(record.id.clone(), (sample, strata_engine::stats::host_cpu_ns()));
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1000));
+        }
+        let mut rows = Vec::new();
+        for record in &records {
+            let id = if args.no_trunc { record.id.clone() } else { record.id[..12].to_owned() };
+            let now = engine.sample_stats(record);
+            let host = strata_engine::stats::host_cpu_ns();
+            let row = match (&now, before.get(&record.id)) {
+                (Some(now), Some((then, host_then))) => {
+                    let cpu = now.cpu_ns.saturating_sub(then.cpu_ns) as f64;
+                    let system = host.saturating_sub(*host_then) as f64;
+                    let cpu_percent = if system > 0.0 { cpu / system * cpus * 100.0 } else { 0.0 };
+                    let memory_percent =
+                        if now.memory_limit > 0 { now.memory as f64 / now.memory_limit as f64 * 100.0 } else { 0.0 };
+                    json!({
+                        "Container": id, "ID": id, "Name": record.name,
+                        "CPUPerc": format!("{cpu_percent:.2}%"),
+                        "MemUsage": format!("{} / {}", binary_size(now.memory), binary_size(now.memory_limit)),
+                        "MemPerc": format!("{memory_percent:.2}%"),
+                        "NetIO": format!("{} / {}", human_size(now.net_rx), human_size(now.net_tx)),
+                        "BlockIO": format!("{} / {}", human_size(now.block_read), human_size(now.block_write)),
+                        "PIDs": now.pids.to_string(),
+                    })
+                }
+                _ => json!({
+                    "Container": id, "ID": id, "Name": record.name, "CPUPerc": "0.00%", "MemUsage": "0B / 0B",
+                    "MemPerc": "0.00%", "NetIO": "0B / 0B", "BlockIO": "0B / 0B", "PIDs": "0",
+                }),
+            };
+            if let Some(now) = now {
+                before.insert(record.id.clone(), (now, host));
+            }
+            rows.push(row);
+        }
+        let format = args.format.clone().unwrap_or_else(|| {
+            "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
+                .to_owned()
+        });
+        let header = |field: &str| {
+            match field {
+                "ID" => "CONTAINER ID",
+                "Container" => "CONTAINER",
+                "Name" => "NAME",
+                "CPUPerc" => "CPU %",
+                "MemUsage" => "MEM USAGE / LIMIT",
+                "MemPerc" => "MEM %",
+                "NetIO" => "NET I/O",
+                "BlockIO" => "BLOCK I/O",
+                "PIDs" => "PIDS",
+                other => other,
+            }
+            .to_owned()
+        };
+        let text = crate::output::render_objects(&format, &rows, &header)?;
+        if terminal && !args.no_stream {
+            print(&format!("\x1b[2J\x1b[H{text}"))?;
+        } else {
+            print(&text)?;
+        }
+        if args.no_stream {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+    }
+}
