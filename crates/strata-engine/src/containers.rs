@@ -108,10 +108,13 @@ fn orphaned_auto_remove(record: &ContainerRecord) -> bool {
         && !(record.state.monitor_pid > 0 && process_alive(record.state.monitor_pid))
 }
 
+/// A `commit` paused it and died before thawing it.
+fn commit_killed(record: &ContainerRecord) -> bool {
+    record.state.commit_pid > 0 && !process_alive(record.state.commit_pid)
+}
+
 fn needs_recovery(record: &ContainerRecord) -> bool {
-    (record.state.commit_pid > 0 && !process_alive(record.state.commit_pid))
-        || processes_gone(record)
-        || orphaned_auto_remove(record)
+    commit_killed(record) || processes_gone(record) || orphaned_auto_remove(record)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,7 +288,7 @@ impl Engine {
             return self.read_container(id).map(Some);
         };
         let mut record = self.read_container(id)?;
-        if record.state.commit_pid > 0 && !process_alive(record.state.commit_pid) {
+        if commit_killed(&record) {
             if let Some(cgroup) = self.cgroup_of(&record) {
                 let _ = cgroup.freeze(false);
             }
@@ -406,7 +409,7 @@ impl Engine {
         Ok(record)
     }
 
-    fn cgroup_name(&self, id: &str) -> String {
+    pub(crate) fn cgroup_name(&self, id: &str) -> String {
         format!("strata/{id}")
     }
 

@@ -193,6 +193,19 @@ fn unpack(tar: &mut (dyn Read + Send), dir: &OwnedFd, chown: bool) -> Result<()>
     Ok(())
 }
 
+/// Streams `source` (as [`archive`] writes it under `top`) into the directory `dir`: written
+/// on this thread, unpacked on another, nothing staged on disk.
+fn transfer(source: &Located, top: Option<&str>, dir: &OwnedFd, chown: bool) -> Result<()> {
+    let (mut reader, mut writer) = std::io::pipe().map_err(|e| io_error("pipe", e))?;
+    std::thread::scope(|scope| {
+        let unpacking = scope.spawn(move || unpack(&mut reader, dir, chown));
+        let written = archive(source, top, &mut writer);
+        drop(writer);
+        let unpacked = unpacking.join().map_err(|_| EngineError::Archive("the unpacking thread panicked".into()))?;
+        written.and(unpacked)
+    })
+}
+
 /// Docker's table: where a source of `kind` named `base` goes for the destination `spec`,
 /// located as `dest`. Returns the directory to unpack into (the destination or its parent)
 /// and the name the source takes there (`None`: its contents go into the directory).
@@ -283,17 +296,7 @@ impl Engine {
                     let host_root = host_root()?;
                     let dest = locate(&host_root, &absolute(dest)?, true)?;
                     let (dir, top) = landing(kind, contents_only, &base, &spec, dest)?;
-                    let (mut reader, mut writer) = std::io::pipe().map_err(|e| io_error("pipe", e))?;
-                    let chown = options.archive;
-                    std::thread::scope(|scope| {
-                        let unpacking = scope.spawn(move || unpack(&mut reader, &dir, chown));
-                        let written = archive(&source, top.as_deref(), &mut writer);
-                        drop(writer);
-                        let unpacked = unpacking
-                            .join()
-                            .map_err(|_| EngineError::Archive("the unpacking thread panicked".into()))?;
-                        written.and(unpacked)
-                    })
+                    transfer(&source, top.as_deref(), &dir, options.archive)
                 }
             }
         })
@@ -330,17 +333,7 @@ impl Engine {
                     let base = source.name.clone().unwrap_or_else(|| "root".to_owned());
                     let contents_only = spec.ends_with("/.");
                     let (dir, top) = landing(kind, contents_only, &base, path, dest)?;
-                    let (mut reader, mut writer) = std::io::pipe().map_err(|e| io_error("pipe", e))?;
-                    let chown = options.archive;
-                    std::thread::scope(|scope| {
-                        let unpacking = scope.spawn(move || unpack(&mut reader, &dir, chown));
-                        let written = archive(&source, top.as_deref(), &mut writer);
-                        drop(writer);
-                        let unpacked = unpacking
-                            .join()
-                            .map_err(|_| EngineError::Archive("the unpacking thread panicked".into()))?;
-                        written.and(unpacked)
-                    })
+                    transfer(&source, top.as_deref(), &dir, options.archive)
                 }
             }
         })

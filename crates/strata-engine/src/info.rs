@@ -39,16 +39,9 @@ impl Engine {
                 text.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_owned()))
             })
             .unwrap_or_else(|| "Linux".to_owned());
-        let memory = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
-            })
-            .unwrap_or(0)
-            * 1024;
+        let memory = crate::stats::host_memory();
         let registries = RegistriesConfig::load();
-        let mut insecure = crate::registry::insecure_registries();
+        let mut insecure = crate::registry::insecure_registries_in(&registries);
         if !insecure.iter().any(|r| r == "127.0.0.0/8") {
             insecure.push("127.0.0.0/8".to_owned());
         }

@@ -238,7 +238,7 @@ pub fn insecure_registries() -> Vec<String> {
     insecure_registries_in(&RegistriesConfig::load())
 }
 
-fn insecure_registries_in(config: &RegistriesConfig) -> Vec<String> {
+pub(crate) fn insecure_registries_in(config: &RegistriesConfig) -> Vec<String> {
     let mut insecure: Vec<String> = std::env::var("STRATA_INSECURE_REGISTRIES")
         .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();

@@ -197,6 +197,28 @@ fn parse_cpus(text: &str) -> Result<i64> {
     Ok(nano)
 }
 
+/// `--memory` and `--memory-swap` in bytes (swap -1: unlimited); Docker's 6 MB minimum.
+fn parse_memory(memory: Option<&str>, swap: Option<&str>) -> Result<(Option<i64>, Option<i64>)> {
+    let memory = memory.map(parse_bytes).transpose()?;
+    if memory.is_some_and(|m| m < 6 * 1024 * 1024) {
+        return Err(EngineError::InvalidArgument("Minimum memory limit allowed is 6MB".to_owned()));
+    }
+    let swap = match swap {
+        Some("-1") => Some(-1),
+        Some(text) => Some(parse_bytes(text)?),
+        None => None,
+    };
+    Ok((memory, swap))
+}
+
+/// The CFS period `--cpus` is expressed over, in microseconds.
+const CPU_PERIOD: u64 = 100_000;
+
+/// The CFS quota per [`CPU_PERIOD`] for `nano` nano-CPUs (`None`: no limit).
+fn cpu_quota(nano: i64) -> Option<i64> {
+    (nano > 0).then_some(nano / 10_000)
+}
+
 /// A mount destination: absolute, and not the root itself (a mount over `/` would hide the
 /// whole image).
 fn check_destination(destination: &str, spec: &str, flag: &str) -> Result<()> {
@@ -376,15 +398,7 @@ impl Engine {
         };
 
         // Limits.
-        let memory = options.memory.as_deref().map(parse_bytes).transpose()?;
-        if memory.is_some_and(|m| m < 6 * 1024 * 1024) {
-            return Err(EngineError::InvalidArgument("Minimum memory limit allowed is 6MB".to_owned()));
-        }
-        let memory_swap = match options.memory_swap.as_deref() {
-            Some("-1") => Some(-1),
-            Some(text) => Some(parse_bytes(text)?),
-            None => None,
-        };
+        let (memory, memory_swap) = parse_memory(options.memory.as_deref(), options.memory_swap.as_deref())?;
         let nano_cpus = match options.cpus.as_deref() {
             Some(text) => parse_cpus(text)?,
             None => 0,
@@ -392,8 +406,8 @@ impl Engine {
         let limits = Limits {
             memory,
             memory_swap,
-            cpu_quota: (nano_cpus > 0).then_some(nano_cpus / 10_000),
-            cpu_period: (nano_cpus > 0).then_some(100_000),
+            cpu_quota: cpu_quota(nano_cpus),
+            cpu_period: cpu_quota(nano_cpus).map(|_| CPU_PERIOD),
             cpu_shares: options.cpu_shares,
             pids: options.pids_limit,
         };
@@ -465,11 +479,6 @@ impl Engine {
                 [source, destination, mode] => (Some(*source), *destination, *mode),
                 _ => return Err(EngineError::InvalidArgument(format!("invalid volume specification: '{spec}'"))),
             };
-            if !destination.starts_with('/') {
-                return Err(EngineError::InvalidArgument(format!(
-                    "invalid volume specification: '{spec}': invalid mount config: the container path must be absolute"
-                )));
-            }
             let read_only = mode.split(',').any(|m| m == "ro");
             match source {
                 Some(source) if source.starts_with('/') => {
@@ -726,15 +735,7 @@ impl Engine {
     /// the next exit. Everything is checked before anything changes.
     pub fn update_container_settings(&self, name: &str, options: &UpdateOptions) -> Result<String> {
         let record = self.find_container(name)?;
-        let memory = options.memory.as_deref().map(parse_bytes).transpose()?;
-        if memory.is_some_and(|m| m < 6 * 1024 * 1024) {
-            return Err(EngineError::InvalidArgument("Minimum memory limit allowed is 6MB".to_owned()));
-        }
-        let memory_swap = match options.memory_swap.as_deref() {
-            Some("-1") => Some(-1),
-            Some(text) => Some(parse_bytes(text)?),
-            None => None,
-        };
+        let (memory, memory_swap) = parse_memory(options.memory.as_deref(), options.memory_swap.as_deref())?;
         let nano_cpus = options.cpus.as_deref().map(parse_cpus).transpose()?;
         let restart = options.restart.as_deref().map(|r| parse_restart(Some(r))).transpose()?;
         if restart.as_ref().is_some_and(|r| r.name != "no") && record.host_config.auto_remove {
@@ -753,8 +754,8 @@ impl Engine {
                 r.host_config.memory_swap = swap;
             }
             if let Some(nano) = nano_cpus {
-                limits.cpu_quota = (nano > 0).then_some(nano / 10_000);
-                limits.cpu_period = (nano > 0).then_some(100_000);
+                limits.cpu_quota = cpu_quota(nano);
+                limits.cpu_period = cpu_quota(nano).map(|_| CPU_PERIOD);
                 r.host_config.nano_cpus = nano;
             }
             if let Some(shares) = options.cpu_shares {
@@ -773,7 +774,7 @@ impl Engine {
         if updated.state.status.is_live() {
             strata_runtime::Cgroup::create(
                 std::path::Path::new("/sys/fs/cgroup"),
-                &format!("strata/{}", updated.id),
+                &self.cgroup_name(&updated.id),
                 &updated.spec.limits,
             )
             .map_err(|e| EngineError::InvalidArgument(format!("Cannot update container {}: {e}", updated.id)))?;

@@ -279,21 +279,11 @@ impl Engine {
     /// leftovers of killed unpacks. Callers hold the GC lock.
     fn gc_snapshots(&self, keep: &BTreeSet<String>) -> Result<Vec<String>> {
         let snapshotter = self.snapshotter();
-        let mut removed = snapshot::remove_abandoned(snapshotter)?;
         // A container's writable snapshot whose container record never got written (a create
-        // killed half-way) and whose creator is gone.
+        // killed half-way) is abandoned too, once its creator is gone.
         let containers: BTreeSet<String> = self.list_containers()?.into_iter().map(|c| c.snapshot).collect();
-        for info in snapshotter.list()? {
-            let creator_gone = !info.pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-            if info.kind == snapshot::Kind::Active
-                && info.key.starts_with("container-")
-                && !containers.contains(&info.key)
-                && creator_gone
-            {
-                snapshotter.remove(&info.key)?;
-                removed.push(info.key);
-            }
-        }
+        let mut removed =
+            snapshot::remove_abandoned(snapshotter, &|key| key.starts_with("container-") && !containers.contains(key))?;
         let db = self.store.read_db()?;
         let mut needed = keep.clone();
         for image in db.images.values() {

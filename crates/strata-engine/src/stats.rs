@@ -37,15 +37,8 @@ impl Engine {
     /// Reads the counters of a running container (`None` when it has no cgroup).
     pub fn sample_stats(&self, record: &ContainerRecord) -> Option<Sample> {
         let root = PathBuf::from("/sys/fs/cgroup");
-        let name = format!("strata/{}", record.id);
-        let host_memory = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
-            })
-            .unwrap_or(0)
-            * 1024;
+        let name = self.cgroup_name(&record.id);
+        let host_memory = host_memory();
         let mut sample = Sample::default();
         let v2 = root.join(&name).join("cgroup.controllers").exists();
         if v2 {
@@ -104,6 +97,18 @@ impl Engine {
         }
         Some(sample)
     }
+}
+
+/// The host's memory in bytes (`MemTotal`), 0 when /proc/meminfo cannot tell.
+pub(crate) fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
 }
 
 /// The host's CPU time so far (all CPUs), nanoseconds, from /proc/stat.

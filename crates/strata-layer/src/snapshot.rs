@@ -146,8 +146,8 @@ pub trait Snapshotter: Send + Sync {
     /// record and its directory, or between making a directory and recording it), with their
     /// sizes.
     fn orphans(&self) -> Result<Vec<(PathBuf, u64)>>;
-    /// Removes what [`Snapshotter::orphans`] finds; returns the bytes freed.
-    fn remove_orphans(&self) -> Result<u64>;
+    /// Removes what [`Snapshotter::orphans`] finds; returns how many.
+    fn remove_orphans(&self) -> Result<usize>;
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -339,7 +339,7 @@ impl Store {
 
     /// Renames every orphan to `.orphan-*` under the lock (so a later snapshot that reuses its
     /// number is never the one deleted), then deletes them.
-    fn remove_orphans(&self) -> Result<u64> {
+    fn remove_orphans(&self) -> Result<usize> {
         let doomed = {
             let _lock = self.lock()?;
             let metadata = self.read()?;
@@ -356,12 +356,10 @@ impl Store {
             }
             doomed
         };
-        let mut freed = 0;
-        for dir in doomed {
-            freed += usage_of(&dir).map(|u| u.size).unwrap_or(0);
-            remove_tree(&dir)?;
+        for dir in &doomed {
+            remove_tree(dir)?;
         }
-        Ok(freed)
+        Ok(doomed.len())
     }
 }
 
@@ -566,7 +564,7 @@ impl Snapshotter for Overlay {
         self.store.orphans()
     }
 
-    fn remove_orphans(&self) -> Result<u64> {
+    fn remove_orphans(&self) -> Result<usize> {
         self.store.remove_orphans()
     }
 }
@@ -712,19 +710,21 @@ impl Snapshotter for Copy {
         self.store.orphans()
     }
 
-    fn remove_orphans(&self) -> Result<u64> {
+    fn remove_orphans(&self) -> Result<usize> {
         self.store.remove_orphans()
     }
 }
 
-/// Removes active snapshots whose creating process is gone (a crash mid-unpack).
-pub fn remove_abandoned(snapshotter: &dyn Snapshotter) -> Result<Vec<String>> {
+/// Removes active snapshots whose creating process is gone: unpacks and build steps (a crash
+/// mid-unpack), and those `also_abandoned` names (the engine's container snapshots whose
+/// container was never recorded).
+pub fn remove_abandoned(snapshotter: &dyn Snapshotter, also_abandoned: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     for info in snapshotter.list()? {
         if let (Kind::Active, Some(pid)) = (info.kind, info.pid) {
             let alive = Path::new(&format!("/proc/{pid}")).exists() && pid != 0;
-            // Unpacks and build steps whose process died.
-            if !alive && (info.key.starts_with("extract-") || info.key.starts_with("build-")) {
+            let ours = info.key.starts_with("extract-") || info.key.starts_with("build-") || also_abandoned(&info.key);
+            if !alive && ours {
                 snapshotter.remove(&info.key)?;
                 removed.push(info.key);
             }

@@ -156,54 +156,36 @@ pub fn human_duration(seconds: i64) -> String {
 
 /// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, three significant digits.
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit < UNITS.len() - 1 {
-        size /= 1000.0;
-        unit += 1;
-    }
-    format!("{}{}", format_g3(size), UNITS[unit])
+    scaled(bytes, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"], 3)
 }
 
-/// Docker's `units.BytesSize`: powers of 1024 (`1.5MiB`), for memory in `docker stats`.
+/// Docker's `units.BytesSize`: powers of 1024 (`1.5MiB`), four significant digits, for memory
+/// in `docker stats`.
 pub fn binary_size(bytes: u64) -> String {
-    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1024.0 && unit < UNITS.len() - 1 {
-        size /= 1024.0;
-        unit += 1;
-    }
-    let text = format!("{size:.4}");
-    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
-    // %.4g: four significant digits.
-    let digits = text.chars().filter(char::is_ascii_digit).count();
-    let text = if digits > 4 && text.contains('.') {
-        let whole = text.split('.').next().unwrap_or("").len();
-        let decimals = 4usize.saturating_sub(whole);
-        let rounded = format!("{size:.decimals$}");
-        if rounded.contains('.') {
-            rounded.trim_end_matches('0').trim_end_matches('.').to_owned()
-        } else {
-            rounded
-        }
-    } else {
-        text.to_owned()
-    };
-    format!("{text}{}", UNITS[unit])
+    scaled(bytes, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"], 4)
 }
 
-/// Go's `%.3g` for values in [0, 1000).
-fn format_g3(value: f64) -> String {
+/// `bytes` divided by `base` until below it (or at the last unit), in Go's `%.{digits}g`.
+fn scaled(bytes: u64, base: f64, units: &[&str], digits: i32) -> String {
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= base && unit < units.len() - 1 {
+        size /= base;
+        unit += 1;
+    }
+    format!("{}{}", format_g(size, digits), units[unit])
+}
+
+/// Go's `%.{digits}g` for values below 10^digits.
+fn format_g(value: f64, digits: i32) -> String {
     if value == 0.0 {
         return "0".to_owned();
     }
     let magnitude = value.abs().log10().floor() as i32;
-    let decimals = (2 - magnitude).max(0) as usize;
+    let decimals = (digits - 1 - magnitude).max(0) as usize;
     let mut s = format!("{value:.decimals$}");
     // Rounding may carry into a new digit (999.5 → "1000"); %g would then print 1e+03, but
-    // the caller's unit loop keeps values below 1000 except at the largest unit.
+    // the unit loop keeps values below the base except at the largest unit.
     if s.contains('.') {
         s = s.trim_end_matches('0').trim_end_matches('.').to_owned();
     }

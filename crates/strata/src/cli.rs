@@ -270,21 +270,6 @@ pub struct RunArgs {
     /// Run an init inside the container
     #[arg(long)]
     pub init: bool,
-    /// Memory limit
-    #[arg(short, long)]
-    pub memory: Option<String>,
-    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
-    #[arg(long)]
-    pub memory_swap: Option<String>,
-    /// Number of CPUs
-    #[arg(long, allow_hyphen_values = true)]
-    pub cpus: Option<String>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long)]
-    pub cpu_shares: Option<u64>,
-    /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long, allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
     /// Ulimit options
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -309,12 +294,11 @@ pub struct RunArgs {
     /// Timeout (in seconds) to stop a container
     #[arg(long)]
     pub stop_timeout: Option<i64>,
-    /// Restart policy to apply when a container exits
-    #[arg(long)]
-    pub restart: Option<String>,
     /// Log driver options
     #[arg(long)]
     pub log_opt: Vec<String>,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -735,8 +719,9 @@ pub struct StatsArgs {
     pub containers: Vec<String>,
 }
 
+/// The limits and restart policy `run`/`create` set and `update` changes.
 #[derive(Debug, Args)]
-pub struct UpdateArgs {
+pub struct ResourceArgs {
     /// Memory limit
     #[arg(short, long)]
     pub memory: Option<String>,
@@ -755,6 +740,12 @@ pub struct UpdateArgs {
     /// Restart policy to apply when a container exits
     #[arg(long)]
     pub restart: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }

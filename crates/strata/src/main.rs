@@ -10,7 +10,8 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     raise_open_file_limit();
-    if cli::command_name_may_enter_containers(std::env::args_os().skip(1)) {
+    let sealed_before_parsing = cli::command_name_may_enter_containers(std::env::args_os().skip(1));
+    if sealed_before_parsing {
         seal();
     }
     let cli = match cli::Cli::try_parse() {
@@ -21,8 +22,8 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if cli.command.starts_or_enters_containers() {
-        // Already done before parsing, unless the command line was spelled unusually.
+    if !sealed_before_parsing && cli.command.starts_or_enters_containers() {
+        // The command line was spelled in a way the quick look before parsing missed.
         seal();
     }
     match commands::run(cli) {

@@ -35,11 +35,11 @@ fn create_options(args: &RunArgs) -> CreateOptions {
         volumes: args.volume.clone(),
         mounts: args.mount.clone(),
         tmpfs: args.tmpfs.clone(),
-        memory: args.memory.clone(),
-        memory_swap: args.memory_swap.clone(),
-        cpus: args.cpus.clone(),
-        cpu_shares: args.cpu_shares,
-        pids_limit: args.pids_limit,
+        memory: args.resources.memory.clone(),
+        memory_swap: args.resources.memory_swap.clone(),
+        cpus: args.resources.cpus.clone(),
+        cpu_shares: args.resources.cpu_shares,
+        pids_limit: args.resources.pids_limit,
         ulimits: args.ulimit.clone(),
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
@@ -48,7 +48,7 @@ fn create_options(args: &RunArgs) -> CreateOptions {
         labels: args.label.clone(),
         stop_signal: args.stop_signal.clone(),
         stop_timeout: args.stop_timeout,
-        restart: args.restart.clone(),
+        restart: args.resources.restart.clone(),
         auto_remove: args.rm,
         tty: args.tty,
         interactive: args.interactive,
@@ -82,7 +82,7 @@ pub fn create(engine: &Engine, args: RunArgs) -> anyhow::Result<u8> {
 }
 
 pub fn run(engine: &Engine, args: RunArgs, root: &std::path::Path, snapshotter: Option<&str>) -> anyhow::Result<u8> {
-    if args.detach && args.rm && args.restart.is_some() {
+    if args.detach && args.rm && args.resources.restart.is_some() {
         eprintln!("Error: Conflicting options: --restart and --rm");
         return Ok(125);
     }
@@ -646,24 +646,14 @@ fn ps_header(field: &str) -> String {
 /// exit status 1 without stopping the others.
 pub fn update(engine: &Engine, args: crate::cli::UpdateArgs) -> anyhow::Result<u8> {
     let options = strata_engine::run::UpdateOptions {
-        memory: args.memory.clone(),
-        memory_swap: args.memory_swap.clone(),
-        cpus: args.cpus.clone(),
-        cpu_shares: args.cpu_shares,
-        pids_limit: args.pids_limit,
-        restart: args.restart.clone(),
+        memory: args.resources.memory.clone(),
+        memory_swap: args.resources.memory_swap.clone(),
+        cpus: args.resources.cpus.clone(),
+        cpu_shares: args.resources.cpu_shares,
+        pids_limit: args.resources.pids_limit,
+        restart: args.resources.restart.clone(),
     };
-    let mut status = 0;
-    for name in &args.containers {
-        match engine.update_container_settings(name, &options) {
-            Ok(_) => print(&format!("{name}\n"))?,
-            Err(e) => {
-                print_error(&e.into());
-                status = 1;
-            }
-        }
-    }
-    Ok(status)
+    each(&args.containers, |name| engine.update_container_settings(name, &options).map(|_| Some(name.to_owned())))
 }
 
 /// `strata stats`: CPU %, memory, network and block I/O and PIDs from each container's
