@@ -209,6 +209,11 @@ impl Engine {
             append_file(&mut tar, "repositories", repositories.len() as u64, &mut &repositories[..])?;
         }
         tar.into_inner().and_then(|out| out.flush()).at("<output>")?;
+        for item in &items {
+            let id = item.image.id.to_string();
+            let name = item.tags.first().map_or_else(|| id.clone(), Reference::familiar_string);
+            self.emit_image("save", &id, &name);
+        }
         Ok(())
     }
 
@@ -287,6 +292,13 @@ impl Engine {
             }
             Ok::<_, StoreError>(loaded)
         })?;
+        for image in &loaded {
+            let id = image.id.to_string();
+            self.emit_image("load", &id, image.tags.first().unwrap_or(&id));
+            for tag in &image.tags {
+                self.emit_image("tag", &id, tag);
+            }
+        }
         Ok(loaded)
     }
 }

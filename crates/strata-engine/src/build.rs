@@ -1873,6 +1873,7 @@ impl Worker for EngineWorker<'_> {
         // write, not even a tag time.
         let id = Digest::of(&config_bytes);
         if db.images.contains_key(id.hex()) && tags.iter().all(|t| db.tags.get(&crate::tag_key(t)) == Some(&id)) {
+            self.engine.emit_built(&id, &tags);
             return Ok(id.to_string());
         }
         let records: Vec<(Digest, LayerRecord)> = records
@@ -1891,6 +1892,7 @@ impl Worker for EngineWorker<'_> {
                 Ok::<_, strata_store::StoreError>(())
             })
             .map_err(|e| e.to_string())?;
+        self.engine.emit_built(&id, &tags);
         Ok(id.to_string())
     }
 }

@@ -82,9 +82,23 @@ impl Engine {
         let record = self.find_container(name)?;
         let reference: Option<Reference> = options.reference.as_deref().map(parse_tag).transpose()?;
         let frozen = options.pause && record.state.status == Status::Running && self.freeze_for_commit(&record.id)?;
+        let tag = reference.as_ref().map(|r| r.familiar_string());
         let result = self.write_commit(&record, options, reference);
         if frozen {
             self.thaw_after_commit(&record.id)?;
+        }
+        if let Ok(id) = &result {
+            let id = id.to_string();
+            let comment = options.message.clone().unwrap_or_default();
+            let image_ref = tag.clone().unwrap_or_default();
+            self.emit_container(
+                &record,
+                "commit",
+                &[("comment", &comment), ("imageID", &id), ("imageRef", &image_ref)],
+            );
+            if let Some(tag) = tag {
+                self.emit_image("tag", &id, &tag);
+            }
         }
         result
     }
@@ -240,6 +254,7 @@ impl Engine {
     /// `docker export`: the container's filesystem as a tar stream.
     pub fn export_container(&self, name: &str, out: &mut dyn Write) -> Result<()> {
         let record = self.find_container(name)?;
+        self.emit_container(&record, "export", &[]);
         self.with_container_root(&record, |root| {
             let options = DiffOptions { compression: Some(Compression::None), ..DiffOptions::default() };
             write_diff(DiffSource::Trees { lower: None, upper: root }, out, &options)
@@ -265,10 +280,12 @@ impl Engine {
                 other.id
             )));
         }
-        self.update_container(&record.id, |r| {
+        let renamed = self.update_container(&record.id, |r| {
             r.name = new_name.to_owned();
-            Ok(())
-        })
+            Ok(r.clone())
+        })?;
+        self.emit_container(&renamed, "rename", &[("oldName", &format!("/{}", record.name))]);
+        Ok(())
     }
 
     /// `docker top`: (UID, PID, PPID, CMD) of the container's processes.

@@ -530,6 +530,7 @@ impl Engine {
             started(Err(EngineError::Conflict(e.to_string())));
             return Err(e);
         };
+        self.emit_container(&running, "start", &[]);
         started(Ok(&running));
 
         let max = (record.host_config.log_max_size, record.host_config.log_max_file);
@@ -550,6 +551,14 @@ impl Engine {
             let _ = cgroup.remove();
         }
         let finished = Timestamp::now().to_rfc3339();
+        if oom {
+            self.emit_container(&running, "oom", &[]);
+        }
+        let code = exit_code.to_string();
+        let ran = Timestamp::parse_rfc3339(&running.state.started_at)
+            .map_or(0, |started| Timestamp::now().seconds - started.seconds)
+            .to_string();
+        self.emit_container(&running, "die", &[("exitCode", &code), ("execDuration", &ran)]);
         self.update_container(&id, |r| {
             r.state.status = Status::Exited;
             r.state.pid = 0;
@@ -613,8 +622,13 @@ impl Engine {
             }
         };
         spec.terminal = options.tty;
+        let exec_id = crate::run::random_hex(32);
+        let command = options.args.join(" ");
+        let exec_attr = [("execID", exec_id.as_str())];
+        self.emit_container(&record, &format!("exec_create: {command}"), &exec_attr);
         let started = strata_runtime::exec(record.state.pid, &spec, &cgroup_procs, stdio, console)
             .map_err(|e| EngineError::Start { code: e.code, message: e.message })?;
+        self.emit_container(&record, &format!("exec_start: {command}"), &exec_attr);
         let pid = started.pid;
         if options.detach {
             return Ok(0);
@@ -622,7 +636,9 @@ impl Engine {
         if let Some(master) = started.terminal {
             let _ = crate::terminal::relay(master, true, options.interactive, None);
         }
-        strata_runtime::wait(pid).map_err(|e| EngineError::Io { path: "waitpid".into(), source: e })
+        let code = strata_runtime::wait(pid).map_err(|e| EngineError::Io { path: "waitpid".into(), source: e })?;
+        self.emit_container(&record, "exec_die", &[exec_attr[0], ("exitCode", &code.to_string())]);
+        Ok(code)
     }
 
     /// Remembers that the user stopped it (no restart by policy).
@@ -676,6 +692,7 @@ impl Engine {
         }
         let number = parse_signal(signal)?;
         send_signal(record.state.pid, number)?;
+        self.emit_container(&record, "kill", &[("signal", &number.to_string())]);
         Ok(record)
     }
 
@@ -699,16 +716,20 @@ impl Engine {
             }
         }
         if pid > 0 {
-            let _ = send_signal(pid, parse_signal(&signal)?);
+            let number = parse_signal(&signal)?;
+            let _ = send_signal(pid, number);
+            self.emit_container(&record, "kill", &[("signal", &number.to_string())]);
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout.max(0) as u64);
             while process_alive(pid) && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             if process_alive(pid) {
                 let _ = send_signal(pid, libc_sigkill());
+                self.emit_container(&record, "kill", &[("signal", &libc_sigkill().to_string())]);
             }
         }
         self.wait_container(&record.id)?;
+        self.emit_container(&record, "stop", &[]);
         self.find_container(&record.id)
     }
 
@@ -792,7 +813,9 @@ impl Engine {
         self.update_container(&record.id, |r| {
             r.state.status = if paused { Status::Paused } else { Status::Running };
             Ok(())
-        })
+        })?;
+        self.emit_container(&record, if paused { "pause" } else { "unpause" }, &[]);
+        Ok(())
     }
 
     /// `docker rm [-f] [-v]`.
@@ -848,6 +871,7 @@ impl Engine {
             let _ = strata_layer::unmount(&dir.join("rootfs"));
             fs::remove_dir_all(&dir).at(&dir)?;
         }
+        self.emit_container(record, "destroy", &[]);
         if volumes {
             for volume in &record.anonymous_volumes {
                 let _ = self.remove_volume(volume, true);

@@ -257,14 +257,38 @@ impl Engine {
     /// `strata tag SOURCE TARGET`.
     pub fn tag(&self, source: &str, target: &str) -> Result<()> {
         let target = parse_tag(target)?;
-        self.store.update(|db| {
-            let id = self.resolve(db, source)?.id.clone();
-            db.tags.insert(tag_key(&target), id.clone());
-            if let Some(image) = db.images.get_mut(id.hex()) {
-                image.last_tag_time = Some(Timestamp::now().to_rfc3339());
+        self.store
+            .update(|db| {
+                let id = self.resolve(db, source)?.id.clone();
+                db.tags.insert(tag_key(&target), id.clone());
+                if let Some(image) = db.images.get_mut(id.hex()) {
+                    image.last_tag_time = Some(Timestamp::now().to_rfc3339());
+                }
+                Ok::<_, EngineError>(id)
+            })
+            .map(|id| self.emit_image("tag", &id.to_string(), &target.familiar_string()))
+    }
+
+    /// Logs what a removal did: `untag` events for the tags that went, `delete` for the image.
+    fn emit_removals(&self, events: &[RemoveEvent], image: Option<&Digest>) {
+        let mut untagged = Vec::new();
+        for event in events {
+            match event {
+                RemoveEvent::Untagged(name) => untagged.push(name.as_str()),
+                RemoveEvent::Deleted(id) => {
+                    let id = id.to_string();
+                    for name in untagged.drain(..) {
+                        self.emit_image("untag", &id, name);
+                    }
+                    self.emit_image("delete", &id, &id);
+                }
             }
-            Ok::<_, EngineError>(())
-        })
+        }
+        if let Some(id) = image {
+            for name in untagged {
+                self.emit_image("untag", &id.to_string(), name);
+            }
+        }
     }
 
     /// `strata rmi [-f] NAME`: untags, and deletes the image once no tag is left. Blobs are
@@ -305,7 +329,7 @@ impl Engine {
                     untag(db, &key, &mut events);
                     // With containers left, the image stays (dangling) under them, as in Docker.
                     if tags.len() > 1 || !users.is_empty() {
-                        return Ok(events);
+                        return Ok((image.id, events));
                     }
                 }
                 None => {
@@ -335,7 +359,7 @@ impl Engine {
                     // Forced past stopped containers: untagged, but their layers stay (Docker
                     // would delete the record and leave the containers pointing at nothing).
                     if !users.is_empty() {
-                        return Ok(events);
+                        return Ok((image.id, events));
                     }
                 }
             }
@@ -345,8 +369,10 @@ impl Engine {
             }
             db.remove_image(&image.id);
             events.push(RemoveEvent::Deleted(image.id.clone()));
-            Ok::<_, EngineError>(events)
-        })?;
+            Ok::<_, EngineError>((image.id, events))
+        });
+        let (image, events) = events?;
+        self.emit_removals(&events, Some(&image));
         if events.iter().any(|e| matches!(e, RemoveEvent::Deleted(_))) {
             self.collect_garbage()?;
         }
@@ -429,6 +455,7 @@ impl Engine {
             }
             Ok::<_, StoreError>(events)
         })?;
+        self.emit_removals(&events, None);
         let reclaimed = self.collect_garbage()?;
         Ok(PruneReport { events, reclaimed })
     }

@@ -64,10 +64,15 @@ impl Engine {
         let layers = vec![(diff_id, layer)];
         let manifest = self.put_manifest(&config_bytes, &layers)?;
         let id = Digest::of(&config_bytes);
+        let tags: Vec<Reference> = reference.into_iter().collect();
         self.store.update(|db| {
-            record_image(db, &id, manifest, layers, config.created.clone(), &reference.into_iter().collect::<Vec<_>>());
+            record_image(db, &id, manifest, layers, config.created.clone(), &tags);
             Ok::<_, StoreError>(())
         })?;
+        self.emit_image("import", &id.to_string(), &id.to_string());
+        for tag in &tags {
+            self.emit_image("tag", &id.to_string(), &tag.familiar_string());
+        }
         Ok(id)
     }
 

@@ -9,6 +9,7 @@ pub mod containers;
 pub mod copy;
 pub mod docker_shape;
 pub mod error;
+pub mod events;
 pub mod fsck;
 pub mod images;
 pub mod import;

@@ -417,6 +417,12 @@ impl Engine {
 
     /// `docker pull NAME[:TAG|@DIGEST]`.
     pub fn pull(&self, name: &str, options: &PullOptions, events: &(dyn Fn(PullEvent) + Sync)) -> Result<PullReport> {
+        let report = self.pull_any(name, options, events)?;
+        self.emit_image("pull", &report.reference.familiar_string(), &report.reference.familiar_name());
+        Ok(report)
+    }
+
+    fn pull_any(&self, name: &str, options: &PullOptions, events: &(dyn Fn(PullEvent) + Sync)) -> Result<PullReport> {
         let reference = parse_pull_reference(name)?;
         let repository = reference.path().to_owned();
         let wanted = manifest_reference(&reference);
@@ -938,6 +944,14 @@ impl Engine {
     /// repository has are skipped, blobs from another repository of the same registry are
     /// mounted.
     pub fn push(&self, name: &str, options: &PushOptions, events: &dyn Fn(PushEvent)) -> Result<PushReport> {
+        let report = self.push_tagged(name, options, events)?;
+        if let Ok(reference) = parse_pull_reference(name) {
+            self.emit_image("push", &reference.familiar_string(), &reference.familiar_name());
+        }
+        Ok(report)
+    }
+
+    fn push_tagged(&self, name: &str, options: &PushOptions, events: &dyn Fn(PushEvent)) -> Result<PushReport> {
         let reference = parse_pull_reference(name)?;
         let db = self.store.read_db()?;
         let id = db.tags.get(&tag_key(&reference)).cloned().ok_or_else(|| {

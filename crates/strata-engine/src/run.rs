@@ -709,7 +709,10 @@ impl Engine {
             anonymous_volumes: anonymous,
         };
         match self.register_container(record, true, options.name.is_none()) {
-            Ok(record) => Ok(record),
+            Ok(record) => {
+                self.emit_container(&record, "create", &[]);
+                Ok(record)
+            }
             Err(e) => {
                 let _ = self.snapshotter().remove(&snapshot);
                 Err(e)
@@ -779,6 +782,7 @@ impl Engine {
             )
             .map_err(|e| EngineError::InvalidArgument(format!("Cannot update container {}: {e}", updated.id)))?;
         }
+        self.emit_container(&updated, "update", &[]);
         Ok(updated.id)
     }
 }

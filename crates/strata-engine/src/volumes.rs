@@ -69,6 +69,7 @@ impl Engine {
         let mut stored = serde_json::to_value(&volume).map_err(|e| EngineError::Archive(e.to_string()))?;
         stored["Anonymous"] = serde_json::Value::Bool(anonymous);
         fs::write(&meta, stored.to_string()).at(&meta)?;
+        self.emit_volume("create", &name);
         Ok((volume, true))
     }
 
@@ -115,7 +116,9 @@ impl Engine {
             return Err(EngineError::Conflict(format!("remove {name}: volume is in use - [{}]", users.join(", "))));
         }
         let dir = self.volumes_dir().join(name);
-        fs::remove_dir_all(&dir).at(&dir)
+        fs::remove_dir_all(&dir).at(&dir)?;
+        self.emit_volume("destroy", name);
+        Ok(())
     }
 
     /// `docker volume prune`: anonymous volumes no container uses (all unused with `all`).
@@ -129,6 +132,7 @@ impl Engine {
             if !used && (all || volume.anonymous) {
                 let dir = self.volumes_dir().join(&volume.name);
                 fs::remove_dir_all(&dir).at(&dir)?;
+                self.emit_volume("destroy", &volume.name);
                 removed.push(volume.name);
             }
         }

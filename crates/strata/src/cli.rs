@@ -57,6 +57,8 @@ pub enum Command {
     Update(UpdateArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(StatsArgs),
+    /// Get real time events from strata
+    Events(EventsArgs),
     /// Generate the autocompletion script for the specified shell
     Completion(CompletionArgs),
     /// Create and run a new container from an image
@@ -634,6 +636,8 @@ pub enum SystemCommand {
     Df,
     /// Display system-wide information
     Info(VersionArgs),
+    /// Get real time events from strata
+    Events(EventsArgs),
     /// Remove unused data
     Prune(PruneArgs),
 }
@@ -700,6 +704,23 @@ pub struct InspectArgs {
     /// Return JSON for specified type (container, image, volume)
     #[arg(long = "type", value_parser = ["container", "image", "volume"])]
     pub kind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Show all events created since timestamp
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stream events until this timestamp
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Filter output based on conditions provided (container=, event=, image=, label=,
+    /// type=, volume=, scope=)
+    #[arg(short, long = "filter")]
+    pub filters: Vec<String>,
+    /// Format output using a custom template ('{{.Type}} {{.Action}}', json)
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]

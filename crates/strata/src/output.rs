@@ -157,6 +157,10 @@ fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     Some(current)
 }
 
+/// Fields that are Go maps in Docker's row structs: a key missing below them is `<no value>`,
+/// not an error (`{{.Actor.Attributes.name}}` of an event without a name).
+const GO_MAPS: &[&str] = &["Attributes", "Labels"];
+
 /// Whether every key of `path` exists (a present null counts).
 fn has_path(value: &Value, path: &str) -> bool {
     if path == "." {
@@ -165,6 +169,7 @@ fn has_path(value: &Value, path: &str) -> bool {
     let mut current = value;
     for part in path.trim_start_matches('.').split('.') {
         match current.get(part) {
+            Some(_) if GO_MAPS.contains(&part) => return true,
             Some(next) => current = next,
             None => return false,
         }

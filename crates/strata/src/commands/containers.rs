@@ -478,6 +478,7 @@ pub fn restart(
         let record = engine.stop_container(name, args.time)?;
         spawn_monitor(&record.id, root, snapshotter)
             .map_err(|(code, message)| EngineError::Start { code: i32::from(code), message })?;
+        engine.emit_container(&record, "restart", &[]);
         Ok(Some(name.to_owned()))
     })
 }

@@ -259,3 +259,43 @@ pub fn info(engine: &Engine, args: &crate::cli::VersionArgs) -> anyhow::Result<u
     }
     Ok(0)
 }
+
+/// `strata events`: the event log, from `--since` (or from now), following it until
+/// `--until` passes or the reader goes away.
+pub fn events(engine: &Engine, args: crate::cli::EventsArgs) -> anyhow::Result<u8> {
+    use strata_engine::events::{parse_time, EventFilter};
+    let now = strata_oci::time::Timestamp::now();
+    let since = args.since.as_deref().map(|t| parse_time(t, now)).transpose()?;
+    let until = args.until.as_deref().map(|t| parse_time(t, now)).transpose()?;
+    let filter = EventFilter::parse(&args.filters)?;
+    let mut stdout = io::stdout().lock();
+    let mut failed = None;
+    engine.follow_events(since, until, &filter, &mut |event| {
+        let line = match &args.format {
+            None => Ok(event.pretty() + "\n"),
+            Some(format) if format == "json" || format == "{{json .}}" => {
+                serde_json::to_string(event).map(|json| json + "\n").map_err(anyhow::Error::from)
+            }
+            // Templates see the Go struct's field names, `{{json .}}` its JSON names.
+            Some(format) => {
+                let fields = serde_json::json!({
+                    "Status": event.status, "ID": event.id, "From": event.from, "Type": event.kind,
+                    "Action": event.action, "Actor": event.actor, "Scope": event.scope,
+                    "Time": event.time, "TimeNano": event.time_nano,
+                });
+                crate::output::format_objects(format, &[fields], &|name| name.to_owned())
+            }
+        };
+        match line {
+            Ok(line) => stdout.write_all(line.as_bytes()).and_then(|()| stdout.flush()).is_ok(),
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(0),
+    }
+}
