@@ -471,10 +471,19 @@ impl Engine {
                     };
                     let (out_read, out_write) = pipe()?;
                     let (err_read, err_write) = pipe()?;
-                    let stdin = if echo && interactive { dup_stdio(0) } else { None };
+                    // Detached with -i: stdin is a pipe whose other end attached clients type
+                    // into (kept open across attaches, as Docker's without StdinOnce).
+                    let (stdin, writer) = match (echo, interactive) {
+                        (true, true) => (dup_stdio(0), None),
+                        (false, true) => {
+                            let (read, write) = pipe()?;
+                            (Some(read), Some(write))
+                        }
+                        _ => (None, None),
+                    };
                     (
                         Stdio { stdin, stdout: Some(out_write), stderr: Some(err_write), console: None },
-                        Some((out_read, err_read, echo)),
+                        Some((out_read, err_read, echo, writer)),
                     )
                 }
             }
@@ -534,14 +543,19 @@ impl Engine {
         started(Ok(&running));
 
         let max = (record.host_config.log_max_size, record.host_config.log_max_file);
+        // `attach` reaches the output wherever this process relays it.
+        let server = match attach {
+            Attach::Inherit => None,
+            Attach::Log { .. } => crate::attach::AttachServer::bind(&self.container_dir(&id)).ok(),
+        };
         let exit_code = match (pipes, pty_master) {
             (_, Some(master)) => {
                 let log = if matches!(attach, Attach::Inherit) { None } else { Some((log_path.as_path(), max)) };
-                let _ = crate::terminal::relay(master, echo, echo && interactive, log);
+                let _ = crate::terminal::relay(master, echo, echo && interactive, log, server);
                 strata_runtime::wait(pid).unwrap_or(255)
             }
-            (Some((out, err, echo)), None) => {
-                let _ = copy_output(out, err, &log_path, echo, max);
+            (Some((out, err, echo, stdin)), None) => {
+                let _ = copy_output([out, err], stdin, &log_path, echo, max, server);
                 strata_runtime::wait(pid).unwrap_or(255)
             }
             (None, None) => strata_runtime::wait(pid).unwrap_or(255),
@@ -634,7 +648,7 @@ impl Engine {
             return Ok(0);
         }
         if let Some(master) = started.terminal {
-            let _ = crate::terminal::relay(master, true, options.interactive, None);
+            let _ = crate::terminal::relay(master, true, options.interactive, None, None);
         }
         let code = strata_runtime::wait(pid).map_err(|e| EngineError::Io { path: "waitpid".into(), source: e })?;
         self.emit_container(&record, "exec_die", &[exec_attr[0], ("exitCode", &code.to_string())]);
@@ -994,11 +1008,19 @@ pub(crate) fn resolv_conf() -> String {
 }
 
 /// Copies the container's stdout/stderr into the json-file log (and our stdio) until both close.
-fn copy_output(out: OwnedFd, err: OwnedFd, log: &Path, echo: bool, max: LogLimits) -> io::Result<()> {
+/// Copies the container's stdout and stderr into the log (and to our stdio when `echo`, and to
+/// attached clients), and what clients type into `stdin`, until both outputs close.
+fn copy_output(
+    fds: [OwnedFd; 2],
+    mut stdin: Option<OwnedFd>,
+    log: &Path,
+    echo: bool,
+    max: LogLimits,
+    mut server: Option<crate::attach::AttachServer>,
+) -> io::Result<()> {
     use rustix::event::{poll, PollFd, PollFlags};
     let mut log = JsonLog::open(log, max)?;
     let mut open = [true, true];
-    let fds = [out, err];
     let mut buffer = vec![0u8; 64 << 10];
     let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     while open.iter().any(|o| *o) {
@@ -1010,13 +1032,25 @@ fn copy_output(out: OwnedFd, err: OwnedFd, log: &Path, echo: bool, max: LogLimit
                 which.push(i);
             }
         }
+        let own = polls.len();
+        if let Some(server) = &server {
+            server.poll_fds(&mut polls);
+        }
         match poll(&mut polls, None) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
-        let ready: Vec<(usize, bool)> = polls.iter().zip(&which).map(|(p, i)| (*i, !p.revents().is_empty())).collect();
-        for (i, is_ready) in ready {
+        let ready: Vec<bool> = polls.iter().map(|p| !p.revents().is_empty()).collect();
+        drop(polls);
+        if let Some(server) = &mut server {
+            let inputs = server.service(&ready[own..]);
+            let (_, failed) = crate::attach::pass_inputs(inputs, stdin.as_ref().map(|f| f.as_fd()), false);
+            if failed {
+                stdin = None;
+            }
+        }
+        for (&i, &is_ready) in which.iter().zip(&ready) {
             if !is_ready {
                 continue;
             }
@@ -1041,6 +1075,9 @@ fn copy_output(out: OwnedFd, err: OwnedFd, log: &Path, echo: bool, max: LogLimit
                     io::stderr().write_all(data)
                 };
             }
+            if let Some(server) = &mut server {
+                server.broadcast(if i == 0 { crate::attach::STDOUT } else { crate::attach::STDERR }, data);
+            }
             partial[i].extend_from_slice(data);
             while let Some(newline) = partial[i].iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = partial[i].drain(..=newline).collect();
@@ -1048,7 +1085,9 @@ fn copy_output(out: OwnedFd, err: OwnedFd, log: &Path, echo: bool, max: LogLimit
             }
         }
     }
-    let _ = fds[0].as_fd();
+    if let Some(server) = server {
+        server.finish();
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! layer crates together and deals in user-facing names; it prints nothing.
 
 pub mod archive;
+pub mod attach;
 pub mod build;
 pub mod change;
 pub mod container_ops;

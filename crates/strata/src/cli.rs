@@ -59,6 +59,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// Get real time events from strata
     Events(EventsArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
     /// Generate the autocompletion script for the specified shell
     Completion(CompletionArgs),
     /// Create and run a new container from an image
@@ -170,6 +172,22 @@ pub enum ContainerCommand {
     Inspect(InspectArgs),
     /// Remove one or more containers
     Rm(RmArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Proxy all received signals to the process
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long)]
+    pub detach_keys: Option<String>,
+    pub container: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -745,3 +745,16 @@ pub fn stats(engine: &Engine, args: crate::cli::StatsArgs) -> anyhow::Result<u8>
         std::thread::sleep(std::time::Duration::from_millis(1000));
     }
 }
+
+/// `strata attach`: the container's exit code, or 1 after the detach keys (as Docker).
+pub fn attach(engine: &Engine, args: crate::cli::AttachArgs) -> anyhow::Result<u8> {
+    use strata_engine::attach::{AttachOptions, Attached};
+    let options = AttachOptions { stdin: !args.no_stdin, sig_proxy: args.sig_proxy, detach_keys: args.detach_keys };
+    match engine.attach_container(&args.container, &options)? {
+        Attached::Exited(code) => Ok(code.clamp(0, 255) as u8),
+        Attached::Detached => {
+            eprintln!("read escape sequence");
+            Ok(1)
+        }
+    }
+}
