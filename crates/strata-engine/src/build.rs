@@ -1277,8 +1277,10 @@ fn expand_wildcards(context: &Path, pattern: &str) -> Result<Vec<String>> {
             }
             let Ok(fd) = resolve_in(context, prefix) else { continue };
             let Ok(entries) = fs::read_dir(fd_path(&fd)) else { continue };
-            let mut names: Vec<String> =
-                entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .map(|e| strata_oci::bytes::from_os(&e.file_name()).into_owned())
+                .collect();
             names.sort();
             for name in names.into_iter().filter(|n| go_match(component, n)) {
                 next.push(if prefix.is_empty() { name } else { format!("{prefix}/{name}") });
@@ -1415,7 +1417,7 @@ impl Walker<'_> {
             fs::read_dir(dir).map_err(io)?.collect::<std::io::Result<_>>().map_err(io)?;
         children.sort_by_key(fs::DirEntry::file_name);
         for child in children {
-            let name = child.file_name().to_string_lossy().into_owned();
+            let name = strata_oci::bytes::from_os(&child.file_name()).into_owned();
             let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
             let rel = if relative.is_empty() { name.clone() } else { format!("{relative}/{name}") };
             let within = rel.get(self.source_len..).unwrap_or_default().trim_start_matches('/');
@@ -1516,11 +1518,12 @@ impl Selection {
             }
             if meta.is_dir() {
                 header.set_entry_type(tar::EntryType::Directory);
-                builder.append_data(&mut header, format!("{}/", entry.name), std::io::empty()).map_err(io)?;
+                let name = format!("{}/", entry.name);
+                builder.append_data(&mut header, &*strata_oci::bytes::to_os(&name), std::io::empty()).map_err(io)?;
             } else if meta.file_type().is_symlink() {
                 let target = fs::read_link(&entry.path).map_err(io)?;
                 header.set_entry_type(tar::EntryType::Symlink);
-                builder.append_link(&mut header, &entry.name, &target).map_err(io)?;
+                builder.append_link(&mut header, &*strata_oci::bytes::to_os(&entry.name), &target).map_err(io)?;
             } else if let (Some(into), true) = (&self.extract_into, entry.top_level) {
                 if !append_archive(&mut builder, &entry.path, into)? {
                     // Not an archive: ADD copies it like COPY.
@@ -1699,7 +1702,7 @@ fn append_file(
     header.set_size(meta.len());
     let mut data = Vec::with_capacity(meta.len() as usize);
     fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io)?;
-    builder.append_data(&mut header, name, &data[..]).map_err(io)
+    builder.append_data(&mut header, &*strata_oci::bytes::to_os(name), &data[..]).map_err(io)
 }
 
 impl Worker for EngineWorker<'_> {
@@ -1849,7 +1852,10 @@ impl Worker for EngineWorker<'_> {
 
     fn write_image(&self, config: &Value, layers: &[Layer], tags: &[String]) -> std::result::Result<String, String> {
         let tags = tags.iter().map(|t| parse_tag(t)).collect::<Result<Vec<_>>>().map_err(|e| e.to_string())?;
-        let config_bytes = serde_json::to_vec(config).map_err(|e| e.to_string())?;
+        // Bytes of a non-UTF-8 Dockerfile become U+FFFD in JSON, as Go's encoder writes them.
+        let mut config = config.clone();
+        strata_oci::bytes::lossy_json(&mut config);
+        let config_bytes = serde_json::to_vec(&config).map_err(|e| e.to_string())?;
         let records: Vec<(Digest, LayerRecord)> = layers
             .iter()
             .map(|layer| {

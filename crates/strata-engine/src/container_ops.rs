@@ -335,7 +335,7 @@ pub(crate) fn resolve_in(root: &Path, path: &str) -> Result<std::os::fd::OwnedFd
     let inside = path.trim_start_matches('/');
     let fd = rustix::fs::openat2(
         &root_fd,
-        if inside.is_empty() { "." } else { inside },
+        &*strata_oci::bytes::to_os(if inside.is_empty() { "." } else { inside }),
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
         rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,

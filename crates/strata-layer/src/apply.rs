@@ -621,7 +621,7 @@ impl Applier {
         size: u64,
         header: &tar::Header,
     ) -> Result<(), ApplyError> {
-        let display = String::from_utf8_lossy(raw_name).into_owned();
+        let display = strata_oci::bytes::decode(raw_name).into_owned();
         let path = clean_path(raw_name).ok_or_else(|| ApplyError::rejected(&display, "path escapes the root"))?;
         let base = path.rsplit('/').next().unwrap_or("").to_owned();
 
@@ -638,9 +638,9 @@ impl Applier {
             }
             let victim = join(parent_path, target);
             self.dirs.retain(|k, _| k != &victim && !k.starts_with(&format!("{victim}/")));
-            remove_all(&parent, target.as_bytes(), &victim)?;
+            remove_all(&parent, &strata_oci::bytes::encode(target), &victim)?;
             if self.options.whiteouts == WhiteoutMode::Overlay {
-                rustix::fs::mknodat(&*parent, target, FileType::CharacterDevice, Mode::empty(), 0)
+                rustix::fs::mknodat(&*parent, &*os(target), FileType::CharacterDevice, Mode::empty(), 0)
                     .map_err(|e| ApplyError::io(&victim, e))?;
             }
             return Ok(());
@@ -663,13 +663,13 @@ impl Applier {
         }
         let parent_path = parent_of(&path).to_owned();
         let parent = self.dir(&parent_path, true)?;
-        let name = base.as_bytes().to_vec();
+        let name = strata_oci::bytes::encode(&base).into_owned();
 
         // Whatever is there now is replaced, unless a directory meets a directory.
         let existing = if !duplicate && self.fresh.contains(&parent_path) {
             None
         } else {
-            rustix::fs::statat(&*parent, base.as_str(), AtFlags::SYMLINK_NOFOLLOW).ok()
+            rustix::fs::statat(&*parent, OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW).ok()
         };
         let existing_is_dir =
             existing.as_ref().is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
@@ -685,7 +685,11 @@ impl Applier {
             tar::EntryType::Directory => {
                 let mut created = false;
                 if !existing_is_dir {
-                    match rustix::fs::mkdirat(&*parent, base.as_str(), Mode::from_raw_mode(meta.mode & 0o1777)) {
+                    match rustix::fs::mkdirat(
+                        &*parent,
+                        OsStr::from_bytes(&name),
+                        Mode::from_raw_mode(meta.mode & 0o1777),
+                    ) {
                         Ok(()) => created = true,
                         Err(Errno::EXIST) => {}
                         Err(e) => return Err(ApplyError::io(&path, e)),
@@ -756,7 +760,7 @@ impl Applier {
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
                 let dev = rustix::fs::makedev(major, minor);
-                rustix::fs::mknodat(&*parent, base.as_str(), file_type, Mode::from_raw_mode(0o600), dev)
+                rustix::fs::mknodat(&*parent, OsStr::from_bytes(&name), file_type, Mode::from_raw_mode(0o600), dev)
                     .map_err(|e| ApplyError::io(&path, e))?;
                 apply_meta_at(&parent, &name, &meta, self.options.chown, &path, false)?;
             }
@@ -783,7 +787,7 @@ impl Applier {
                 let dir = open_dir_fd(parent, b".", parent_path)?;
                 let names = list_dir(&dir, parent_path)?;
                 for name in names {
-                    let child = join(parent_path, &String::from_utf8_lossy(&name));
+                    let child = join(parent_path, &strata_oci::bytes::decode(&name));
                     if self.written.contains(&child) {
                         continue;
                     }
@@ -830,7 +834,7 @@ impl Applier {
                 xattrs: Vec::new(),
             };
             let parent = self.dir(parent_of(target), true)?;
-            let name = target.rsplit('/').next().unwrap_or(target).as_bytes().to_vec();
+            let name = strata_oci::bytes::encode(target.rsplit('/').next().unwrap_or(target)).into_owned();
             let (setgid, umask) = (self.setgid.contains(parent_of(target)), self.umask);
             let mut source = File::from(fd);
             write_file(
@@ -902,7 +906,7 @@ impl Applier {
             let parent_target = if parent_prefix.is_empty() { "." } else { parent_prefix.as_str() };
             let parent = open_in_root(&self.root, parent_target, how).map_err(|e| ApplyError::io(parent_target, e))?;
             let name = components[i];
-            match rustix::fs::readlinkat(&parent, name, Vec::new()) {
+            match rustix::fs::readlinkat(&parent, &*os(name), Vec::new()) {
                 Ok(link) => {
                     let link = link.to_bytes().to_vec();
                     let base = if link.first() == Some(&b'/') { String::new() } else { self.location_of(&parent)? };
@@ -919,7 +923,7 @@ impl Applier {
                     }
                     return self.create_missing(&resolved, depth + 1);
                 }
-                Err(_) => match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
+                Err(_) => match rustix::fs::mkdirat(&parent, &*os(name), Mode::from_raw_mode(0o755)) {
                     Ok(()) => {
                         self.fresh.insert(prefix.clone());
                     }
@@ -951,7 +955,7 @@ impl Applier {
             return Ok((self.dir("", false)?, b".".to_vec()));
         }
         let parent = self.dir(parent_of(path), false)?;
-        Ok((parent, path.rsplit('/').next().unwrap_or(path).as_bytes().to_vec()))
+        Ok((parent, strata_oci::bytes::encode(path.rsplit('/').next().unwrap_or(path)).into_owned()))
     }
 }
 
@@ -1169,7 +1173,7 @@ pub(crate) fn remove_all(parent: &OwnedFd, name: &[u8], path: &str) -> Result<()
         Err(e) => return Err(ApplyError::io(path, e)),
     };
     for child in list_dir(&dir, path)? {
-        let child_path = join(path, &String::from_utf8_lossy(&child));
+        let child_path = join(path, &strata_oci::bytes::decode(&child));
         remove_all(&dir, &child, &child_path)?;
     }
     match rustix::fs::unlinkat(parent, os_name, AtFlags::REMOVEDIR) {
@@ -1187,17 +1191,23 @@ fn allowed_xattr(name: &str) -> bool {
 
 /// Opens `path` below `root` with every symlink resolved as if `root` were `/`.
 pub(crate) fn open_in_root(root: &OwnedFd, path: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
-    rustix::fs::openat2(root, path, flags, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)
+    rustix::fs::openat2(root, &*os(path), flags, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)
 }
 
 fn fs_read_link(path: &str) -> Result<PathBuf, ApplyError> {
     std::fs::read_link(path).map_err(|e| ApplyError::io(path, e))
 }
 
+/// Paths here are text with the bytes that are not UTF-8 escaped (`strata_oci::bytes`), so
+/// that a name is written with the bytes the archive gave it.
+fn os(text: &str) -> std::borrow::Cow<'_, OsStr> {
+    strata_oci::bytes::to_os(text)
+}
+
 /// Like [`clean_path`], but `..` at the root stays at the root (how the kernel resolves
 /// paths under `RESOLVE_IN_ROOT`).
 fn clamp_path(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
+    let text = strata_oci::bytes::decode(raw);
     let mut parts: Vec<&str> = Vec::new();
     for part in text.split('/') {
         match part {
@@ -1214,7 +1224,7 @@ fn clamp_path(raw: &[u8]) -> String {
 /// Cleans an archive path: no leading `/` or `./`, `.` dropped, `..` applied; `None` when it
 /// climbs above the root.
 pub fn clean_path(raw: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(raw);
+    let text = strata_oci::bytes::decode(raw);
     let mut parts: Vec<&str> = Vec::new();
     for part in text.split('/') {
         match part {

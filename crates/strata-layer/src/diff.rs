@@ -201,7 +201,7 @@ impl Tree {
         }
         let fd = rustix::fs::openat2(
             &*self.root,
-            rel,
+            &*os(rel),
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
@@ -217,7 +217,7 @@ impl Tree {
             return rustix::fs::fstat(&*self.root).map_err(self.error(rel));
         }
         let (parent, name) = split(rel);
-        rustix::fs::statat(&*self.dir(parent)?, name, AtFlags::SYMLINK_NOFOLLOW).map_err(self.error(rel))
+        rustix::fs::statat(&*self.dir(parent)?, &*os(name), AtFlags::SYMLINK_NOFOLLOW).map_err(self.error(rel))
     }
 
     /// The names in the directory at `rel`, in byte order (none inside a pseudo-filesystem).
@@ -245,7 +245,7 @@ impl Tree {
         let (parent, name) = split(rel);
         let fd = rustix::fs::openat(
             &*self.dir(parent)?,
-            name,
+            &*os(name),
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
             Mode::empty(),
         )
@@ -262,7 +262,7 @@ impl Tree {
 
     fn read_link(&self, rel: &str) -> Result<Vec<u8>, DiffError> {
         let (parent, name) = split(rel);
-        let target = rustix::fs::readlinkat(&*self.dir(parent)?, name, Vec::new()).map_err(self.error(rel))?;
+        let target = rustix::fs::readlinkat(&*self.dir(parent)?, &*os(name), Vec::new()).map_err(self.error(rel))?;
         Ok(target.into_bytes())
     }
 
@@ -273,7 +273,7 @@ impl Tree {
         let dir = self.dir(parent)?;
         let mut path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
         if !name.is_empty() {
-            path.push(name);
+            path.push(&*os(name));
         }
         Ok(path)
     }
@@ -384,8 +384,14 @@ pub fn write_diff<W: Write>(
     Ok((report, raw.inner))
 }
 
+/// Paths here are text with the bytes that are not UTF-8 escaped (`strata_oci::bytes`): the
+/// kernel gets the bytes back, the layer keeps them.
+fn os(text: &str) -> std::borrow::Cow<'_, std::ffi::OsStr> {
+    strata_oci::bytes::to_os(text)
+}
+
 fn join(prefix: &str, name: &OsString) -> String {
-    let name = String::from_utf8_lossy(name.as_bytes());
+    let name = strata_oci::bytes::decode(name.as_bytes());
     if prefix.is_empty() {
         name.into_owned()
     } else {
@@ -420,7 +426,7 @@ fn collect_overlay(tree: &Tree, prefix: &str, changes: &mut Vec<Change>) -> Resu
         };
         if is_overlay_whiteout(&stat) {
             changes.push(Change {
-                path: whiteout_path(prefix, &String::from_utf8_lossy(name.as_bytes())),
+                path: whiteout_path(prefix, &strata_oci::bytes::decode(name.as_bytes())),
                 kind: ChangeKind::Whiteout,
             });
             continue;
@@ -513,7 +519,7 @@ fn collect_trees(
         match order {
             std::cmp::Ordering::Greater => {
                 // Only in lower: deleted.
-                let name = String::from_utf8_lossy(lower_names[j].as_bytes()).into_owned();
+                let name = strata_oci::bytes::decode(lower_names[j].as_bytes()).into_owned();
                 changes.push(Change { path: whiteout_path(prefix, &name), kind: ChangeKind::Whiteout });
                 changed = true;
                 j += 1;
@@ -667,9 +673,10 @@ impl<W: Write> TarWriter<W> {
     fn emit(&mut self, fields: &Fields, data: &mut dyn Read) -> io::Result<()> {
         let mut header = tar::Header::new_ustar();
         let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        if header.set_path(&fields.path).is_err() {
-            pax.push(("path".into(), fields.path.clone().into_bytes()));
-            set_raw_name(&mut header, fields.path.as_bytes());
+        let path = strata_oci::bytes::encode(&fields.path);
+        if header.set_path(std::ffi::OsStr::from_bytes(&path)).is_err() {
+            pax.push(("path".into(), path.to_vec()));
+            set_raw_name(&mut header, &path);
         }
         if !fields.link.is_empty()
             && (fields.link.len() > 100 || header.set_link_name(OsString::from_vec(fields.link.clone())).is_err())

@@ -1,6 +1,7 @@
 //! OCI and Docker types shared by every strata crate: digests, image references, media
 //! types, descriptors, manifests, indexes and image configs. No I/O.
 
+pub mod bytes;
 pub mod digest;
 pub mod media_types;
 pub mod reference;

@@ -633,7 +633,8 @@ fn exec(spec: &Spec) -> InitError {
     let Some(path) = find_program(program, &spec.env) else {
         return InitError { code: 127, message: format!("exec: {program:?}: executable file not found in $PATH") };
     };
-    let to_c = |s: &str| CString::new(s).unwrap_or_default();
+    // Bytes a non-UTF-8 Dockerfile carried (escaped in our strings) go to the kernel as bytes.
+    let to_c = |s: &str| CString::new(strata_oci::bytes::encode(s).into_owned()).unwrap_or_default();
     let c_path = CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
     let args: Vec<CString> = spec.args.iter().map(|a| to_c(a)).collect();
     let env: Vec<CString> = spec.env.iter().map(|e| to_c(e)).collect();

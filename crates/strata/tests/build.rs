@@ -198,7 +198,7 @@ fn cache_reuses_unchanged_steps_and_reruns_what_depends_on_a_change() {
     let id = strata(&root, &["images", "-q", "--no-trunc", "cached"]).ok().stdout();
 
     // Nothing changed: every step from the cache, the very same image, and nothing written
-    // anywhere in the store.
+    // anywhere in the store but the event log (the build and its tag, as Docker logs them).
     std::thread::sleep(std::time::Duration::from_millis(50));
     let before = std::time::SystemTime::now();
     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -209,7 +209,7 @@ fn cache_reuses_unchanged_steps_and_reruns_what_depends_on_a_change() {
     files_below(&root.root(), &mut files);
     let written: Vec<_> =
         files.iter().filter(|f| std::fs::metadata(f).and_then(|m| m.modified()).is_ok_and(|t| t > before)).collect();
-    assert!(written.is_empty(), "an unchanged rebuild wrote {written:?}");
+    assert_eq!(written, [&root.root().join("events.log")], "an unchanged rebuild wrote {written:?}");
 
     // One context file changed: the RUN before the COPY stays cached, the rest runs again.
     std::fs::write(context.join("app/a"), "two\n").expect("write");
@@ -1041,4 +1041,45 @@ fn context_or_dockerfile_from_stdin() {
     let both = Run::with_stdin(command, b"FROM busybox\n");
     assert_eq!(both.code(), 1);
     assert!(both.stderr().contains("can't use stdin for both build context and dockerfile"), "{}", both.stderr());
+}
+
+#[test]
+fn dockerfile_bytes_that_are_not_utf8_are_kept() {
+    require_root!();
+    use std::os::unix::ffi::OsStrExt;
+    // Latin-1, as an old editor saves it: é is the single byte 0xE9.
+    let dockerfile: &[u8] = b"# r\xe9sum\xe9 \xff\nFROM busybox\nENV GREETING=caf\xe9\nLABEL note=\"na\xefve\"\n\
+RUN printf '%s' \"$GREETING\" > /env && echo 'r\xe9sum\xe9' > /text && touch /made-\xe9\n\
+COPY caf\xe9.txt /copied/\nCMD [\"echo\", \"\xe9\"]\n";
+    let (root, context) = setup(&[("Dockerfile", "")]);
+    std::fs::write(context.join("Dockerfile"), dockerfile).expect("write");
+    std::fs::write(context.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt")), "copied\n").expect("write");
+    strata(&root, &["build", "-q", "-t", "latin", context.to_str().expect("utf-8")]).ok();
+    // RUN got the Dockerfile's bytes (in its command and in ENV), and names are bytes too.
+    let run = strata(
+        &root,
+        &[
+            "run",
+            "--rm",
+            "latin",
+            "sh",
+            "-c",
+            "cat /env; echo; cat /text; for f in /made-* /copied/*; do echo \"$f\"; done",
+        ],
+    )
+    .ok();
+    assert_eq!(run.output.stdout, b"caf\xe9\nr\xe9sum\xe9\n/made-\xe9\n/copied/caf\xe9.txt\n");
+    // The config is JSON: there the bytes become U+FFFD, as Go's encoder writes them.
+    let config = strata(&root, &["inspect", "-f", "{{json .Config}}", "latin"]).ok().stdout();
+    let config: serde_json::Value = serde_json::from_str(&config).expect("json");
+    assert!(config["Env"].as_array().expect("env").iter().any(|e| e == "GREETING=caf\u{FFFD}"), "{config}");
+    assert_eq!(config["Labels"]["note"], "na\u{FFFD}ve");
+    assert_eq!(config["Cmd"], serde_json::json!(["echo", "\u{FFFD}"]));
+    // Exported and imported again, the names keep their bytes.
+    let exported = root.path("latin.tar");
+    let id = strata(&root, &["create", "latin"]).ok().stdout().trim().to_owned();
+    strata(&root, &["export", "-o", exported.to_str().expect("utf-8"), &id]).ok();
+    strata(&root, &["import", exported.to_str().expect("utf-8"), "again"]).ok();
+    let listed = strata(&root, &["run", "--rm", "again", "sh", "-c", "echo /made-*"]).ok();
+    assert_eq!(listed.output.stdout, b"/made-\xe9\n");
 }

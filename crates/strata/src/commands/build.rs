@@ -40,10 +40,7 @@ fn stdin_context() -> anyhow::Result<(StdinContext, Option<String>)> {
         strata_layer::apply_layer(&data[..], &dir.0, &options)?;
         return Ok((dir, None));
     }
-    Ok((
-        dir,
-        Some(String::from_utf8(data).map_err(|_| anyhow::anyhow!("stdin is neither a tar archive nor a Dockerfile"))?),
-    ))
+    Ok((dir, Some(strata_oci::bytes::decode(&data).into_owned())))
 }
 
 /// `--secret id=ID[,type=file|env][,src=FILE|,env=VAR]`, as buildx reads it: `src`/`source`
@@ -106,9 +103,9 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
     let (text, file) = match (args.file.as_deref(), stdin_dockerfile) {
         (_, Some(text)) => (text, "Dockerfile".to_owned()),
         (Some("-"), None) => {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text)?;
-            (text, "Dockerfile".to_owned())
+            let mut data = Vec::new();
+            std::io::stdin().read_to_end(&mut data)?;
+            (strata_oci::bytes::decode(&data).into_owned(), "Dockerfile".to_owned())
         }
         (Some(path), None) => {
             // Inside a context from stdin, `-f` names a file of that context.
@@ -355,8 +352,10 @@ fn finish(args: &BuildArgs, id: &str, started: std::time::Instant) -> anyhow::Re
     Ok(0)
 }
 
+/// The Dockerfile's bytes as text: bytes that are not UTF-8 are kept (as BuildKit keeps them),
+/// escaped as `strata_oci::bytes` says.
 fn read_dockerfile(path: &std::path::Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).map_err(|e| {
+    std::fs::read(path).map(|data| strata_oci::bytes::decode(&data).into_owned()).map_err(|e| {
         anyhow::anyhow!("failed to read dockerfile: open {}: {}", path.display(), e.to_string().to_lowercase())
     })
 }
