@@ -19,7 +19,7 @@ use strata_runtime::{ContainerMount, Limits, MountKind, Network, Spec, Stdio};
 use strata_store::LayerRecord;
 
 use crate::container_ops::{apply_into, fd_path, resolve_in, MOUNT_POINTS};
-use crate::containers::{dup_stdio, resolv_conf};
+use crate::containers::{dup_stdio, resolv_conf, HostConfig};
 use crate::error::{EngineError, Result};
 use crate::import::record_image;
 use crate::run::random_hex;
@@ -504,7 +504,7 @@ impl EngineWorker<'_> {
             let files = [
                 ("/etc/hosts", format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")),
                 ("/etc/hostname", format!("{hostname}\n")),
-                ("/etc/resolv.conf", resolv_conf()),
+                ("/etc/resolv.conf", resolv_conf(&HostConfig::default())),
             ];
             let mut mounts = Vec::new();
             for (destination, content) in files {

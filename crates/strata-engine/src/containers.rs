@@ -146,6 +146,17 @@ pub struct HostConfig {
     pub log_max_size: Option<u64>,
     pub log_max_file: Option<u32>,
     pub stop_timeout: Option<i64>,
+    /// `--dns`, `--dns-search`, `--dns-option`: what the container's resolv.conf says
+    /// instead of the host's.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// `--add-host NAME:IP`, as `NAME:IP` (added to the container's /etc/hosts).
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
 }
 
 /// A mount as `docker inspect` lists it.
@@ -383,12 +394,18 @@ impl Engine {
                 fs::write(&path, content).at(&path)?;
                 Ok(path)
             };
-            let hosts = write(
-                "hosts",
-                format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"),
-            )?;
+            // Docker's order: localhost entries, `--add-host` lines, the container's own name.
+            let mut hosts_text = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_owned();
+            for extra in &record.host_config.extra_hosts {
+                // Checked by `run`'s validation: NAME:IP (the name has no colon).
+                if let Some((name, address)) = extra.split_once(':') {
+                    hosts_text.push_str(&format!("{address}\t{name}\n"));
+                }
+            }
+            hosts_text.push_str(&format!("127.0.1.1\t{hostname}\n"));
+            let hosts = write("hosts", hosts_text)?;
             let hostname_file = write("hostname", format!("{hostname}\n"))?;
-            let resolv = write("resolv.conf", resolv_conf())?;
+            let resolv = write("resolv.conf", resolv_conf(&record.host_config))?;
             for (destination, source) in
                 [("/etc/hosts", hosts), ("/etc/hostname", hostname_file), ("/etc/resolv.conf", resolv)]
             {
@@ -990,19 +1007,36 @@ pub(crate) fn dup_stdio(fd: i32) -> Option<OwnedFd> {
     rustix::io::fcntl_dupfd_cloexec(borrowed, 3).ok()
 }
 
-pub(crate) fn resolv_conf() -> String {
-    // The host's servers, without loopback ones (they mean nothing in another namespace).
+/// The container's resolv.conf: the host's (its loopback servers dropped: they mean nothing in
+/// another namespace), with each of `--dns`, `--dns-search`, `--dns-option` that was given
+/// replacing the host's lines of its kind, as Docker does.
+pub(crate) fn resolv_conf(host_config: &HostConfig) -> String {
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let mut out = String::new();
+    let replaced = |keyword: &str| match keyword {
+        "nameserver" => !host_config.dns.is_empty(),
+        "search" => !host_config.dns_search.is_empty(),
+        _ => !host_config.dns_options.is_empty(),
+    };
     for line in host.lines() {
         let line = line.trim();
-        if line.starts_with("nameserver") && (line.contains("127.") || line.contains("::1")) {
+        let Some(keyword) = ["nameserver", "search", "options"].into_iter().find(|k| line.starts_with(k)) else {
+            continue;
+        };
+        if replaced(keyword) || (keyword == "nameserver" && (line.contains("127.") || line.contains("::1"))) {
             continue;
         }
-        if line.starts_with("nameserver") || line.starts_with("search") || line.starts_with("options") {
-            out.push_str(line);
-            out.push('\n');
-        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    for server in &host_config.dns {
+        out.push_str(&format!("nameserver {server}\n"));
+    }
+    if !host_config.dns_search.is_empty() {
+        out.push_str(&format!("search {}\n", host_config.dns_search.join(" ")));
+    }
+    if !host_config.dns_options.is_empty() {
+        out.push_str(&format!("options {}\n", host_config.dns_options.join(" ")));
     }
     out
 }

@@ -108,7 +108,7 @@ pub fn host_config(ours: &Value, masked: &[String], readonly: &[String]) -> Valu
                 }
                 "StopTimeout" => {}
                 "Tmpfs" if value.as_object().is_none_or(Map::is_empty) => {}
-                "Binds" | "CapAdd" | "CapDrop" | "SecurityOpt" => {
+                "Binds" | "CapAdd" | "CapDrop" | "SecurityOpt" | "ExtraHosts" => {
                     map.insert(key.clone(), empty_is_null(value));
                 }
                 "PidsLimit" if value.as_i64() == Some(0) => {}

@@ -49,6 +49,10 @@ pub struct CreateOptions {
     pub interactive: bool,
     pub log_opts: Vec<String>,
     pub init: bool,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    pub add_hosts: Vec<String>,
 }
 
 /// 2 × `bytes` random hex characters.
@@ -241,7 +245,43 @@ fn check_destination(destination: &str, spec: &str, flag: &str) -> Result<()> {
 }
 
 /// What can be refused before anything is made: values the engine cannot honour.
+/// `--add-host NAME:IP` (or `NAME=IP`; an IPv6 address may be in brackets) as Docker stores
+/// it: `NAME:IP`.
+fn parse_add_host(spec: &str) -> Result<String> {
+    let bad = || {
+        EngineError::InvalidArgument(format!(
+            "invalid argument \"{spec}\" for \"--add-host\" flag: bad format for add-host: \"{spec}\""
+        ))
+    };
+    let (name, address) = spec.split_once('=').or_else(|| spec.split_once(':')).ok_or_else(bad)?;
+    let address = address.trim_start_matches('[').trim_end_matches(']');
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    if address == "host-gateway" {
+        return Err(EngineError::InvalidArgument(format!(
+            "--add-host {spec}: host-gateway needs a bridge network, which strata does not have yet"
+        )));
+    }
+    if address.parse::<std::net::IpAddr>().is_err() {
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid argument \"{spec}\" for \"--add-host\" flag: invalid IP address in add-host: \"{address}\""
+        )));
+    }
+    Ok(format!("{name}:{address}"))
+}
+
 fn validate(options: &CreateOptions) -> Result<()> {
+    for server in &options.dns {
+        if server.parse::<std::net::IpAddr>().is_err() {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid argument \"{server}\" for \"--dns\" flag: {server} is not an ip address"
+            )));
+        }
+    }
+    for host in &options.add_hosts {
+        parse_add_host(host)?;
+    }
     if let Some(cpus) = &options.cpus {
         parse_cpus(cpus)?;
     }
@@ -666,6 +706,10 @@ impl Engine {
             log_max_size,
             log_max_file,
             stop_timeout: options.stop_timeout,
+            dns: options.dns.clone(),
+            dns_search: options.dns_search.clone(),
+            dns_options: options.dns_options.clone(),
+            extra_hosts: options.add_hosts.iter().map(|h| parse_add_host(h)).collect::<Result<_>>()?,
         };
         let spec = Spec {
             args,

@@ -1210,3 +1210,59 @@ fn stats_reads_cpu_memory_and_pids_from_the_cgroup() {
     assert!(row.trim_end().ends_with("/ 64MiB"), "{row}");
     strata(&root, &["rm", "-f", "busy", "idle"]).ok();
 }
+
+#[test]
+fn dns_flags_and_extra_hosts() {
+    require_root!();
+    let root = setup();
+    let run = strata(
+        &root,
+        &[
+            "run",
+            "--rm",
+            "--dns",
+            "10.0.0.53",
+            "--dns",
+            "10.0.0.54",
+            "--dns-search",
+            "corp.example",
+            "--dns-option",
+            "ndots:2",
+            "--add-host",
+            "db:10.1.2.3",
+            "--add-host",
+            "v6=[2001:db8::1]",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /etc/resolv.conf; echo --; cat /etc/hosts",
+        ],
+    )
+    .ok()
+    .stdout();
+    let (resolv, hosts) = run.split_once("--\n").expect("both files");
+    // The given servers, search and options replace the host's.
+    assert_eq!(resolv, "nameserver 10.0.0.53\nnameserver 10.0.0.54\nsearch corp.example\noptions ndots:2\n");
+    let lines: Vec<&str> = hosts.lines().collect();
+    let db = lines.iter().position(|l| *l == "10.1.2.3\tdb").expect(hosts);
+    assert_eq!(lines[db + 1], "2001:db8::1\tv6");
+    assert!(lines[db + 2].starts_with("127.0.1.1\t"), "the container's own name last: {hosts}");
+    // Without the flags: the host's resolv.conf, its loopback servers dropped.
+    let plain = strata(&root, &["run", "--rm", "busybox", "cat", "/etc/resolv.conf"]).ok().stdout();
+    assert!(!plain.contains("nameserver 10.0.0.53") && !plain.contains("nameserver 127."), "{plain}");
+    // Inspect as dockerd shows them.
+    strata(&root, &["create", "--name", "c", "--dns", "1.1.1.1", "--add-host", "a:1.2.3.4", "busybox", "true"]).ok();
+    let shown = strata(&root, &["inspect", "-f", "{{json .HostConfig.Dns}} {{json .HostConfig.ExtraHosts}}", "c"]).ok();
+    assert_eq!(shown.stdout().trim(), r#"["1.1.1.1"] ["a:1.2.3.4"]"#);
+    // Bad values are usage errors, before anything is created.
+    for (flag, value, message) in [
+        ("--dns", "nope", "nope is not an ip address"),
+        ("--add-host", "bad", "bad format for add-host"),
+        ("--add-host", "x:300.1.1.1", "invalid IP address in add-host"),
+    ] {
+        let refused = strata(&root, &["run", "--rm", "--name", "never", flag, value, "busybox", "true"]);
+        assert_eq!(refused.code(), 125, "{flag} {value}");
+        assert!(refused.stderr().contains(message), "{}", refused.stderr());
+    }
+    assert!(!strata(&root, &["ps", "-a", "--format", "{{.Names}}"]).ok().stdout().contains("never"));
+}

@@ -54,6 +54,10 @@ fn create_options(args: &RunArgs) -> CreateOptions {
         interactive: args.interactive,
         log_opts: args.log_opt.clone(),
         init: args.init,
+        dns: args.dns.clone(),
+        dns_search: args.dns_search.clone(),
+        dns_options: args.dns_option.clone(),
+        add_hosts: args.add_host.clone(),
     }
 }
 
