@@ -152,6 +152,13 @@ pub fn start(
     if spec.network == Network::None {
         flags |= libc::CLONE_NEWNET;
     }
+    let netns = match &spec.network {
+        Network::Join(path) => Some(
+            rustix::fs::open(path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                .map_err(|e| StartError::engine(format!("network namespace {}: {e}", path.display())))?,
+        ),
+        _ => None,
+    };
     // SAFETY: a fork-like clone (no new stack) from a single-threaded process; the child only
     // runs this crate's setup and then execs or exits.
     let pid = unsafe {
@@ -163,8 +170,21 @@ pub fn start(
     if pid == 0 {
         drop(go_write);
         drop(report_read);
+        if let Some(netns) = netns {
+            // Before anything else: the container's network is the prepared namespace.
+            if let Err(e) = rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&netns),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            ) {
+                let mut report = std::fs::File::from(report_write);
+                let _ = write!(report, "125\njoin the network namespace: {e}");
+                // SAFETY: immediate exit of the child.
+                unsafe { libc::_exit(125) };
+            }
+        }
         child(spec, stdio, go_read, report_write);
     }
+    drop(netns);
     let pid = pid as i32;
     drop(go_read);
     drop(report_write);

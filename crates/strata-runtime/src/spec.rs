@@ -15,13 +15,17 @@ pub struct User {
     pub additional_gids: Vec<u32>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Network {
     /// A private network namespace with only loopback.
     #[default]
     None,
     /// The host's network namespace.
     Host,
+    /// A network namespace made beforehand (its interfaces, addresses and routes set up by the
+    /// engine), pinned at this path: `/run/strata/netns/ID` or another container's
+    /// `/proc/PID/ns/net`.
+    Join(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

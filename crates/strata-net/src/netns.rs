@@ -1,0 +1,130 @@
+//! Network namespaces made ahead of a container and pinned by a bind mount (as `ip netns add`
+//! does), so the engine can wire them before the container's process exists and drop them
+//! after it is gone.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use crate::netlink::Netlink;
+
+/// Where the namespace of container `id` is pinned.
+pub fn path_for(id: &str) -> PathBuf {
+    Path::new("/run/strata/netns").join(id)
+}
+
+/// Makes a new network namespace pinned at `path`, its loopback up.
+pub fn create(path: &Path) -> io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::File::create(path)?;
+    let target = path.to_owned();
+    let made = std::thread::spawn(move || -> io::Result<()> {
+        // A thread may have a network namespace of its own: make one, pin it, leave it.
+        // SAFETY: only the network namespace of this short-lived thread changes; no file
+        // descriptor table or memory is unshared.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET)? };
+        rustix::mount::mount_bind("/proc/thread-self/ns/net", &target)?;
+        let mut netlink = Netlink::open()?;
+        if let Some(lo) = netlink.link_index("lo")? {
+            netlink.set_up(lo, None)?;
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| io::Error::other("the thread making a network namespace panicked"))?;
+    if let Err(e) = made {
+        let _ = remove(path);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Unpins and removes it: the namespace (and the veth end in it) goes once no process is in it.
+pub fn remove(path: &Path) -> io::Result<()> {
+    match rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH) {
+        Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Opens a pinned namespace.
+pub fn open(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::File::open(path)
+}
+
+/// One end of a container's link to a bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub address: std::net::Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: std::net::Ipv4Addr,
+    pub mac: [u8; 6],
+    /// The host end's name (`veth` + 7 hex).
+    pub host_link: String,
+}
+
+/// Docker's MAC for an address: 02:42 and the address's four bytes.
+pub fn mac_for(address: std::net::Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = address.octets();
+    [0x02, 0x42, a, b, c, d]
+}
+
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Makes sure the bridge `name` exists with `gateway/prefix` and is up; sets what the host
+/// needs for it: forwarding from it, and `route_localnet` so that published ports answer on
+/// 127.0.0.1. Returns its index.
+pub fn ensure_bridge(name: &str, gateway: std::net::Ipv4Addr, prefix: u8) -> io::Result<u32> {
+    let mut netlink = Netlink::open()?;
+    let index = match netlink.link_index(name)? {
+        Some(index) => index,
+        None => {
+            match netlink.add_bridge(name) {
+                Ok(()) => {}
+                // Another command made it meanwhile.
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => return Err(e),
+            }
+            netlink.link_index(name)?.ok_or_else(|| io::Error::other(format!("bridge {name} vanished")))?
+        }
+    };
+    netlink.add_address(index, gateway, prefix)?;
+    netlink.set_up(index, None)?;
+    for (setting, value) in [("forwarding", "1"), ("route_localnet", "1")] {
+        std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/{setting}"), value)?;
+    }
+    Ok(index)
+}
+
+/// Connects the namespace at `netns` to the bridge: a veth pair, `eth0` inside with the
+/// endpoint's address, MAC and default route.
+pub fn attach(netns: &Path, bridge: u32, endpoint: &Endpoint) -> io::Result<()> {
+    let namespace = open(netns)?;
+    let mut host = Netlink::open()?;
+    host.add_veth(&endpoint.host_link, "eth0", endpoint.mac, namespace.as_fd())?;
+    let result = (|| {
+        let index = host
+            .link_index(&endpoint.host_link)?
+            .ok_or_else(|| io::Error::other(format!("{} vanished", endpoint.host_link)))?;
+        host.set_up(index, Some(bridge))?;
+        let mut inside = Netlink::open_in(namespace.as_fd())?;
+        let eth0 = inside.link_index("eth0")?.ok_or_else(|| io::Error::other("eth0 vanished"))?;
+        inside.add_address(eth0, endpoint.address, endpoint.prefix)?;
+        inside.set_up(eth0, None)?;
+        inside.add_default_route(endpoint.gateway)
+    })();
+    if result.is_err() {
+        if let Ok(Some(index)) = host.link_index(&endpoint.host_link) {
+            let _ = host.delete_link(index);
+        }
+    }
+    result
+}

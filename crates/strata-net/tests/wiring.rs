@@ -1,0 +1,69 @@
+//! A namespace wired to a bridge answers on its address, and leaves nothing behind. Needs root
+//! (network namespaces, links); skips otherwise.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+
+use strata_net::netlink::Netlink;
+use strata_net::netns::{self, Endpoint};
+
+#[test]
+fn a_namespace_on_a_bridge_answers_and_is_removed_whole() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: network namespaces need root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ns");
+    netns::create(&path).expect("netns");
+    let bridge_name = format!("stt{}", std::process::id() % 100000);
+    let gateway = Ipv4Addr::new(10, 213, 7, 1);
+    let bridge = netns::ensure_bridge(&bridge_name, gateway, 24).expect("bridge");
+    // Twice is fine (a second container on the network).
+    assert_eq!(netns::ensure_bridge(&bridge_name, gateway, 24).expect("again"), bridge);
+    let address = Ipv4Addr::new(10, 213, 7, 2);
+    let host_link = format!("vtt{}", std::process::id() % 100000);
+    let endpoint =
+        Endpoint { address, prefix: 24, gateway, mac: netns::mac_for(address), host_link: host_link.clone() };
+    netns::attach(&path, bridge, &endpoint).expect("attach");
+
+    // A server in the namespace, reached from the host through the bridge.
+    let namespace = netns::open(&path).expect("open");
+    let fd = namespace.as_fd().try_clone_to_owned().expect("dup");
+    let listener = std::thread::spawn(move || {
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
+            .expect("setns");
+        TcpListener::bind(SocketAddr::from((address, 4321))).expect("bind")
+    })
+    .join()
+    .expect("thread");
+    let server = std::thread::spawn(move || {
+        let (mut stream, peer) = listener.accept().expect("accept");
+        stream.write_all(b"hello").expect("write");
+        peer
+    });
+    let mut client = TcpStream::connect((address, 4321)).expect("connect through the bridge");
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).expect("read");
+    assert_eq!(answer, "hello");
+    assert_eq!(server.join().expect("server").ip(), std::net::IpAddr::V4(gateway), "the host comes from the gateway");
+    // Inside: eth0 with Docker's MAC, and lo.
+    let mut inside = Netlink::open_in(namespace.as_fd()).expect("netlink inside");
+    let names: Vec<String> = inside.links().expect("links").into_iter().map(|(_, name)| name).collect();
+    assert_eq!(names, ["lo", "eth0"]);
+    drop(inside);
+    drop(namespace);
+
+    netns::remove(&path).expect("remove");
+    assert!(!path.exists());
+    let mut host = Netlink::open().expect("netlink");
+    // The namespace went with its last user, and its veth end with it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while host.link_index(&host_link).expect("lookup").is_some() {
+        assert!(std::time::Instant::now() < deadline, "{host_link} left behind");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    host.delete_link(bridge).expect("delete bridge");
+    assert!(host.link_index(&bridge_name).expect("lookup").is_none());
+}
