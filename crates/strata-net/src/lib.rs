@@ -2,5 +2,7 @@
 //! namespaces pinned by bind mounts, address leases, and the nftables rules for published
 //! ports and masquerading.
 
+pub mod firewall;
+pub mod ipam;
 pub mod netlink;
 pub mod netns;

@@ -67,3 +67,61 @@ fn a_namespace_on_a_bridge_answers_and_is_removed_whole() {
     host.delete_link(bridge).expect("delete bridge");
     assert!(host.link_index(&bridge_name).expect("lookup").is_none());
 }
+
+#[test]
+fn published_ports_answer_on_loopback_and_the_table_goes_with_the_last_rule() {
+    use strata_net::firewall::{self, NetworkRule, PortRule, Rules};
+    if !rustix::process::geteuid().is_root() || !firewall::have_nft() {
+        eprintln!("SKIPPED: needs root and nft");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ns");
+    netns::create(&path).expect("netns");
+    let tag = std::process::id() % 100000;
+    let bridge_name = format!("stp{tag}");
+    let gateway = Ipv4Addr::new(10, 213, 8, 1);
+    let bridge = netns::ensure_bridge(&bridge_name, gateway, 24).expect("bridge");
+    let address = Ipv4Addr::new(10, 213, 8, 2);
+    let endpoint =
+        Endpoint { address, prefix: 24, gateway, mac: netns::mac_for(address), host_link: format!("vtp{tag}") };
+    netns::attach(&path, bridge, &endpoint).expect("attach");
+    let namespace = netns::open(&path).expect("open");
+    let fd = namespace.as_fd().try_clone_to_owned().expect("dup");
+    let listener = std::thread::spawn(move || {
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
+            .expect("setns");
+        TcpListener::bind(SocketAddr::from((address, 80))).expect("bind")
+    })
+    .join()
+    .expect("thread");
+    let table = format!("strata_test{tag}");
+    let host_port = 20000 + (tag % 20000) as u16;
+    let rules = Rules {
+        networks: vec![NetworkRule {
+            bridge: bridge_name.clone(),
+            subnet: "10.213.8.0/24".parse().expect("cidr"),
+            internal: false,
+        }],
+        ports: vec![PortRule { host_ip: None, host_port, protocol: "tcp".into(), address, port: 80 }],
+    };
+    firewall::apply(&table, &rules).expect("nft");
+    let server = std::thread::spawn(move || {
+        for _ in 0..1 {
+            let (mut stream, _) = listener.accept().expect("accept");
+            stream.write_all(b"published").expect("write");
+        }
+    });
+    let mut client = TcpStream::connect((Ipv4Addr::LOCALHOST, host_port)).expect("127.0.0.1 reaches the container");
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).expect("read");
+    assert_eq!(answer, "published");
+    server.join().expect("server");
+    firewall::apply(&table, &Rules::default()).expect("nft");
+    let listed = std::process::Command::new("nft").args(["list", "tables"]).output().expect("nft");
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains(&table), "table left behind");
+    drop(namespace);
+    netns::remove(&path).expect("remove");
+    let mut host = Netlink::open().expect("netlink");
+    let _ = host.delete_link(bridge);
+}
