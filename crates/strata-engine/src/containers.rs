@@ -113,8 +113,14 @@ fn commit_killed(record: &ContainerRecord) -> bool {
     record.state.commit_pid > 0 && !process_alive(record.state.commit_pid)
 }
 
+/// It holds a network namespace, address and ports, and the process that took them is gone.
+fn network_abandoned(record: &ContainerRecord) -> bool {
+    let held = record.network.holder > 0 && process_alive(record.network.holder);
+    !record.network.sandbox.is_empty() && !held
+}
+
 fn needs_recovery(record: &ContainerRecord) -> bool {
-    commit_killed(record) || processes_gone(record) || orphaned_auto_remove(record)
+    commit_killed(record) || processes_gone(record) || orphaned_auto_remove(record) || network_abandoned(record)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +163,56 @@ pub struct HostConfig {
     /// `--add-host NAME:IP`, as `NAME:IP` (added to the container's /etc/hosts).
     #[serde(default)]
     pub extra_hosts: Vec<String>,
+    /// `-p`: `80/tcp` → where on the host (an empty HostPort: any free port).
+    #[serde(default)]
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+    /// `-P`: every exposed port on a free host port.
+    #[serde(default)]
+    pub publish_all_ports: bool,
+}
+
+/// Docker's `PortBinding`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: String,
+}
+
+/// A running container's place on a network (released when it stops).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub network_id: String,
+    pub endpoint_id: String,
+    pub ip_address: String,
+    pub prefix_len: u8,
+    pub gateway: String,
+    pub mac_address: String,
+    /// The veth end on the host.
+    pub host_link: String,
+}
+
+/// A published port as it was bound for this run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedPort {
+    pub container_port: u16,
+    pub protocol: String,
+    pub host_ip: String,
+    pub host_port: u16,
+}
+
+/// What a running container holds of the network: its namespace, endpoints and ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkState {
+    /// The pinned namespace (`/run/strata/netns/ID`), empty when not running on a network.
+    pub sandbox: String,
+    /// The process that holds it (the monitor): when it is gone, the next command that looks
+    /// at the container releases it.
+    #[serde(default)]
+    pub holder: i32,
+    /// Network name → endpoint.
+    pub endpoints: BTreeMap<String, Endpoint>,
+    pub ports: Vec<PublishedPort>,
 }
 
 /// A mount as `docker inspect` lists it.
@@ -193,6 +249,8 @@ pub struct ContainerRecord {
     /// Anonymous volumes made for it (removed with `rm -v`).
     #[serde(default)]
     pub anonymous_volumes: Vec<String>,
+    #[serde(default)]
+    pub network: NetworkState,
 }
 
 impl ContainerRecord {
@@ -256,7 +314,7 @@ impl Engine {
         Ok(all)
     }
 
-    fn read_container(&self, id: &str) -> Result<ContainerRecord> {
+    pub(crate) fn read_container(&self, id: &str) -> Result<ContainerRecord> {
         let path = self.container_dir(id).join("container.json");
         let data = fs::read(&path).at(&path)?;
         serde_json::from_slice(&data).map_err(|e| EngineError::Archive(format!("{}: {e}", path.display())))
@@ -321,6 +379,12 @@ impl Engine {
             if let Some(cgroup) = self.cgroup_of(&record) {
                 let _ = cgroup.remove();
             }
+        }
+        // Its monitor died with the network held: give it back.
+        if network_abandoned(&record) {
+            record.network = NetworkState::default();
+            self.write_container(&record)?;
+            let _ = self.disconnect_after_stop(&record.id);
         }
         if orphaned_auto_remove(&record) {
             self.destroy_container(&record, true)?;
@@ -426,6 +490,15 @@ impl Engine {
         Ok(record)
     }
 
+    /// Clears the record's network state, then releases what it held.
+    fn leave_networks(&self, id: &str) {
+        let _ = self.update_container(id, |r| {
+            r.network = NetworkState::default();
+            Ok(())
+        });
+        let _ = self.disconnect_after_stop(id);
+    }
+
     pub(crate) fn cgroup_name(&self, id: &str) -> String {
         format!("strata/{id}")
     }
@@ -453,6 +526,22 @@ impl Engine {
         }
         let mut spec = record.spec.clone();
         spec.root_mounts = self.snapshotter().mounts(&record.snapshot)?;
+        // On a bridge network: its namespace wired (address, veth, ports) before it starts;
+        // the reserved ports stay bound by this process while the container runs.
+        let mut _reservations = None;
+        if crate::networks::on_bridge(&record.host_config.network_mode) {
+            match self.connect_for_start(&record) {
+                Ok((sandbox, reservations)) => {
+                    spec.network = Network::Join(sandbox);
+                    _reservations = Some(reservations);
+                }
+                Err(e) => {
+                    started(Err(EngineError::Conflict(e.to_string())));
+                    return Err(e);
+                }
+            }
+        }
+        let networked = _reservations.is_some();
         let limits = spec.limits.clone();
         let cgroup = match Cgroup::create(Path::new("/sys/fs/cgroup"), &self.cgroup_name(&id), &limits) {
             Ok(cgroup) => Some(cgroup),
@@ -461,6 +550,9 @@ impl Engine {
                 None
             }
             Err(e) => {
+                if networked {
+                    self.leave_networks(&id);
+                }
                 let error = EngineError::InvalidArgument(format!("cgroup: {e}"));
                 started(Err(EngineError::InvalidArgument(error.to_string())));
                 return Err(error);
@@ -513,6 +605,9 @@ impl Engine {
                 if let Some(cgroup) = &cgroup {
                     let _ = cgroup.remove();
                 }
+                if networked {
+                    self.leave_networks(&id);
+                }
                 let code = e.code;
                 let _ = self.update_container(&id, |r| {
                     r.state.status = if r.state.status == Status::Created { Status::Created } else { Status::Exited };
@@ -546,6 +641,9 @@ impl Engine {
             let _ = strata_runtime::wait(pid);
             if let Some(cgroup) = &cgroup {
                 let _ = cgroup.remove();
+            }
+            if networked {
+                self.leave_networks(&id);
             }
             self.update_container(&id, |r| {
                 r.state.status = Status::Exited;
@@ -581,6 +679,10 @@ impl Engine {
         if let Some(cgroup) = &cgroup {
             let _ = cgroup.remove();
         }
+        if networked {
+            self.leave_networks(&id);
+        }
+        drop(_reservations);
         let finished = Timestamp::now().to_rfc3339();
         if oom {
             self.emit_container(&running, "oom", &[]);
@@ -1234,10 +1336,12 @@ pub fn parse_ulimit(spec: &str) -> Result<Rlimit> {
     Ok(Rlimit { name: name.to_owned(), soft, hard })
 }
 
+/// The namespace a container is created with: its own (with loopback only) or the host's; a
+/// container on a bridge network gets its wired namespace when it starts.
 pub(crate) fn default_network(mode: &str) -> Result<Network> {
     match mode {
         "" | "none" | "default" | "bridge" => Ok(Network::None),
         "host" => Ok(Network::Host),
-        other => Err(EngineError::InvalidArgument(format!("network {other} not found"))),
+        other => Err(EngineError::NotFound(format!("network {other} not found"))),
     }
 }

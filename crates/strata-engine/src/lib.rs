@@ -15,6 +15,7 @@ pub mod fsck;
 pub mod images;
 pub mod import;
 pub mod info;
+pub mod networks;
 pub mod registry;
 pub mod run;
 pub mod snapshots;

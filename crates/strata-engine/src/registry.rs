@@ -181,6 +181,10 @@ pub struct RegistriesConfig {
     pub insecure: Vec<String>,
     pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
     pub max_concurrent_downloads: Option<usize>,
+    /// `bip`: the default bridge's gateway address and prefix (`172.26.0.1/16`).
+    pub bip: Option<String>,
+    /// `default-address-pools`: `[{"base": "10.10.0.0/16", "size": 24}]`.
+    pub address_pools: Vec<(String, u8)>,
 }
 
 impl RegistriesConfig {
@@ -205,6 +209,16 @@ impl RegistriesConfig {
         let mut config = RegistriesConfig {
             insecure: strings(&value["insecure-registries"]),
             max_concurrent_downloads: value["max-concurrent-downloads"].as_u64().map(|n| n as usize),
+            bip: value["bip"].as_str().map(str::to_owned),
+            address_pools: value["default-address-pools"]
+                .as_array()
+                .map(|pools| {
+                    pools
+                        .iter()
+                        .filter_map(|p| Some((p["base"].as_str()?.to_owned(), p["size"].as_u64()? as u8)))
+                        .collect()
+                })
+                .unwrap_or_default(),
             ..Default::default()
         };
         match &value["registry-mirrors"] {

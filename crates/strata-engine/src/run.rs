@@ -53,6 +53,10 @@ pub struct CreateOptions {
     pub dns_search: Vec<String>,
     pub dns_options: Vec<String>,
     pub add_hosts: Vec<String>,
+    /// `-p` specs.
+    pub publish: Vec<String>,
+    /// `-P`.
+    pub publish_all: bool,
 }
 
 /// 2 × `bytes` random hex characters.
@@ -245,6 +249,19 @@ fn check_destination(destination: &str, spec: &str, flag: &str) -> Result<()> {
 }
 
 /// What can be refused before anything is made: values the engine cannot honour.
+/// The image's exposed ports and the published ones (Docker exposes what `-p` publishes).
+fn exposed_ports(image: Option<&Value>, published: &BTreeMap<String, Vec<crate::containers::PortBinding>>) -> Value {
+    let mut ports = image.and_then(Value::as_object).cloned().unwrap_or_default();
+    for port in published.keys() {
+        ports.entry(port.clone()).or_insert_with(|| serde_json::json!({}));
+    }
+    if ports.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(ports)
+    }
+}
+
 /// `--add-host NAME:IP` (or `NAME=IP`; an IPv6 address may be in brackets) as Docker stores
 /// it: `NAME:IP`.
 fn parse_add_host(spec: &str) -> Result<String> {
@@ -452,7 +469,20 @@ impl Engine {
             pids: options.pids_limit,
         };
         let rlimits = options.ulimits.iter().map(|u| parse_ulimit(u)).collect::<Result<Vec<_>>>()?;
-        let network = default_network(options.network.as_deref().unwrap_or(""))?;
+        let network_mode = options.network.clone().unwrap_or_else(|| "none".to_owned());
+        let network = default_network(&network_mode)?;
+        let mut port_bindings: BTreeMap<String, Vec<crate::containers::PortBinding>> = BTreeMap::new();
+        for spec in &options.publish {
+            for (port, binding) in crate::networks::parse_publish(spec)? {
+                port_bindings.entry(port).or_default().push(binding);
+            }
+        }
+        if (!port_bindings.is_empty() || options.publish_all) && !crate::networks::on_bridge(&network_mode) {
+            // Docker publishes nothing on these, and says nothing; strata says why.
+            return Err(EngineError::InvalidArgument(format!(
+                "conflicting options: port publishing and the container type network mode ({network_mode})"
+            )));
+        }
 
         // Restart policy and logs.
         let restart = parse_restart(options.restart.as_deref())?;
@@ -684,12 +714,12 @@ impl Engine {
             "Labels": labels,
             "StopSignal": stop_signal,
             "StopTimeout": options.stop_timeout,
-            "ExposedPorts": config_value(&image_cc, "ExposedPorts").cloned().unwrap_or(Value::Null),
+            "ExposedPorts": exposed_ports(config_value(&image_cc, "ExposedPorts"), &port_bindings),
             "Healthcheck": config_value(&image_cc, "Healthcheck").cloned().unwrap_or(Value::Null),
         });
         let host_config = HostConfig {
             binds: options.volumes.clone(),
-            network_mode: options.network.clone().unwrap_or_else(|| "none".to_owned()),
+            network_mode: network_mode.clone(),
             auto_remove: options.auto_remove,
             restart_policy: restart,
             privileged: options.privileged,
@@ -710,6 +740,8 @@ impl Engine {
             dns_search: options.dns_search.clone(),
             dns_options: options.dns_options.clone(),
             extra_hosts: options.add_hosts.iter().map(|h| parse_add_host(h)).collect::<Result<_>>()?,
+            port_bindings,
+            publish_all_ports: options.publish_all,
         };
         let spec = Spec {
             args,
@@ -751,6 +783,7 @@ impl Engine {
             mounts: mount_points,
             restart_count: 0,
             anonymous_volumes: anonymous,
+            network: Default::default(),
         };
         match self.register_container(record, true, options.name.is_none()) {
             Ok(record) => {

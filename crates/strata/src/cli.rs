@@ -281,7 +281,7 @@ pub struct RunArgs {
     /// Container host name
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,
-    /// Connect a container to a network (none or host)
+    /// Connect a container to a network (bridge, none or host)
     #[arg(long, alias = "net")]
     pub network: Option<String>,
     /// Set custom DNS servers
@@ -296,6 +296,12 @@ pub struct RunArgs {
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long)]
     pub add_host: Vec<String>,
+    /// Publish a container's port(s) to the host ([IP:][HOST:]CONTAINER[/PROTO])
+    #[arg(short = 'p', long)]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
     /// Mount the container's root filesystem as read only
     #[arg(long)]
     pub read_only: bool,

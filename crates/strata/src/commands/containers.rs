@@ -58,6 +58,8 @@ fn create_options(args: &RunArgs) -> CreateOptions {
         dns_search: args.dns_search.clone(),
         dns_options: args.dns_option.clone(),
         add_hosts: args.add_host.clone(),
+        publish: args.publish.clone(),
+        publish_all: args.publish_all,
     }
 }
 

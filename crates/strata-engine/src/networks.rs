@@ -1,0 +1,558 @@
+//! Networks: the default `bridge` and user-defined bridge networks, kept as records in
+//! `ROOT/networks/<id>.json` with their address leases, and what a container holds of them
+//! while it runs (namespace, veth, address, published ports, firewall rules).
+//!
+//! Everything is changed under `ROOT/networks/lock`: leases are never handed out twice, and the
+//! nftables table is rewritten from the records (networks with leases, running containers'
+//! ports) in the same critical section, so it always says what the records say. A root other
+//! than the default has its own bridge and table names (a hash of its path), so several stores
+//! (tests) never share them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use strata_net::ipam::{self, Pool, Subnet};
+use strata_net::netns;
+use strata_oci::time::Timestamp;
+use strata_oci::Digest;
+
+use crate::containers::{ContainerRecord, Endpoint, NetworkState, PortBinding, PublishedPort, Status};
+use crate::error::{EngineError, IoContext, Result};
+use crate::registry::RegistriesConfig;
+use crate::Engine;
+
+pub const DEFAULT_NETWORK: &str = "bridge";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkRecord {
+    pub name: String,
+    pub id: String,
+    pub created: String,
+    pub driver: String,
+    pub subnet: String,
+    pub gateway: String,
+    #[serde(default)]
+    pub ip_range: Option<String>,
+    /// The Linux bridge.
+    pub bridge: String,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Address → container ID.
+    #[serde(default)]
+    pub leases: BTreeMap<String, String>,
+}
+
+impl NetworkRecord {
+    fn subnet(&self) -> Result<Subnet> {
+        self.subnet.parse().map_err(EngineError::InvalidArgument)
+    }
+
+    fn gateway(&self) -> Result<Ipv4Addr> {
+        self.gateway.parse().map_err(|_| EngineError::InvalidArgument(format!("bad gateway {}", self.gateway)))
+    }
+}
+
+/// The ports a container asks for, bound on the host for the time it runs: the sockets keep
+/// the ports from anyone else (and are closed with the process that holds them).
+pub struct Reservations {
+    _sockets: Vec<OwnedFd>,
+}
+
+/// `-p` specs as Docker parses them: `[IP:][HOST[-HOST]:]CONTAINER[-CONTAINER][/PROTO]`.
+pub fn parse_publish(spec: &str) -> Result<Vec<(String, PortBinding)>> {
+    let bad = |why: &str| {
+        EngineError::InvalidArgument(format!("invalid argument \"{spec}\" for \"-p, --publish\" flag: {why}"))
+    };
+    let (rest, protocol) = match spec.rsplit_once('/') {
+        Some((rest, protocol)) => (rest, protocol.to_lowercase()),
+        None => (spec, "tcp".to_owned()),
+    };
+    if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(bad(&format!("invalid proto: {protocol}")));
+    }
+    let parts: Vec<&str> = rest.rsplitn(3, ':').collect();
+    let (container, host_port, host_ip) = match parts.as_slice() {
+        [container] => (*container, "", ""),
+        [container, host] => (*container, *host, ""),
+        [container, host, ip] => (*container, *host, *ip),
+        _ => return Err(bad("bad format")),
+    };
+    let host_ip = host_ip.trim_start_matches('[').trim_end_matches(']');
+    if !host_ip.is_empty() && host_ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(bad(&format!("invalid IP address: {host_ip}")));
+    }
+    let range = |text: &str| -> Result<(u16, u16)> {
+        let parse = |p: &str| -> Result<u16> {
+            match p.parse::<u32>() {
+                Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+                Ok(_) => Err(bad(&format!("invalid port: {p}: port must be between 1 and 65535"))),
+                Err(_) => Err(bad(&format!("invalid containerPort: {p}"))),
+            }
+        };
+        match text.split_once('-') {
+            Some((start, end)) => {
+                let (start, end) = (parse(start)?, parse(end)?);
+                if end < start {
+                    return Err(bad(&format!("invalid range: {text}")));
+                }
+                Ok((start, end))
+            }
+            None => parse(text).map(|p| (p, p)),
+        }
+    };
+    let (first, last) = range(container)?;
+    let host = if host_port.is_empty() { None } else { Some(range(host_port)?) };
+    if let Some((host_first, host_last)) = host {
+        if host_last - host_first != last - first && host_first != host_last {
+            return Err(bad("invalid ranges specified for container and host Ports"));
+        }
+    }
+    Ok((first..=last)
+        .enumerate()
+        .map(|(i, port)| {
+            let host_port = match host {
+                None => String::new(),
+                Some((host_first, host_last)) if host_first == host_last => host_first.to_string(),
+                Some((host_first, _)) => (host_first + i as u16).to_string(),
+            };
+            (format!("{port}/{protocol}"), PortBinding { host_ip: host_ip.to_owned(), host_port })
+        })
+        .collect())
+}
+
+/// Whether `mode` (HostConfig.NetworkMode) puts the container on a bridge network.
+pub fn on_bridge(mode: &str) -> bool {
+    !matches!(mode, "" | "none" | "host") && !mode.starts_with("container:")
+}
+
+impl Engine {
+    fn networks_dir(&self) -> PathBuf {
+        self.store.root().join("networks")
+    }
+
+    /// A short tag of this store root for names shared on the host: empty for the default root.
+    fn root_tag(&self) -> String {
+        let root = self.store.root();
+        if root == std::path::Path::new("/var/lib/strata") {
+            return String::new();
+        }
+        Digest::of(root.to_string_lossy().as_bytes()).hex()[..6].to_owned()
+    }
+
+    fn firewall_table(&self) -> String {
+        match self.root_tag().as_str() {
+            "" => "strata".to_owned(),
+            tag => format!("strata_{tag}"),
+        }
+    }
+
+    fn network_lock(&self) -> Result<strata_store::lock::LockGuard> {
+        let dir = self.networks_dir();
+        fs::create_dir_all(&dir).at(&dir)?;
+        Ok(strata_store::lock::exclusive(&dir.join("lock"))?)
+    }
+
+    pub fn list_networks(&self) -> Result<Vec<NetworkRecord>> {
+        let dir = self.networks_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(EngineError::Io { path: dir, source: e }),
+        };
+        let mut networks = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let data = fs::read(&path).at(&path)?;
+                let record: NetworkRecord = serde_json::from_slice(&data)
+                    .map_err(|e| EngineError::Archive(format!("{}: {e}", path.display())))?;
+                networks.push(record);
+            }
+        }
+        networks.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(networks)
+    }
+
+    fn write_network(&self, record: &NetworkRecord) -> Result<()> {
+        let path = self.networks_dir().join(format!("{}.json", record.id));
+        let data = serde_json::to_vec_pretty(record).map_err(|e| EngineError::Archive(e.to_string()))?;
+        let temporary = path.with_extension("json.tmp");
+        fs::write(&temporary, data).at(&temporary)?;
+        fs::rename(&temporary, &path).at(&path)
+    }
+
+    /// Finds a network by name, full ID or unique ID prefix.
+    pub fn find_network(&self, name: &str) -> Result<NetworkRecord> {
+        let all = self.list_networks()?;
+        if let Some(found) = all.iter().find(|n| n.name == name || n.id == name) {
+            return Ok(found.clone());
+        }
+        let matches: Vec<&NetworkRecord> = all.iter().filter(|n| !name.is_empty() && n.id.starts_with(name)).collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] if name == DEFAULT_NETWORK => {
+                let _lock = self.network_lock()?;
+                self.default_network_locked()
+            }
+            [] => Err(EngineError::NotFound(format!("network {name} not found"))),
+            _ => Err(EngineError::InvalidArgument(format!("network {name} is ambiguous"))),
+        }
+    }
+
+    /// The subnets nothing else uses: other networks' and the host's routes.
+    fn taken_subnets(&self) -> Result<Vec<Subnet>> {
+        let mut taken: Vec<Subnet> = self.list_networks()?.iter().filter_map(|n| n.subnet().ok()).collect();
+        let mut netlink = strata_net::netlink::Netlink::open().map_err(|e| io_error("netlink", e))?;
+        for (network, prefix) in netlink.routes().map_err(|e| io_error("netlink", e))? {
+            if prefix > 0 {
+                taken.push(Subnet::new(network, prefix));
+            }
+        }
+        Ok(taken)
+    }
+
+    /// The default `bridge` network's record, made (with a free subnet) on first use.
+    fn default_network_locked(&self) -> Result<NetworkRecord> {
+        if let Some(found) = self.list_networks()?.into_iter().find(|n| n.name == DEFAULT_NETWORK) {
+            return Ok(found);
+        }
+        let config = RegistriesConfig::load();
+        let (subnet, gateway) = match &config.bip {
+            Some(bip) => {
+                let bad = || EngineError::InvalidArgument(format!("bip {bip}: expected ADDRESS/PREFIX"));
+                let (address, prefix) = bip.split_once('/').ok_or_else(bad)?;
+                let address: Ipv4Addr = address.parse().map_err(|_| bad())?;
+                let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+                (Subnet::new(address, prefix), address)
+            }
+            None => {
+                let subnet = ipam::free_subnet(&self.pools(&config)?, &self.taken_subnets()?).ok_or_else(|| {
+                    EngineError::InvalidArgument(
+                        "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into(),
+                    )
+                })?;
+                (subnet, subnet.first())
+            }
+        };
+        let tag = self.root_tag();
+        let record = NetworkRecord {
+            name: DEFAULT_NETWORK.to_owned(),
+            id: crate::run::random_hex(32),
+            created: Timestamp::now().to_rfc3339(),
+            driver: "bridge".to_owned(),
+            subnet: subnet.to_string(),
+            gateway: gateway.to_string(),
+            ip_range: None,
+            bridge: if tag.is_empty() { "strata0".to_owned() } else { format!("strata{tag}") },
+            internal: false,
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+            leases: BTreeMap::new(),
+        };
+        self.write_network(&record)?;
+        Ok(record)
+    }
+
+    fn pools(&self, config: &RegistriesConfig) -> Result<Vec<Pool>> {
+        if config.address_pools.is_empty() {
+            return Ok(ipam::default_pools());
+        }
+        config
+            .address_pools
+            .iter()
+            .map(|(base, size)| {
+                let base: Subnet = base.parse().map_err(EngineError::InvalidArgument)?;
+                Ok(Pool { base, size: *size })
+            })
+            .collect()
+    }
+
+    /// Puts a container that is about to start on its network: a namespace pinned for it, a
+    /// leased address, the veth into the bridge, its ports reserved and published. On error
+    /// nothing is left.
+    pub(crate) fn connect_for_start(&self, record: &ContainerRecord) -> Result<(PathBuf, Reservations)> {
+        let name = match record.host_config.network_mode.as_str() {
+            "default" => DEFAULT_NETWORK,
+            other => other,
+        };
+        let sandbox = netns::path_for(&record.id);
+        let _lock = self.network_lock()?;
+        let mut network = match self.find_network_locked(name)? {
+            Some(network) => network,
+            None => return Err(EngineError::NotFound(format!("network {name} not found"))),
+        };
+        let reservations = self.reserve_ports(record)?;
+        let subnet = network.subnet()?;
+        let gateway = network.gateway()?;
+        let used: BTreeSet<Ipv4Addr> = network.leases.keys().filter_map(|a| a.parse().ok()).collect();
+        let range =
+            network.ip_range.as_deref().map(str::parse::<Subnet>).transpose().map_err(EngineError::InvalidArgument)?;
+        let address = ipam::free_address(&subnet, range.as_ref(), gateway, &used).ok_or_else(|| {
+            EngineError::InvalidArgument(format!("no available IPv4 addresses on network {}", network.name))
+        })?;
+        network.leases.insert(address.to_string(), record.id.clone());
+        self.write_network(&network)?;
+        let endpoint = netns::Endpoint {
+            address,
+            prefix: subnet.prefix,
+            gateway,
+            mac: netns::mac_for(address),
+            host_link: format!("veth{}", &crate::run::random_hex(4)[..7]),
+        };
+        let wired = (|| -> Result<Vec<PublishedPort>> {
+            netns::create(&sandbox).map_err(|e| io_error("network namespace", e))?;
+            let bridge = netns::ensure_bridge(&network.bridge, gateway, subnet.prefix)
+                .map_err(|e| io_error(&network.bridge, e))?;
+            netns::attach(&sandbox, bridge, &endpoint).map_err(|e| io_error("veth", e))?;
+            let ports = reservations.1.clone();
+            self.update_container(&record.id, |r| {
+                let mut endpoints = BTreeMap::new();
+                endpoints.insert(
+                    network.name.clone(),
+                    Endpoint {
+                        network_id: network.id.clone(),
+                        endpoint_id: crate::run::random_hex(32),
+                        ip_address: address.to_string(),
+                        prefix_len: subnet.prefix,
+                        gateway: gateway.to_string(),
+                        mac_address: netns::format_mac(&endpoint.mac),
+                        host_link: endpoint.host_link.clone(),
+                    },
+                );
+                r.network = NetworkState {
+                    sandbox: sandbox.display().to_string(),
+                    holder: std::process::id() as i32,
+                    endpoints,
+                    ports: ports.clone(),
+                };
+                Ok(())
+            })?;
+            self.apply_firewall_locked()?;
+            Ok(ports)
+        })();
+        match wired {
+            Ok(_) => Ok((sandbox, reservations.0)),
+            Err(e) => {
+                let _ = self.update_container(&record.id, |r| {
+                    r.network = NetworkState::default();
+                    Ok(())
+                });
+                let _ = self.release_locked(&record.id);
+                let _ = netns::remove(&sandbox);
+                Err(e)
+            }
+        }
+    }
+
+    fn find_network_locked(&self, name: &str) -> Result<Option<NetworkRecord>> {
+        if name == DEFAULT_NETWORK {
+            return self.default_network_locked().map(Some);
+        }
+        Ok(self
+            .list_networks()?
+            .into_iter()
+            .find(|n| n.name == name || n.id == name || (name.len() >= 12 && n.id.starts_with(name))))
+    }
+
+    /// Binds every port the container publishes, so that none is taken while it runs; a port
+    /// in use is an error before anything else happens.
+    fn reserve_ports(&self, record: &ContainerRecord) -> Result<(Reservations, Vec<PublishedPort>)> {
+        use rustix::net::{AddressFamily, SocketType};
+        let mut wanted: Vec<(String, PortBinding)> = record
+            .host_config
+            .port_bindings
+            .iter()
+            .flat_map(|(port, bindings)| bindings.iter().map(move |b| (port.clone(), b.clone())))
+            .collect();
+        if record.host_config.publish_all_ports {
+            if let Some(exposed) = record.config.get("ExposedPorts").and_then(|e| e.as_object()) {
+                for port in exposed.keys() {
+                    if !record.host_config.port_bindings.contains_key(port) {
+                        wanted.push((port.clone(), PortBinding::default()));
+                    }
+                }
+            }
+        }
+        let mut sockets = Vec::new();
+        let mut published = Vec::new();
+        for (port, binding) in wanted {
+            let (number, protocol) = port.split_once('/').unwrap_or((&port, "tcp"));
+            let container_port: u16 =
+                number.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid port {port}")))?;
+            let host_ip: Ipv4Addr = if binding.host_ip.is_empty() {
+                Ipv4Addr::UNSPECIFIED
+            } else {
+                match binding.host_ip.parse() {
+                    Ok(ip) => ip,
+                    // IPv6 host addresses are not published (no IPv6 networks yet).
+                    Err(_) => continue,
+                }
+            };
+            let host_port: u16 = if binding.host_port.is_empty() { 0 } else { binding.host_port.parse().unwrap_or(0) };
+            let kind = if protocol == "udp" { SocketType::DGRAM } else { SocketType::STREAM };
+            let socket = rustix::net::socket_with(AddressFamily::INET, kind, rustix::net::SocketFlags::CLOEXEC, None)
+                .map_err(|e| io_error("socket", e.into()))?;
+            let address = std::net::SocketAddrV4::new(host_ip, host_port);
+            match rustix::net::bind(&socket, &address) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::ADDRINUSE) => {
+                    return Err(EngineError::Conflict(format!(
+                        "driver failed programming external connectivity on endpoint {} ({}): Bind for {host_ip}:{host_port} failed: port is already allocated",
+                        record.name, record.id
+                    )))
+                }
+                Err(e) => return Err(io_error(&format!("bind {address}"), e.into())),
+            }
+            let bound = rustix::net::getsockname(&socket)
+                .ok()
+                .and_then(|a| std::net::SocketAddrV4::try_from(a).ok())
+                .map_or(host_port, |a| a.port());
+            sockets.push(socket);
+            published.push(PublishedPort {
+                container_port,
+                protocol: protocol.to_owned(),
+                host_ip: host_ip.to_string(),
+                host_port: bound,
+            });
+        }
+        Ok((Reservations { _sockets: sockets }, published))
+    }
+
+    /// Gives back what a container held on its networks (after it stopped, or for a killed
+    /// monitor): leases, the namespace (its veth goes with it) and its firewall rules. The
+    /// record's network state must be cleared first.
+    pub(crate) fn disconnect_after_stop(&self, id: &str) -> Result<()> {
+        let _lock = self.network_lock()?;
+        self.release_locked(id)
+    }
+
+    fn release_locked(&self, id: &str) -> Result<()> {
+        for mut network in self.list_networks()? {
+            let before = network.leases.len();
+            network.leases.retain(|_, holder| holder != id);
+            if network.leases.len() != before {
+                self.write_network(&network)?;
+            }
+        }
+        // The caller has cleared the record's network state (it may hold the record's lock).
+        let sandbox = netns::path_for(id);
+        self.apply_firewall_locked()?;
+        netns::remove(&sandbox).map_err(|e| io_error("network namespace", e))
+    }
+
+    /// Rewrites this root's nftables table from the records.
+    fn apply_firewall_locked(&self) -> Result<()> {
+        use strata_net::firewall::{NetworkRule, PortRule, Rules};
+        let mut rules = Rules::default();
+        for network in self.list_networks()? {
+            if !network.leases.is_empty() {
+                rules.networks.push(NetworkRule {
+                    bridge: network.bridge.clone(),
+                    subnet: network.subnet()?,
+                    internal: network.internal,
+                });
+            }
+        }
+        for container in self.list_containers_raw()? {
+            if !container.state.status.is_live() && container.network.sandbox.is_empty() {
+                continue;
+            }
+            let Some(address) =
+                container.network.endpoints.values().next().and_then(|e| e.ip_address.parse::<Ipv4Addr>().ok())
+            else {
+                continue;
+            };
+            for port in &container.network.ports {
+                let host_ip = port.host_ip.parse::<Ipv4Addr>().ok().filter(|ip| !ip.is_unspecified());
+                rules.ports.push(PortRule {
+                    host_ip,
+                    host_port: port.host_port,
+                    protocol: port.protocol.clone(),
+                    address,
+                    port: port.container_port,
+                });
+            }
+        }
+        let cache = self.networks_dir().join("firewall.nft");
+        let rendered = strata_net::firewall::render(&self.firewall_table(), &rules);
+        if fs::read_to_string(&cache).is_ok_and(|applied| applied == rendered) {
+            return Ok(());
+        }
+        strata_net::firewall::apply(&self.firewall_table(), &rules).map_err(|e| io_error("nftables", e))?;
+        fs::write(&cache, rendered).at(&cache)
+    }
+
+    /// The records as they are on disk (no recovery: this runs under the network lock, which
+    /// recovery may take).
+    fn list_containers_raw(&self) -> Result<Vec<ContainerRecord>> {
+        let dir = self.containers_dir();
+        let mut all = Vec::new();
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(all) };
+        for entry in entries.flatten() {
+            if let Ok(record) = self.read_container(&entry.file_name().to_string_lossy()) {
+                all.push(record);
+            }
+        }
+        Ok(all)
+    }
+}
+
+fn io_error(what: &str, e: std::io::Error) -> EngineError {
+    EngineError::Io { path: PathBuf::from(what), source: e }
+}
+
+/// `docker ps`'s PORTS column: `0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`.
+pub fn ports_column(record: &ContainerRecord) -> String {
+    let mut shown: Vec<String> = record
+        .network
+        .ports
+        .iter()
+        .map(|p| format!("{}:{}->{}/{}", p.host_ip, p.host_port, p.container_port, p.protocol))
+        .collect();
+    if record.state.status == Status::Running {
+        if let Some(exposed) = record.config.get("ExposedPorts").and_then(|e| e.as_object()) {
+            for port in exposed.keys() {
+                if !record.network.ports.iter().any(|p| format!("{}/{}", p.container_port, p.protocol) == *port) {
+                    shown.push(port.clone());
+                }
+            }
+        }
+    }
+    shown.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_specs_as_docker_reads_them() {
+        let one = |spec: &str| parse_publish(spec).expect(spec);
+        assert_eq!(one("80"), [("80/tcp".to_owned(), PortBinding::default())]);
+        assert_eq!(
+            one("8080:80"),
+            [("80/tcp".to_owned(), PortBinding { host_ip: String::new(), host_port: "8080".into() })]
+        );
+        assert_eq!(
+            one("127.0.0.1::53/udp"),
+            [("53/udp".to_owned(), PortBinding { host_ip: "127.0.0.1".into(), host_port: String::new() })]
+        );
+        let range = one("9000-9002:9100-9102");
+        assert_eq!(range.len(), 3);
+        assert_eq!(range[2], ("9102/tcp".to_owned(), PortBinding { host_ip: String::new(), host_port: "9002".into() }));
+        for bad in ["70000:80", "abc", "80/xyz", "1.2.3:80:80", "9000-9001:80-82"] {
+            assert!(parse_publish(bad).is_err(), "{bad}");
+        }
+        assert!(on_bridge("bridge") && on_bridge("mynet") && !on_bridge("none") && !on_bridge("host"));
+        assert!(!on_bridge("container:web"));
+    }
+}
