@@ -113,10 +113,12 @@ fn commit_killed(record: &ContainerRecord) -> bool {
     record.state.commit_pid > 0 && !process_alive(record.state.commit_pid)
 }
 
-/// It holds a network namespace, address and ports, and the process that took them is gone.
+/// It holds a network namespace, address and ports, and both the process that took them and
+/// the container's own process are gone.
 fn network_abandoned(record: &ContainerRecord) -> bool {
     let held = record.network.holder > 0 && process_alive(record.network.holder);
-    !record.network.sandbox.is_empty() && !held
+    let running = record.state.pid > 0 && process_alive(record.state.pid);
+    !record.network.sandbox.is_empty() && !held && !running
 }
 
 fn needs_recovery(record: &ContainerRecord) -> bool {
@@ -382,9 +384,9 @@ impl Engine {
         }
         // Its monitor died with the network held: give it back.
         if network_abandoned(&record) {
-            record.network = NetworkState::default();
+            let held = std::mem::take(&mut record.network);
             self.write_container(&record)?;
-            let _ = self.disconnect_after_stop(&record.id);
+            let _ = self.disconnect_after_stop(&record.id, &held);
         }
         if orphaned_auto_remove(&record) {
             self.destroy_container(&record, true)?;
@@ -492,11 +494,8 @@ impl Engine {
 
     /// Clears the record's network state, then releases what it held.
     fn leave_networks(&self, id: &str) {
-        let _ = self.update_container(id, |r| {
-            r.network = NetworkState::default();
-            Ok(())
-        });
-        let _ = self.disconnect_after_stop(id);
+        let held = self.update_container(id, |r| Ok(std::mem::take(&mut r.network))).unwrap_or_default();
+        let _ = self.disconnect_after_stop(id, &held);
     }
 
     pub(crate) fn cgroup_name(&self, id: &str) -> String {
@@ -1003,6 +1002,10 @@ impl Engine {
             // container's own namespace, so normally there is none).
             let _ = strata_layer::unmount(&dir.join("rootfs"));
             fs::remove_dir_all(&dir).at(&dir)?;
+        }
+        // What its monitor could not give back (killed with it, or before it).
+        if !record.network.sandbox.is_empty() || strata_net::netns::path_for(&record.id).exists() {
+            let _ = self.disconnect_after_stop(&record.id, &record.network);
         }
         self.emit_container(record, "destroy", &[]);
         if volumes {

@@ -123,17 +123,53 @@ pub fn host_config(ours: &Value, masked: &[String], readonly: &[String]) -> Valu
 
 /// `NetworkSettings` of a container on `mode` (`none`, `host`; no bridge networks yet): no
 /// addresses, the one network it is on listed as dockerd lists it.
-pub fn network_settings(mode: &str) -> Value {
+pub fn network_settings(mode: &str, state: &crate::containers::NetworkState, exposed: Option<&Value>) -> Value {
     let network = if mode.is_empty() || mode == "default" { "none" } else { mode };
+    let endpoint = |e: Option<&crate::containers::Endpoint>, id: &str| {
+        let e = e.cloned().unwrap_or_default();
+        json!({
+            "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": e.mac_address,
+            "NetworkID": if e.network_id.is_empty() { id.to_owned() } else { e.network_id.clone() },
+            "EndpointID": e.endpoint_id, "Gateway": e.gateway, "IPAddress": e.ip_address,
+            "IPPrefixLen": e.prefix_len, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "DriverOpts": null,
+        })
+    };
+    let mut networks = Map::new();
+    if state.endpoints.is_empty() {
+        networks.insert(network.to_owned(), endpoint(None, ""));
+    }
+    for (name, e) in &state.endpoints {
+        networks.insert(name.clone(), endpoint(Some(e), ""));
+    }
+    // While it runs on a network: every exposed port, with its bindings or null.
+    let mut ports = Map::new();
+    if !state.sandbox.is_empty() {
+        if let Some(exposed) = exposed.and_then(Value::as_object) {
+            for port in exposed.keys() {
+                ports.insert(port.clone(), Value::Null);
+            }
+        }
+        for p in &state.ports {
+            let key = format!("{}/{}", p.container_port, p.protocol);
+            let binding = json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()});
+            match ports.get_mut(&key) {
+                Some(Value::Array(list)) => list.push(binding),
+                _ => {
+                    ports.insert(key, json!([binding]));
+                }
+            }
+        }
+    }
+    // The legacy top-level fields describe the default bridge network's endpoint.
+    let legacy = state.endpoints.get("bridge").cloned().unwrap_or_default();
+    let sandbox_id = if state.sandbox.is_empty() { String::new() } else { legacy.endpoint_id.clone() };
     json!({
-        "Bridge": "", "SandboxID": "", "HairpinMode": false, "LinkLocalIPv6Address": "",
-        "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "", "SecondaryIPAddresses": null,
-        "SecondaryIPv6Addresses": null, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-        "Networks": { network: {
-            "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": "", "EndpointID": "",
-            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": null,
-        }},
+        "Bridge": "", "SandboxID": sandbox_id, "HairpinMode": false, "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0, "Ports": ports, "SandboxKey": state.sandbox, "SecondaryIPAddresses": null,
+        "SecondaryIPv6Addresses": null, "EndpointID": legacy.endpoint_id, "Gateway": legacy.gateway,
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": legacy.ip_address,
+        "IPPrefixLen": legacy.prefix_len, "IPv6Gateway": "", "MacAddress": legacy.mac_address,
+        "Networks": networks,
     })
 }

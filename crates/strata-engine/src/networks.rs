@@ -27,6 +27,9 @@ use crate::Engine;
 
 pub const DEFAULT_NETWORK: &str = "bridge";
 
+/// Host-wide: which store root holds which subnet.
+const CLAIMS: &str = "/run/strata/subnets";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct NetworkRecord {
@@ -208,9 +211,37 @@ impl Engine {
         }
     }
 
-    /// The subnets nothing else uses: other networks' and the host's routes.
+    /// Subnets other store roots on this host hold (their bridges come and go with their
+    /// containers, so their routes cannot tell): `/run/strata/subnets/<subnet>` names the root.
+    /// A claim whose root is gone is dropped.
+    fn claimed_elsewhere(&self) -> Vec<Subnet> {
+        let mut claimed = Vec::new();
+        let Ok(entries) = fs::read_dir(CLAIMS) else { return claimed };
+        for entry in entries.flatten() {
+            let holder = fs::read_to_string(entry.path()).unwrap_or_default();
+            let Ok(subnet) = entry.file_name().to_string_lossy().replace('_', "/").parse::<Subnet>() else { continue };
+            if std::path::Path::new(&holder) == self.store.root() {
+                continue;
+            }
+            if std::path::Path::new(&holder).join("networks").is_dir() {
+                claimed.push(subnet);
+            } else {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        claimed
+    }
+
+    fn claim(&self, subnet: &Subnet) -> Result<()> {
+        fs::create_dir_all(CLAIMS).at(CLAIMS)?;
+        let path = std::path::Path::new(CLAIMS).join(subnet.to_string().replace('/', "_"));
+        fs::write(&path, self.store.root().to_string_lossy().as_bytes()).at(&path)
+    }
+
+    /// The subnets nothing else uses: other networks', other roots' and the host's routes.
     fn taken_subnets(&self) -> Result<Vec<Subnet>> {
         let mut taken: Vec<Subnet> = self.list_networks()?.iter().filter_map(|n| n.subnet().ok()).collect();
+        taken.extend(self.claimed_elsewhere());
         let mut netlink = strata_net::netlink::Netlink::open().map_err(|e| io_error("netlink", e))?;
         for (network, prefix) in netlink.routes().map_err(|e| io_error("netlink", e))? {
             if prefix > 0 {
@@ -226,6 +257,8 @@ impl Engine {
             return Ok(found);
         }
         let config = RegistriesConfig::load();
+        fs::create_dir_all(CLAIMS).at(CLAIMS)?;
+        let _host = strata_store::lock::exclusive(&std::path::Path::new(CLAIMS).join(".lock"))?;
         let (subnet, gateway) = match &config.bip {
             Some(bip) => {
                 let bad = || EngineError::InvalidArgument(format!("bip {bip}: expected ADDRESS/PREFIX"));
@@ -258,6 +291,7 @@ impl Engine {
             options: BTreeMap::new(),
             leases: BTreeMap::new(),
         };
+        self.claim(&subnet)?;
         self.write_network(&record)?;
         Ok(record)
     }
@@ -430,8 +464,19 @@ impl Engine {
     /// Gives back what a container held on its networks (after it stopped, or for a killed
     /// monitor): leases, the namespace (its veth goes with it) and its firewall rules. The
     /// record's network state must be cleared first.
-    pub(crate) fn disconnect_after_stop(&self, id: &str) -> Result<()> {
+    pub(crate) fn disconnect_after_stop(&self, id: &str, state: &NetworkState) -> Result<()> {
         let _lock = self.network_lock()?;
+        // The host ends go now (the namespace, and the veth with it, would only go whenever
+        // the kernel gets to it).
+        if !state.endpoints.is_empty() {
+            if let Ok(mut netlink) = strata_net::netlink::Netlink::open() {
+                for endpoint in state.endpoints.values() {
+                    if let Ok(Some(index)) = netlink.link_index(&endpoint.host_link) {
+                        let _ = netlink.delete_link(index);
+                    }
+                }
+            }
+        }
         self.release_locked(id)
     }
 
@@ -441,6 +486,10 @@ impl Engine {
             network.leases.retain(|_, holder| holder != id);
             if network.leases.len() != before {
                 self.write_network(&network)?;
+                if network.leases.is_empty() {
+                    // The bridge goes with the network's last container (made again by the next).
+                    remove_bridge(&network.bridge);
+                }
             }
         }
         // The caller has cleared the record's network state (it may hold the record's lock).
@@ -463,7 +512,7 @@ impl Engine {
             }
         }
         for container in self.list_containers_raw()? {
-            if !container.state.status.is_live() && container.network.sandbox.is_empty() {
+            if container.network.sandbox.is_empty() {
                 continue;
             }
             let Some(address) =
@@ -503,6 +552,14 @@ impl Engine {
             }
         }
         Ok(all)
+    }
+}
+
+fn remove_bridge(name: &str) {
+    if let Ok(mut netlink) = strata_net::netlink::Netlink::open() {
+        if let Ok(Some(index)) = netlink.link_index(name) {
+            let _ = netlink.delete_link(index);
+        }
     }
 }
 

@@ -61,6 +61,8 @@ pub enum Command {
     Events(EventsArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(AttachArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
     /// Generate the autocompletion script for the specified shell
     Completion(CompletionArgs),
     /// Create and run a new container from an image
@@ -174,6 +176,15 @@ pub enum ContainerCommand {
     Rm(RmArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(AttachArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    pub container: String,
+    /// PRIVATE_PORT[/PROTO]
+    pub port: Option<String>,
 }
 
 #[derive(Debug, Args)]

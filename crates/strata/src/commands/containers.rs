@@ -367,7 +367,7 @@ pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<u8> {
                 );
                 object.insert("Names", c.name.clone());
                 object.insert("Networks", c.host_config.network_mode.clone());
-                object.insert("Ports", String::new());
+                object.insert("Ports", strata_engine::networks::ports_column(c));
                 object.insert("RunningFor", created(c));
                 object.insert("State", c.state.status.as_str().to_owned());
                 object.insert("Status", status_text(c, now));
@@ -386,7 +386,7 @@ pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<u8> {
                     command(c),
                     created(c),
                     status_text(c, now),
-                    String::new(),
+                    strata_engine::networks::ports_column(c),
                     c.name.clone(),
                 ]);
             }
@@ -577,7 +577,11 @@ pub fn inspect_json(engine: &Engine, record: &ContainerRecord) -> Value {
         "GraphDriver": engine.container_graph_driver(record),
         "Mounts": record.mounts,
         "Config": config,
-        "NetworkSettings": docker_shape::network_settings(&record.host_config.network_mode),
+        "NetworkSettings": docker_shape::network_settings(
+            &record.host_config.network_mode,
+            &record.network,
+            record.config.get("ExposedPorts"),
+        ),
     })
 }
 
@@ -763,4 +767,33 @@ pub fn attach(engine: &Engine, args: crate::cli::AttachArgs) -> anyhow::Result<u
             Ok(1)
         }
     }
+}
+
+/// `strata port CONTAINER [PORT[/PROTO]]`: `80/tcp -> 0.0.0.0:8080` lines, or the host
+/// addresses of one port.
+pub fn port(engine: &Engine, args: crate::cli::PortArgs) -> anyhow::Result<u8> {
+    let record = engine.find_container(&args.container)?;
+    let mut ports = record.network.ports.clone();
+    ports.sort_by_key(|p| (p.container_port, p.protocol.clone()));
+    let mut out = String::new();
+    match &args.port {
+        None => {
+            for p in &ports {
+                out.push_str(&format!("{}/{} -> {}:{}\n", p.container_port, p.protocol, p.host_ip, p.host_port));
+            }
+        }
+        Some(wanted) => {
+            let (number, protocol) = wanted.split_once('/').unwrap_or((wanted, "tcp"));
+            let matching: Vec<_> =
+                ports.iter().filter(|p| p.container_port.to_string() == number && p.protocol == protocol).collect();
+            if matching.is_empty() {
+                anyhow::bail!("No public port '{number}/{protocol}' published for {}", record.name);
+            }
+            for p in matching {
+                out.push_str(&format!("{}:{}\n", p.host_ip, p.host_port));
+            }
+        }
+    }
+    print(&out)?;
+    Ok(0)
 }

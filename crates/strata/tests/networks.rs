@@ -1,0 +1,408 @@
+//! Bridge networking through the real binary: addresses, published ports (TCP and UDP, on
+//! 127.0.0.1 and on a host address), `-P`, `port`, `ps`, inspect, refusals, concurrent runs and
+//! cleanup after stop, `rm` and a killed monitor. Traffic goes only to loopback, the host's
+//! own bridge address and the namespaces these tests create. Needs root and nft; skips
+//! otherwise, saying why.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use strata_testkit::{busybox_rootfs_tar, Run, TestRoot};
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+macro_rules! require_network {
+    () => {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: bridge networks need root");
+            return;
+        }
+        if !Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success()) {
+            eprintln!("SKIPPED: bridge networks need nftables (nft)");
+            return;
+        }
+    };
+}
+
+fn strata(root: &TestRoot, args: &[&str]) -> Run {
+    let mut command = root.strata(STRATA);
+    command.args(args);
+    Run::of(command)
+}
+
+/// A store with busybox (with a web root) as `web`, and `web:exposed` that EXPOSEs 80.
+fn setup() -> TestRoot {
+    let root = TestRoot::new();
+    let tar = busybox_rootfs_tar(root.dir.path());
+    let tar = tar.to_str().expect("utf-8");
+    strata(&root, &["import", tar, "web"]).ok();
+    strata(&root, &["import", "-c", "EXPOSE 80", tar, "web:exposed"]).ok();
+    root
+}
+
+fn inspect(root: &TestRoot, template: &str, name: &str) -> String {
+    strata(root, &["inspect", "-f", template, name]).ok().stdout().trim().to_owned()
+}
+
+/// An HTTP GET of `/` from busybox httpd serving the container's /etc (its `hostname` file).
+fn fetch(address: Ipv4Addr, port: u16) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut stream = TcpStream::connect_timeout(&(address, port).into(), Duration::from_secs(2))?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(b"GET /hostname HTTP/1.0\r\n\r\n")?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer)?;
+            Ok(answer)
+        })();
+        match attempt {
+            Ok(answer) if answer.contains("200 OK") => return Ok(answer),
+            Ok(answer) if std::time::Instant::now() > deadline => return Err(answer),
+            Err(e) if std::time::Instant::now() > deadline => return Err(e.to_string()),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// What strata left on the host for this root: links and namespaces named in its records,
+/// its nftables table.
+fn leftovers(root: &TestRoot, links: &[String], sandboxes: &[String]) -> Vec<String> {
+    let mut left = Vec::new();
+    let listed =
+        Command::new("ip").args(["-o", "link"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    for link in links {
+        if listed.as_ref().is_ok_and(|l| l.contains(&format!(" {link}@")) || l.contains(&format!(" {link}:"))) {
+            left.push(format!("link {link}"));
+        }
+    }
+    for sandbox in sandboxes {
+        if Path::new(sandbox).exists() {
+            left.push(format!("netns {sandbox}"));
+        }
+    }
+    let tables = Command::new("nft").args(["list", "tables"]).output().expect("nft");
+    let table = firewall_table(root);
+    if String::from_utf8_lossy(&tables.stdout).lines().any(|l| l.trim() == format!("table ip {table}")) {
+        left.push(format!("nft table {table}"));
+    }
+    let networks = std::fs::read_dir(root.root().join("networks")).into_iter().flatten().flatten();
+    for network in networks {
+        let data = std::fs::read_to_string(network.path()).unwrap_or_default();
+        if let Ok(record) = serde_json::from_str::<serde_json::Value>(&data) {
+            if record["Leases"].as_object().is_some_and(|l| !l.is_empty()) {
+                left.push(format!("leases {}", record["Leases"]));
+            }
+            let bridge = record["Bridge"].as_str().unwrap_or_default();
+            if !bridge.is_empty() && listed.as_ref().is_ok_and(|l| l.contains(&format!(" {bridge}:"))) {
+                left.push(format!("bridge {bridge}"));
+            }
+        }
+    }
+    left
+}
+
+fn firewall_table(root: &TestRoot) -> String {
+    use sha2::Digest;
+    let hex = format!("{:x}", sha2::Sha256::digest(root.root().to_string_lossy().as_bytes()));
+    format!("strata_{}", &hex[..6])
+}
+
+#[test]
+fn published_ports_answer_on_loopback_and_the_host_and_go_with_the_container() {
+    require_network!();
+    let root = setup();
+    let id = strata(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "site",
+            "--network",
+            "bridge",
+            "-p",
+            "127.0.0.1::80",
+            "-p",
+            "18081:80",
+            "web",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ],
+    )
+    .ok()
+    .stdout()
+    .trim()
+    .to_owned();
+    // An address on the bridge's subnet, Docker's MAC for it, the gateway as the host.
+    let address: Ipv4Addr = inspect(&root, "{{.NetworkSettings.IPAddress}}", "site").parse().expect("an address");
+    let gateway: Ipv4Addr =
+        inspect(&root, "{{.NetworkSettings.Networks.bridge.Gateway}}", "site").parse().expect("gateway");
+    let [a, b, c, d] = address.octets();
+    assert_eq!(
+        inspect(&root, "{{.NetworkSettings.MacAddress}}", "site"),
+        format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+    );
+    assert_eq!(inspect(&root, "{{.NetworkSettings.IPPrefixLen}}", "site"), "16");
+    let inside = strata(&root, &["exec", "site", "ip", "-o", "-4", "addr", "show", "eth0"]).ok().stdout();
+    assert!(inside.contains(&format!("inet {address}/16")), "{inside}");
+    // `port`, `ps` and inspect agree on where 80/tcp went.
+    let ports = strata(&root, &["port", "site", "80/tcp"]).ok().stdout();
+    let random: u16 = ports
+        .lines()
+        .find_map(|l| l.strip_prefix("127.0.0.1:"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no 127.0.0.1 port in {ports:?}"));
+    assert!(ports.contains("0.0.0.0:18081\n"), "{ports}");
+    let ps = strata(&root, &["ps", "--format", "{{.Ports}}"]).ok().stdout();
+    assert!(ps.contains("0.0.0.0:18081->80/tcp") && ps.contains(&format!("127.0.0.1:{random}->80/tcp")), "{ps}");
+    let bindings = inspect(&root, "{{json .NetworkSettings.Ports}}", "site");
+    assert!(bindings.contains(r#"{"HostIp":"0.0.0.0","HostPort":"18081"}"#), "{bindings}");
+    // The container answers on 127.0.0.1 (both bindings) and on a host address.
+    let hostname = &id[..12];
+    for (host, port) in [(Ipv4Addr::LOCALHOST, random), (Ipv4Addr::LOCALHOST, 18081), (gateway, 18081)] {
+        let answer = fetch(host, port).unwrap_or_else(|e| panic!("{host}:{port}: {e}"));
+        assert!(answer.contains(hostname), "{host}:{port}: {answer}");
+    }
+    // Directly on its address, too; and a container without -p has only lo.
+    assert!(fetch(address, 80).expect("direct").contains(hostname));
+    let lonely = strata(&root, &["run", "--rm", "web", "ip", "-o", "link"]).ok().stdout();
+    assert_eq!(lonely.lines().count(), 1, "{lonely}");
+
+    let host_link = inspect(&root, "{{json .}}", "site");
+    let record: serde_json::Value = serde_json::from_str(&host_link).expect("json");
+    let sandbox = record["NetworkSettings"]["SandboxKey"].as_str().expect("sandbox").to_owned();
+    let links: Vec<String> = std::fs::read_to_string(root.root().join("containers").join(&id).join("container.json"))
+        .ok()
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+        .and_then(|v| v["network"]["endpoints"]["bridge"]["host_link"].as_str().map(str::to_owned))
+        .into_iter()
+        .collect();
+    assert_eq!(links.len(), 1);
+    assert_eq!(
+        leftovers(&root, &links, std::slice::from_ref(&sandbox)).len(),
+        5,
+        "link, netns, table, lease and bridge while it runs"
+    );
+    // Stopped: the port closes, and nothing of the network is left.
+    strata(&root, &["stop", "-t", "1", "site"]).ok();
+    assert!(TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, 18081).into(), Duration::from_millis(500)).is_err());
+    assert_eq!(leftovers(&root, &links, &[sandbox]), Vec::<String>::new());
+    assert_eq!(inspect(&root, "{{.NetworkSettings.IPAddress}}", "site"), "");
+    // Started again: on the network again.
+    strata(&root, &["start", "site"]).ok();
+    assert!(fetch(Ipv4Addr::LOCALHOST, 18081).expect("after restart").contains(hostname));
+    strata(&root, &["rm", "-f", "site"]).ok();
+    assert!(leftovers(&root, &[], &[]).is_empty());
+}
+
+/// A UDP echo server (busybox has none here): static C, bound into the container.
+fn udp_echo(dir: &Path) -> Option<std::path::PathBuf> {
+    let source = dir.join("echo.c");
+    std::fs::write(
+        &source,
+        "#include <netinet/in.h>\n#include <sys/socket.h>\n#include <string.h>\n\
+         int main(void) {\n  int s = socket(AF_INET, SOCK_DGRAM, 0);\n  struct sockaddr_in a; memset(&a, 0, sizeof a);\n\
+           a.sin_family = AF_INET; a.sin_port = htons(53);\n  if (bind(s, (struct sockaddr *)&a, sizeof a)) return 1;\n\
+           for (;;) {\n    char b[512]; struct sockaddr_in from; socklen_t l = sizeof from;\n\
+             int n = recvfrom(s, b + 5, sizeof b - 5, 0, (struct sockaddr *)&from, &l);\n\
+             if (n < 0) continue;\n    memcpy(b, \"echo:\", 5);\n    sendto(s, b, n + 5, 0, (struct sockaddr *)&from, l);\n  }\n}\n",
+    )
+    .expect("write echo.c");
+    let binary = dir.join("echo");
+    match Command::new("cc").args(["-static", "-O2", "-o"]).arg(&binary).arg(&source).output() {
+        Ok(output) if output.status.success() => Some(binary),
+        Ok(output) => {
+            eprintln!("SKIPPED (UDP part): cc -static failed: {}", String::from_utf8_lossy(&output.stderr));
+            None
+        }
+        Err(e) => {
+            eprintln!("SKIPPED (UDP part): no C compiler: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn udp_and_publish_all() {
+    require_network!();
+    let root = setup();
+    // -P: every EXPOSEd port on a free host port.
+    strata(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "all",
+            "--network",
+            "bridge",
+            "-P",
+            "web:exposed",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ],
+    )
+    .ok();
+    let shown = strata(&root, &["port", "all"]).ok().stdout();
+    let port: u16 = shown
+        .trim()
+        .strip_prefix("80/tcp -> 0.0.0.0:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{shown:?}"));
+    fetch(Ipv4Addr::LOCALHOST, port).expect("-P port answers");
+    strata(&root, &["rm", "-f", "all"]).ok();
+
+    let Some(echo) = udp_echo(root.dir.path()) else { return };
+    let bind = format!("{}:/echo:ro", echo.display());
+    strata(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "dns",
+            "--network",
+            "bridge",
+            "-p",
+            "127.0.0.1:15353:53/udp",
+            "-v",
+            &bind,
+            "web",
+            "/echo",
+        ],
+    )
+    .ok();
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("socket");
+    socket.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+    let mut answer = [0u8; 64];
+    let mut got = None;
+    for _ in 0..20 {
+        socket.send_to(b"ping", (Ipv4Addr::LOCALHOST, 15353)).expect("send");
+        if let Ok((n, _)) = socket.recv_from(&mut answer) {
+            got = Some(String::from_utf8_lossy(&answer[..n]).into_owned());
+            break;
+        }
+    }
+    assert_eq!(got.as_deref(), Some("echo:ping"));
+    strata(&root, &["rm", "-f", "dns"]).ok();
+    assert!(leftovers(&root, &[], &[]).is_empty());
+}
+
+#[test]
+fn refusals_change_nothing() {
+    require_network!();
+    let root = setup();
+    for (args, message) in [
+        (vec!["-p", "70000:80"], "port must be between 1 and 65535"),
+        (vec!["-p", "abc"], "invalid containerPort: abc"),
+        (vec!["-p", "80/xyz"], "invalid proto"),
+        (vec!["--network", "nosuch"], "network nosuch not found"),
+        (vec!["--network", "none", "-p", "80"], "conflicting options"),
+    ] {
+        let mut full = vec!["run", "--name", "never"];
+        full.extend(args.iter().copied());
+        full.extend(["web", "true"]);
+        let refused = strata(&root, &full);
+        assert_eq!(refused.code(), 125, "{args:?}: {}", refused.stderr());
+        assert!(refused.stderr().contains(message), "{args:?}: {}", refused.stderr());
+    }
+    assert_eq!(strata(&root, &["ps", "-aq"]).ok().stdout(), "");
+    // A host port in use: the second container does not start, and holds nothing.
+    strata(&root, &["run", "-d", "--name", "first", "--network", "bridge", "-p", "18082:80", "web", "sleep", "60"])
+        .ok();
+    let second = strata(
+        &root,
+        &["run", "-d", "--name", "second", "--network", "bridge", "-p", "18082:80", "web", "sleep", "60"],
+    );
+    assert_eq!(second.code(), 125, "{}", second.stderr());
+    assert!(
+        second.stderr().contains("Bind for 0.0.0.0:18082 failed: port is already allocated"),
+        "{}",
+        second.stderr()
+    );
+    // (`run -d` removes a container that did not start, as strata always has.)
+    assert_eq!(strata(&root, &["ps", "-a", "--format", "{{.Names}}"]).ok().stdout(), "first\n");
+    // `create` + `start`: the container stays, created, holding nothing.
+    strata(&root, &["create", "--name", "third", "--network", "bridge", "-p", "18082:80", "web", "sleep", "60"]).ok();
+    let start = strata(&root, &["start", "third"]).fails();
+    assert!(start.stderr().contains("port is already allocated"), "{}", start.stderr());
+    assert_eq!(inspect(&root, "{{.State.Status}}", "third"), "created");
+    assert_eq!(inspect(&root, "{{.NetworkSettings.IPAddress}}", "third"), "");
+    strata(&root, &["rm", "-f", "first", "third"]).ok();
+    assert!(leftovers(&root, &[], &[]).is_empty());
+}
+
+#[test]
+fn concurrent_runs_get_distinct_addresses_and_a_killed_monitor_leaves_nothing() {
+    require_network!();
+    let root = setup();
+    let children: Vec<_> = (0..24)
+        .map(|i| {
+            let mut command = root.strata(STRATA);
+            command.args(["run", "-d", "--name", &format!("c{i}"), "--network", "bridge", "web", "sleep", "60"]);
+            command.stdout(std::process::Stdio::null()).spawn().expect("run")
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().expect("wait").success());
+    }
+    let addresses: std::collections::BTreeSet<String> =
+        (0..24).map(|i| inspect(&root, "{{.NetworkSettings.IPAddress}}", &format!("c{i}"))).collect();
+    assert_eq!(addresses.len(), 24, "{addresses:?}");
+    assert!(!addresses.contains(""));
+
+    // kill -9 of one monitor and of its container: the next command gives back what it held.
+    let id = inspect(&root, "{{.Id}}", "c0");
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.root().join("containers").join(&id).join("container.json")).expect("record"),
+    )
+    .expect("json");
+    let monitor = record["state"]["MonitorPid"].as_i64().expect("monitor") as i32;
+    let pid = record["state"]["Pid"].as_i64().expect("pid") as i32;
+    let sandbox = record["network"]["sandbox"].as_str().expect("sandbox").to_owned();
+    let link = record["network"]["endpoints"]["bridge"]["host_link"].as_str().expect("link").to_owned();
+    for victim in [monitor, pid] {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(victim).expect("pid"),
+            rustix::process::Signal::KILL,
+        )
+        .expect("kill");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    strata(&root, &["ps", "-a"]).ok();
+    // Its link, namespace and lease are gone (the others still hold the table and theirs).
+    let left = leftovers(&root, &[link], &[sandbox]);
+    assert!(
+        left.iter().all(|l| l.starts_with("nft") || l.starts_with("leases") || l.starts_with("bridge")),
+        "{left:?}"
+    );
+    let leases = std::fs::read_dir(root.root().join("networks"))
+        .expect("networks")
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+        .map(|v| {
+            v["Leases"]
+                .as_object()
+                .map_or(0, |l| l.values().filter(|holder| holder.as_str() == Some(id.as_str())).count())
+        })
+        .sum::<usize>();
+    assert_eq!(leases, 0, "c0's lease is given back");
+    let names: Vec<String> = (0..24).map(|i| format!("c{i}")).collect();
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(names.iter().map(String::as_str));
+    strata(&root, &rm).ok();
+    assert_eq!(leftovers(&root, &[], &[]), Vec::<String>::new());
+}
