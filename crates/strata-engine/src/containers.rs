@@ -1345,6 +1345,7 @@ pub(crate) fn default_network(mode: &str) -> Result<Network> {
     match mode {
         "" | "none" | "default" | "bridge" => Ok(Network::None),
         "host" => Ok(Network::Host),
-        other => Err(EngineError::NotFound(format!("network {other} not found"))),
+        // A user-defined network (checked to exist by `create`).
+        _ => Ok(Network::None),
     }
 }

@@ -344,8 +344,11 @@ impl Engine {
         };
         let wired = (|| -> Result<Vec<PublishedPort>> {
             netns::create(&sandbox).map_err(|e| io_error("network namespace", e))?;
-            let bridge = netns::ensure_bridge(&network.bridge, gateway, subnet.prefix)
+            let (bridge, made) = netns::ensure_bridge_made(&network.bridge, gateway, subnet.prefix)
                 .map_err(|e| io_error(&network.bridge, e))?;
+            if made {
+                strata_net::firewall::allow_forwarding(&network.bridge, network.internal);
+            }
             netns::attach(&sandbox, bridge, &endpoint).map_err(|e| io_error("veth", e))?;
             let ports = reservations.1.clone();
             self.update_container(&record.id, |r| {
@@ -466,17 +469,9 @@ impl Engine {
     /// record's network state must be cleared first.
     pub(crate) fn disconnect_after_stop(&self, id: &str, state: &NetworkState) -> Result<()> {
         let _lock = self.network_lock()?;
-        // The host ends go now (the namespace, and the veth with it, would only go whenever
-        // the kernel gets to it).
-        if !state.endpoints.is_empty() {
-            if let Ok(mut netlink) = strata_net::netlink::Netlink::open() {
-                for endpoint in state.endpoints.values() {
-                    if let Ok(Some(index)) = netlink.link_index(&endpoint.host_link) {
-                        let _ = netlink.delete_link(index);
-                    }
-                }
-            }
-        }
+        // The veth goes with the namespace when the kernel frees it (deleting it here would
+        // cost a command ≈15 ms of RCU waits); one left by a crash is deleted by a prune.
+        let _ = state;
         self.release_locked(id)
     }
 
@@ -486,10 +481,6 @@ impl Engine {
             network.leases.retain(|_, holder| holder != id);
             if network.leases.len() != before {
                 self.write_network(&network)?;
-                if network.leases.is_empty() {
-                    // The bridge goes with the network's last container (made again by the next).
-                    remove_bridge(&network.bridge);
-                }
             }
         }
         // The caller has cleared the record's network state (it may hold the record's lock).
@@ -498,12 +489,34 @@ impl Engine {
         netns::remove(&sandbox).map_err(|e| io_error("network namespace", e))
     }
 
+    /// `network prune`'s host side: the bridges of networks no container is on, their veths
+    /// left by crashes, and the firewall table once nothing is left to route. Returns the
+    /// bridges taken down.
+    pub fn take_down_idle_networks(&self) -> Result<Vec<String>> {
+        let _lock = self.network_lock()?;
+        let containers = self.list_containers_raw()?;
+        let mut down = Vec::new();
+        for network in self.list_networks()? {
+            let used = containers.iter().any(|c| c.network.endpoints.values().any(|e| e.network_id == network.id));
+            if !used && network.leases.is_empty() && bridge_exists(&network.bridge) {
+                remove_bridge(&network.bridge);
+                down.push(network.bridge.clone());
+            }
+        }
+        let cache = self.networks_dir().join("firewall.nft");
+        let _ = fs::remove_file(&cache);
+        self.apply_firewall_locked()?;
+        Ok(down)
+    }
+
     /// Rewrites this root's nftables table from the records.
     fn apply_firewall_locked(&self) -> Result<()> {
         use strata_net::firewall::{NetworkRule, PortRule, Rules};
         let mut rules = Rules::default();
+        // A network's rules live as long as its bridge (until a prune takes both down, as
+        // Docker's daemon keeps docker0's); a start that changes nothing then runs no `nft`.
         for network in self.list_networks()? {
-            if !network.leases.is_empty() {
+            if !network.leases.is_empty() || bridge_exists(&network.bridge) {
                 rules.networks.push(NetworkRule {
                     bridge: network.bridge.clone(),
                     subnet: network.subnet()?,
@@ -555,7 +568,12 @@ impl Engine {
     }
 }
 
+fn bridge_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
 fn remove_bridge(name: &str) {
+    strata_net::firewall::revoke_forwarding(name);
     if let Ok(mut netlink) = strata_net::netlink::Netlink::open() {
         if let Ok(Some(index)) = netlink.link_index(name) {
             let _ = netlink.delete_link(index);
@@ -611,5 +629,241 @@ mod tests {
         }
         assert!(on_bridge("bridge") && on_bridge("mynet") && !on_bridge("none") && !on_bridge("host"));
         assert!(!on_bridge("container:web"));
+    }
+}
+
+/// `docker network create`'s flags.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkCreateOptions {
+    pub name: String,
+    pub driver: Option<String>,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+    pub internal: bool,
+    pub labels: Vec<String>,
+    pub options: Vec<String>,
+}
+
+const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
+
+/// The stable ID shown for `host` and `none` (they have no record).
+pub fn predefined_id(name: &str) -> String {
+    Digest::of(format!("strata predefined network {name}").as_bytes()).hex().to_owned()
+}
+
+impl Engine {
+    /// `docker network create`: a bridge network with its own subnet (given, or the next free
+    /// one of the pools); its bridge comes up with its first container.
+    pub fn create_network(&self, options: &NetworkCreateOptions) -> Result<NetworkRecord> {
+        let name = options.name.as_str();
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        match options.driver.as_deref() {
+            None | Some("bridge") => {}
+            Some(other) => return Err(EngineError::NotFound(format!("plugin \"{other}\" not found"))),
+        }
+        let mut opts = BTreeMap::new();
+        for option in &options.options {
+            let (key, value) = option.split_once('=').ok_or_else(|| {
+                EngineError::InvalidArgument(format!("invalid option {option:?}: expected KEY=VALUE"))
+            })?;
+            opts.insert(key.to_owned(), value.to_owned());
+        }
+        let mut labels = BTreeMap::new();
+        for label in &options.labels {
+            let (key, value) = label.split_once('=').unwrap_or((label, ""));
+            labels.insert(key.to_owned(), value.to_owned());
+        }
+        let parse = |text: &str| text.parse::<Subnet>().map_err(EngineError::InvalidArgument);
+        let _lock = self.network_lock()?;
+        if PREDEFINED.contains(&name) || self.list_networks()?.iter().any(|n| n.name == name) {
+            return Err(EngineError::Conflict(format!("network with name {name} already exists")));
+        }
+        fs::create_dir_all(CLAIMS).at(CLAIMS)?;
+        let _host = strata_store::lock::exclusive(&std::path::Path::new(CLAIMS).join(".lock"))?;
+        let taken = self.taken_subnets()?;
+        let subnet = match options.subnet.as_deref() {
+            Some(text) => {
+                let subnet = parse(text)?;
+                if taken.iter().any(|t| t.overlaps(&subnet)) {
+                    return Err(EngineError::Conflict(format!(
+                        "invalid pool request: Pool overlaps with other one on this address space ({subnet})"
+                    )));
+                }
+                subnet
+            }
+            None => {
+                if options.gateway.is_some() || options.ip_range.is_some() {
+                    return Err(EngineError::InvalidArgument("--gateway and --ip-range need --subnet".into()));
+                }
+                ipam::free_subnet(&self.pools(&RegistriesConfig::load())?, &taken).ok_or_else(|| {
+                    EngineError::InvalidArgument(
+                        "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into(),
+                    )
+                })?
+            }
+        };
+        let gateway = match options.gateway.as_deref() {
+            Some(text) => {
+                let gateway: Ipv4Addr = text
+                    .parse()
+                    .map_err(|_| EngineError::InvalidArgument(format!("invalid gateway address {text}")))?;
+                if !subnet.contains(gateway) {
+                    return Err(EngineError::InvalidArgument(format!("no matching subnet for gateway {gateway}")));
+                }
+                gateway
+            }
+            None => subnet.first(),
+        };
+        if let Some(range) = options.ip_range.as_deref() {
+            let range = parse(range)?;
+            if !subnet.contains(range.network) || range.prefix < subnet.prefix {
+                return Err(EngineError::InvalidArgument(format!("no matching subnet for range {range}")));
+            }
+        }
+        let id = crate::run::random_hex(32);
+        let bridge = match opts.get("com.docker.network.bridge.name") {
+            Some(bridge) if bridge.is_empty() || bridge.len() > 15 || bridge.contains('/') => {
+                return Err(EngineError::InvalidArgument(format!("invalid bridge name {bridge:?}")))
+            }
+            Some(bridge) => bridge.clone(),
+            // Not Docker's `br-…`: a rule for strata's bridges must never match Docker's.
+            None => format!("strata-{}", &id[..8]),
+        };
+        let record = NetworkRecord {
+            name: name.to_owned(),
+            id,
+            created: Timestamp::now().to_rfc3339(),
+            driver: "bridge".to_owned(),
+            subnet: subnet.to_string(),
+            gateway: gateway.to_string(),
+            ip_range: options.ip_range.clone(),
+            bridge,
+            internal: options.internal,
+            labels,
+            options: opts,
+            leases: BTreeMap::new(),
+        };
+        self.claim(&subnet)?;
+        self.write_network(&record)?;
+        self.emit(&crate::events::Event::new(
+            "network",
+            "create",
+            &record.id,
+            [("name".to_owned(), record.name.clone()), ("type".to_owned(), "bridge".to_owned())].into(),
+        ));
+        Ok(record)
+    }
+
+    /// `docker network rm`: refused while a running container is on it.
+    pub fn remove_network(&self, name: &str) -> Result<String> {
+        if PREDEFINED.contains(&name) {
+            return Err(EngineError::Conflict(format!("{name} is a pre-defined network and cannot be removed")));
+        }
+        let _lock = self.network_lock()?;
+        let network = self
+            .list_networks()?
+            .into_iter()
+            .find(|n| n.name == name || n.id == name || (name.len() >= 3 && n.id.starts_with(name)))
+            .ok_or_else(|| EngineError::NotFound(format!("network {name} not found")))?;
+        if network.name == DEFAULT_NETWORK {
+            return Err(EngineError::Conflict(format!("{name} is a pre-defined network and cannot be removed")));
+        }
+        if !network.leases.is_empty() {
+            return Err(EngineError::Conflict(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                network.name, network.id
+            )));
+        }
+        self.drop_network_locked(&network)?;
+        Ok(network.name)
+    }
+
+    fn drop_network_locked(&self, network: &NetworkRecord) -> Result<()> {
+        remove_bridge(&network.bridge);
+        if let Ok(subnet) = network.subnet() {
+            let _ = fs::remove_file(std::path::Path::new(CLAIMS).join(subnet.to_string().replace('/', "_")));
+        }
+        let path = self.networks_dir().join(format!("{}.json", network.id));
+        fs::remove_file(&path).at(&path)?;
+        self.apply_firewall_locked()?;
+        self.emit(&crate::events::Event::new(
+            "network",
+            "destroy",
+            &network.id,
+            [("name".to_owned(), network.name.clone()), ("type".to_owned(), "bridge".to_owned())].into(),
+        ));
+        Ok(())
+    }
+
+    /// `docker network prune`: user networks no container names, then the idle bridges and
+    /// the firewall table (see [`Engine::take_down_idle_networks`]). Returns the names removed.
+    pub fn prune_networks(&self) -> Result<Vec<String>> {
+        let containers = self.list_containers()?;
+        let mut removed = Vec::new();
+        {
+            let _lock = self.network_lock()?;
+            for network in self.list_networks()? {
+                let used = containers.iter().any(|c| c.host_config.network_mode == network.name);
+                if network.name != DEFAULT_NETWORK && !used && network.leases.is_empty() {
+                    self.drop_network_locked(&network)?;
+                    removed.push(network.name.clone());
+                }
+            }
+        }
+        self.take_down_idle_networks()?;
+        Ok(removed)
+    }
+
+    /// `docker network inspect`'s JSON for a network.
+    pub fn network_json(&self, network: &NetworkRecord) -> Result<serde_json::Value> {
+        let mut containers = serde_json::Map::new();
+        for container in self.list_containers()? {
+            if let Some(endpoint) = container.network.endpoints.values().find(|e| e.network_id == network.id) {
+                containers.insert(
+                    container.id.clone(),
+                    serde_json::json!({
+                        "Name": container.name, "EndpointID": endpoint.endpoint_id,
+                        "MacAddress": endpoint.mac_address,
+                        "IPv4Address": format!("{}/{}", endpoint.ip_address, endpoint.prefix_len),
+                        "IPv6Address": "",
+                    }),
+                );
+            }
+        }
+        let mut config = serde_json::json!({"Subnet": network.subnet, "Gateway": network.gateway});
+        if let Some(range) = &network.ip_range {
+            config["IPRange"] = serde_json::Value::String(range.clone());
+        }
+        let mut options = network.options.clone();
+        if network.name == DEFAULT_NETWORK {
+            options.insert("com.docker.network.bridge.default_bridge".into(), "true".into());
+        }
+        options.entry("com.docker.network.bridge.name".into()).or_insert_with(|| network.bridge.clone());
+        Ok(serde_json::json!({
+            "Name": network.name, "Id": network.id, "Created": network.created, "Scope": "local",
+            "Driver": network.driver, "EnableIPv6": false,
+            "IPAM": {"Driver": "default", "Options": null, "Config": [config]},
+            "Internal": network.internal, "Attachable": false, "Ingress": false,
+            "ConfigFrom": {"Network": ""}, "ConfigOnly": false, "Containers": containers,
+            "Options": options, "Labels": network.labels,
+        }))
+    }
+
+    /// `network inspect` of `host` and `none`, which have no record.
+    pub fn predefined_network_json(&self, name: &str) -> serde_json::Value {
+        serde_json::json!({
+            "Name": name, "Id": predefined_id(name), "Created": "0001-01-01T00:00:00Z", "Scope": "local",
+            "Driver": if name == "host" { "host" } else { "null" }, "EnableIPv6": false,
+            "IPAM": {"Driver": "default", "Options": null, "Config": []},
+            "Internal": false, "Attachable": false, "Ingress": false, "ConfigFrom": {"Network": ""},
+            "ConfigOnly": false, "Containers": {}, "Options": {}, "Labels": {},
+        })
     }
 }

@@ -471,6 +471,9 @@ impl Engine {
         let rlimits = options.ulimits.iter().map(|u| parse_ulimit(u)).collect::<Result<Vec<_>>>()?;
         let network_mode = options.network.clone().unwrap_or_else(|| "none".to_owned());
         let network = default_network(&network_mode)?;
+        if crate::networks::on_bridge(&network_mode) && !matches!(network_mode.as_str(), "bridge" | "default") {
+            self.find_network(&network_mode)?;
+        }
         let mut port_bindings: BTreeMap<String, Vec<crate::containers::PortBinding>> = BTreeMap::new();
         for spec in &options.publish {
             for (port, binding) in crate::networks::parse_publish(spec)? {

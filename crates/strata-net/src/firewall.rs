@@ -143,3 +143,54 @@ mod tests {
         assert!(text.contains("iifname \"br-1\" oifname != \"br-1\" drop"), "{text}");
     }
 }
+
+/// The `iptables` FORWARD rules that let a bridge's traffic through a host whose `filter`
+/// table drops forwarded packets by policy (what a Docker daemon leaves; with `br_netfilter`
+/// loaded even traffic between two containers of one bridge passes there). strata's own
+/// table cannot overrule another table's drop, so, as Docker and netavark do, it inserts
+/// accept rules for its bridges there, commented `strata`, and only when the policy is drop.
+fn forward_rules(bridge: &str, internal: bool) -> Vec<Vec<String>> {
+    let rule = |args: &[&str]| {
+        let mut rule: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        rule.extend(["-m", "comment", "--comment", "strata", "-j", "ACCEPT"].map(str::to_owned));
+        rule
+    };
+    if internal {
+        vec![rule(&["-i", bridge, "-o", bridge])]
+    } else {
+        vec![rule(&["-i", bridge]), rule(&["-o", bridge])]
+    }
+}
+
+fn iptables(args: &[String]) -> Option<bool> {
+    Command::new("iptables").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().ok().map(|s| s.success())
+}
+
+/// Lets the bridge's traffic through a FORWARD policy of drop (nothing when the policy
+/// accepts, or there is no iptables).
+pub fn allow_forwarding(bridge: &str, internal: bool) {
+    let Ok(listed) = Command::new("iptables").args(["-S", "FORWARD"]).stderr(Stdio::null()).output() else { return };
+    if !String::from_utf8_lossy(&listed.stdout).lines().any(|l| l.trim() == "-P FORWARD DROP") {
+        return;
+    }
+    for rule in forward_rules(bridge, internal) {
+        let check: Vec<String> =
+            ["-C", "FORWARD"].iter().map(|s| (*s).to_owned()).chain(rule.iter().cloned()).collect();
+        if iptables(&check) != Some(true) {
+            let insert: Vec<String> =
+                ["-I", "FORWARD"].iter().map(|s| (*s).to_owned()).chain(rule.iter().cloned()).collect();
+            let _ = iptables(&insert);
+        }
+    }
+}
+
+/// Takes [`allow_forwarding`]'s rules out again.
+pub fn revoke_forwarding(bridge: &str) {
+    for internal in [false, true] {
+        for rule in forward_rules(bridge, internal) {
+            let delete: Vec<String> =
+                ["-D", "FORWARD"].iter().map(|s| (*s).to_owned()).chain(rule.iter().cloned()).collect();
+            while iptables(&delete) == Some(true) {}
+        }
+    }
+}

@@ -83,10 +83,17 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
 /// needs for it: forwarding from it, and `route_localnet` so that published ports answer on
 /// 127.0.0.1. Returns its index.
 pub fn ensure_bridge(name: &str, gateway: std::net::Ipv4Addr, prefix: u8) -> io::Result<u32> {
+    ensure_bridge_made(name, gateway, prefix).map(|(index, _)| index)
+}
+
+/// [`ensure_bridge`], and whether it was made now.
+pub fn ensure_bridge_made(name: &str, gateway: std::net::Ipv4Addr, prefix: u8) -> io::Result<(u32, bool)> {
     let mut netlink = Netlink::open()?;
+    let mut made = false;
     let index = match netlink.link_index(name)? {
         Some(index) => index,
         None => {
+            made = true;
             match netlink.add_bridge(name) {
                 Ok(()) => {}
                 // Another command made it meanwhile.
@@ -101,7 +108,7 @@ pub fn ensure_bridge(name: &str, gateway: std::net::Ipv4Addr, prefix: u8) -> io:
     for (setting, value) in [("forwarding", "1"), ("route_localnet", "1")] {
         std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/{setting}"), value)?;
     }
-    Ok(index)
+    Ok((index, made))
 }
 
 /// Connects the namespace at `netns` to the bridge: a veth pair, `eth0` inside with the

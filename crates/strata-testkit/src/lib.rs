@@ -94,6 +94,10 @@ impl Drop for TestRoot {
         if !ids.is_empty() {
             let _ = self.strata(&binary).args(["rm", "-f"]).args(&ids).output();
         }
+        // Bridges and firewall tables live on the host, not in the root.
+        if self.root().join("networks").is_dir() {
+            let _ = self.strata(&binary).args(["network", "prune", "-f"]).output();
+        }
     }
 }
 

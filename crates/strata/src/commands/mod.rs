@@ -11,6 +11,7 @@ mod import;
 mod inspect;
 mod load;
 mod mount;
+mod networks;
 mod registry;
 mod rmi;
 mod save;
@@ -21,8 +22,8 @@ mod volumes;
 use strata_engine::Engine;
 
 use crate::cli::{
-    BuilderCommand, Cli, Command, ContainerCommand, DebugCommand, ImageCommand, ManifestCommand, SystemCommand,
-    VolumeCommand,
+    BuilderCommand, Cli, Command, ContainerCommand, DebugCommand, ImageCommand, ManifestCommand, NetworkCommand,
+    SystemCommand, VolumeCommand,
 };
 
 /// Runs a command; returns the exit code for success paths that still fail partly.
@@ -68,6 +69,11 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Unpause(args) => containers::pause(&engine, args, false),
         Command::Container(ContainerCommand::Prune(args)) => containers::prune(&engine, args.force),
         Command::Monitor(args) => containers::monitor(&engine, &args.id),
+        Command::Network(NetworkCommand::Create(args)) => networks::create(&engine, args),
+        Command::Network(NetworkCommand::Ls(args)) => networks::ls(&engine, args),
+        Command::Network(NetworkCommand::Inspect(args)) => networks::inspect(&engine, args),
+        Command::Network(NetworkCommand::Rm(args)) => networks::rm(&engine, args),
+        Command::Network(NetworkCommand::Prune(args)) => networks::prune(&engine, args),
         Command::Volume(VolumeCommand::Create(args)) => volumes::create(&engine, args),
         Command::Volume(VolumeCommand::Ls(args)) => volumes::ls(&engine, args),
         Command::Volume(VolumeCommand::Inspect(args)) => volumes::inspect(&engine, args),

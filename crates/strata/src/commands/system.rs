@@ -75,9 +75,9 @@ pub fn prune(engine: &Engine, args: PruneArgs, system: bool) -> anyhow::Result<u
     if !args.force {
         let what = match (system, args.all) {
             (true, true) => {
-                "  - all stopped containers\n  - all images without at least one container associated to them\n  - all build cache\n"
+                "  - all stopped containers\n  - all networks not used by at least one container\n  - all images without at least one container associated to them\n  - all build cache\n"
             }
-            (true, false) => "  - all stopped containers\n  - all dangling images\n  - unused build cache\n",
+            (true, false) => "  - all stopped containers\n  - all networks not used by at least one container\n  - all dangling images\n  - unused build cache\n",
             (false, true) => "",
             (false, false) => "",
         };
@@ -96,6 +96,14 @@ pub fn prune(engine: &Engine, args: PruneArgs, system: bool) -> anyhow::Result<u
     if system {
         // Stopped containers first, so the images only they used can go too.
         out.push_str(&super::containers::deleted_containers(&engine.prune_containers()?));
+        // Then networks no container is on (and idle bridges, the firewall table).
+        let networks = engine.prune_networks()?;
+        if !networks.is_empty() {
+            out.push_str(&format!(
+                "Deleted Networks:\n{}\n",
+                networks.iter().map(|n| format!("{n}\n")).collect::<String>()
+            ));
+        }
     }
     let report = engine.prune(args.all)?;
     let mut reclaimed = report.reclaimed;
