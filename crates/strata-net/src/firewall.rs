@@ -101,48 +101,6 @@ pub fn apply(table: &str, rules: &Rules) -> io::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_the_whole_table() {
-        let empty = render("strata", &Rules::default());
-        assert_eq!(empty, "table ip strata\ndelete table ip strata\n");
-        let rules = Rules {
-            networks: vec![
-                NetworkRule {
-                    bridge: "strata0".into(),
-                    subnet: "172.18.0.0/16".parse().expect("cidr"),
-                    internal: false,
-                },
-                NetworkRule { bridge: "br-1".into(), subnet: "10.9.0.0/24".parse().expect("cidr"), internal: true },
-            ],
-            ports: vec![
-                PortRule {
-                    host_ip: None,
-                    host_port: 8080,
-                    protocol: "tcp".into(),
-                    address: Ipv4Addr::new(172, 18, 0, 2),
-                    port: 80,
-                },
-                PortRule {
-                    host_ip: Some(Ipv4Addr::LOCALHOST),
-                    host_port: 5353,
-                    protocol: "udp".into(),
-                    address: Ipv4Addr::new(172, 18, 0, 3),
-                    port: 53,
-                },
-            ],
-        };
-        let text = render("strata", &rules);
-        assert!(text.contains("    tcp dport 8080 dnat to 172.18.0.2:80\n"), "{text}");
-        assert!(text.contains("    ip daddr 127.0.0.1 udp dport 5353 dnat to 172.18.0.3:53\n"), "{text}");
-        assert!(text.contains("ip saddr 172.18.0.0/16 oifname != \"strata0\" masquerade"), "{text}");
-        assert!(!text.contains("ip saddr 10.9.0.0/24 oifname != \"br-1\" masquerade"), "internal: no way out");
-        assert!(text.contains("iifname \"br-1\" oifname != \"br-1\" drop"), "{text}");
-    }
-}
 
 /// The `iptables` FORWARD rules that let a bridge's traffic through a host whose `filter`
 /// table drops forwarded packets by policy (what a Docker daemon leaves; with `br_netfilter`
@@ -192,5 +150,48 @@ pub fn revoke_forwarding(bridge: &str) {
                 ["-D", "FORWARD"].iter().map(|s| (*s).to_owned()).chain(rule.iter().cloned()).collect();
             while iptables(&delete) == Some(true) {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_whole_table() {
+        let empty = render("strata", &Rules::default());
+        assert_eq!(empty, "table ip strata\ndelete table ip strata\n");
+        let rules = Rules {
+            networks: vec![
+                NetworkRule {
+                    bridge: "strata0".into(),
+                    subnet: "172.18.0.0/16".parse().expect("cidr"),
+                    internal: false,
+                },
+                NetworkRule { bridge: "br-1".into(), subnet: "10.9.0.0/24".parse().expect("cidr"), internal: true },
+            ],
+            ports: vec![
+                PortRule {
+                    host_ip: None,
+                    host_port: 8080,
+                    protocol: "tcp".into(),
+                    address: Ipv4Addr::new(172, 18, 0, 2),
+                    port: 80,
+                },
+                PortRule {
+                    host_ip: Some(Ipv4Addr::LOCALHOST),
+                    host_port: 5353,
+                    protocol: "udp".into(),
+                    address: Ipv4Addr::new(172, 18, 0, 3),
+                    port: 53,
+                },
+            ],
+        };
+        let text = render("strata", &rules);
+        assert!(text.contains("    tcp dport 8080 dnat to 172.18.0.2:80\n"), "{text}");
+        assert!(text.contains("    ip daddr 127.0.0.1 udp dport 5353 dnat to 172.18.0.3:53\n"), "{text}");
+        assert!(text.contains("ip saddr 172.18.0.0/16 oifname != \"strata0\" masquerade"), "{text}");
+        assert!(!text.contains("ip saddr 10.9.0.0/24 oifname != \"br-1\" masquerade"), "internal: no way out");
+        assert!(text.contains("iifname \"br-1\" oifname != \"br-1\" drop"), "{text}");
     }
 }
