@@ -116,9 +116,11 @@ fn commit_killed(record: &ContainerRecord) -> bool {
 /// It holds a network namespace, address and ports, and both the process that took them and
 /// the container's own process are gone.
 fn network_abandoned(record: &ContainerRecord) -> bool {
-    let held = record.network.holder > 0 && process_alive(record.network.holder);
-    let running = record.state.pid > 0 && process_alive(record.state.pid);
-    !record.network.sandbox.is_empty() && !held && !running
+    // Cheapest first: most records hold no network, most that do are running.
+    if record.network.sandbox.is_empty() || (record.state.pid > 0 && process_alive(record.state.pid)) {
+        return false;
+    }
+    !(record.network.holder > 0 && process_alive(record.network.holder))
 }
 
 fn needs_recovery(record: &ContainerRecord) -> bool {
@@ -192,6 +194,9 @@ pub struct Endpoint {
     pub mac_address: String,
     /// The veth end on the host.
     pub host_link: String,
+    /// `--network-alias`: more names it answers to on this network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// A published port as it was bound for this run.
@@ -253,6 +258,9 @@ pub struct ContainerRecord {
     pub anonymous_volumes: Vec<String>,
     #[serde(default)]
     pub network: NetworkState,
+    /// `--network-alias`.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
 }
 
 impl ContainerRecord {
@@ -541,6 +549,14 @@ impl Engine {
             }
         }
         let networked = _reservations.is_some();
+        // A user-defined network's resolver: its socket bound in the namespace now, served
+        // once the container runs.
+        let resolver_socket = match &spec.network {
+            Network::Join(sandbox) if crate::networks::user_defined(&record.host_config.network_mode) => {
+                crate::dns::bind_resolver(sandbox).ok()
+            }
+            _ => None,
+        };
         let limits = spec.limits.clone();
         let cgroup = match Cgroup::create(Path::new("/sys/fs/cgroup"), &self.cgroup_name(&id), &limits) {
             Ok(cgroup) => Some(cgroup),
@@ -655,6 +671,17 @@ impl Engine {
         };
         self.emit_container(&running, "start", &[]);
         started(Ok(&running));
+        // On a user-defined network: its resolver, served from here (after the clone above:
+        // the runtime clones from a single-threaded process).
+        let resolver = resolver_socket.and_then(|socket| {
+            let upstream: Vec<std::net::Ipv4Addr> = if record.host_config.dns.is_empty() {
+                crate::dns::host_resolvers()
+            } else {
+                record.host_config.dns.iter().filter_map(|d| d.parse().ok()).collect()
+            };
+            let endpoint = running.network.endpoints.values().next()?;
+            self.serve_resolver(&id, &endpoint.network_id, socket, upstream).ok()
+        });
 
         let max = (record.host_config.log_max_size, record.host_config.log_max_file);
         // `attach` reaches the output wherever this process relays it.
@@ -678,6 +705,7 @@ impl Engine {
         if let Some(cgroup) = &cgroup {
             let _ = cgroup.remove();
         }
+        drop(resolver);
         if networked {
             self.leave_networks(&id);
         }
@@ -1117,6 +1145,25 @@ pub(crate) fn dup_stdio(fd: i32) -> Option<OwnedFd> {
 /// replacing the host's lines of its kind, as Docker does.
 pub(crate) fn resolv_conf(host_config: &HostConfig) -> String {
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if crate::networks::user_defined(&host_config.network_mode) {
+        // The embedded resolver answers (and forwards to the host's servers or `--dns`).
+        let mut out = format!("nameserver {}\n", crate::dns::RESOLVER);
+        let host_line = |keyword: &str| {
+            host.lines().map(str::trim).find_map(|l| l.strip_prefix(keyword)).map(|rest| rest.trim().to_owned())
+        };
+        let search = if host_config.dns_search.is_empty() {
+            host_line("search")
+        } else {
+            Some(host_config.dns_search.join(" "))
+        };
+        if let Some(search) = search.filter(|s| !s.is_empty()) {
+            out.push_str(&format!("search {search}\n"));
+        }
+        let mut options = vec!["ndots:0".to_owned()];
+        options.extend(host_config.dns_options.iter().cloned());
+        out.push_str(&format!("options {}\n", options.join(" ")));
+        return out;
+    }
     let mut out = String::new();
     let replaced = |keyword: &str| match keyword {
         "nameserver" => !host_config.dns.is_empty(),

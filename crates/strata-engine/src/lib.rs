@@ -8,6 +8,7 @@ pub mod change;
 pub mod container_ops;
 pub mod containers;
 pub mod copy;
+pub mod dns;
 pub mod docker_shape;
 pub mod error;
 pub mod events;

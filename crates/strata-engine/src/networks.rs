@@ -132,6 +132,11 @@ pub fn parse_publish(spec: &str) -> Result<Vec<(String, PortBinding)>> {
         .collect())
 }
 
+/// Whether `mode` names a user-defined network (which has DNS by name and aliases).
+pub fn user_defined(mode: &str) -> bool {
+    on_bridge(mode) && !matches!(mode, "bridge" | "default")
+}
+
 /// Whether `mode` (HostConfig.NetworkMode) puts the container on a bridge network.
 pub fn on_bridge(mode: &str) -> bool {
     !matches!(mode, "" | "none" | "host") && !mode.starts_with("container:")
@@ -363,6 +368,7 @@ impl Engine {
                         gateway: gateway.to_string(),
                         mac_address: netns::format_mac(&endpoint.mac),
                         host_link: endpoint.host_link.clone(),
+                        aliases: r.network_aliases.clone(),
                     },
                 );
                 r.network = NetworkState {
@@ -555,7 +561,7 @@ impl Engine {
 
     /// The records as they are on disk (no recovery: this runs under the network lock, which
     /// recovery may take).
-    fn list_containers_raw(&self) -> Result<Vec<ContainerRecord>> {
+    pub(crate) fn list_containers_raw(&self) -> Result<Vec<ContainerRecord>> {
         let dir = self.containers_dir();
         let mut all = Vec::new();
         let Ok(entries) = fs::read_dir(&dir) else { return Ok(all) };

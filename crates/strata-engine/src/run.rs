@@ -57,6 +57,8 @@ pub struct CreateOptions {
     pub publish: Vec<String>,
     /// `-P`.
     pub publish_all: bool,
+    /// `--network-alias`.
+    pub network_aliases: Vec<String>,
 }
 
 /// 2 × `bytes` random hex characters.
@@ -480,6 +482,11 @@ impl Engine {
                 port_bindings.entry(port).or_default().push(binding);
             }
         }
+        if !options.network_aliases.is_empty() && !crate::networks::user_defined(&network_mode) {
+            return Err(EngineError::InvalidArgument(
+                "network-scoped alias is supported only for containers in user defined networks".into(),
+            ));
+        }
         if (!port_bindings.is_empty() || options.publish_all) && !crate::networks::on_bridge(&network_mode) {
             // Docker publishes nothing on these, and says nothing; strata says why.
             return Err(EngineError::InvalidArgument(format!(
@@ -787,6 +794,7 @@ impl Engine {
             restart_count: 0,
             anonymous_volumes: anonymous,
             network: Default::default(),
+            network_aliases: options.network_aliases.clone(),
         };
         match self.register_container(record, true, options.name.is_none()) {
             Ok(record) => {

@@ -101,7 +101,6 @@ pub fn apply(table: &str, rules: &Rules) -> io::Result<()> {
     Ok(())
 }
 
-
 /// The `iptables` FORWARD rules that let a bridge's traffic through a host whose `filter`
 /// table drops forwarded packets by policy (what a Docker daemon leaves; with `br_netfilter`
 /// loaded even traffic between two containers of one bridge passes there). strata's own

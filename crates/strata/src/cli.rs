@@ -393,6 +393,9 @@ pub struct RunArgs {
     /// Publish all exposed ports to random ports
     #[arg(short = 'P', long)]
     pub publish_all: bool,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
     /// Mount the container's root filesystem as read only
     #[arg(long)]
     pub read_only: bool,

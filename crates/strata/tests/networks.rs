@@ -491,3 +491,61 @@ fn user_defined_networks() {
     assert_eq!(strata(&root, &["network", "prune", "-f"]).ok().stdout(), "Deleted Networks:\nspare\n\n");
     assert_eq!(pruned(&root), Vec::<String>::new());
 }
+
+#[test]
+fn containers_on_a_user_network_find_each_other_by_name() {
+    require_network!();
+    let root = setup();
+    strata(&root, &["network", "create", "app"]).ok();
+    strata(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "db",
+            "--network",
+            "app",
+            "--network-alias",
+            "database",
+            "web",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ],
+    )
+    .ok();
+    let id = inspect(&root, "{{.Id}}", "db");
+    let address = inspect(&root, "{{.NetworkSettings.Networks.app.IPAddress}}", "db");
+    // The embedded resolver, as Docker's.
+    let resolv = strata(&root, &["run", "--rm", "--network", "app", "web", "cat", "/etc/resolv.conf"]).ok().stdout();
+    assert!(resolv.starts_with("nameserver 127.0.0.11\n") && resolv.contains("ndots:0"), "{resolv}");
+    // By name, alias and short ID; only names of this network are asked (nothing is
+    // forwarded to the host's resolvers by this test).
+    for name in ["db", "database", &id[..12]] {
+        let looked_up =
+            strata(&root, &["run", "--rm", "--network", "app", "web", "nslookup", name, "127.0.0.11"]).ok().stdout();
+        assert!(looked_up.contains(&format!("Address: {address}")), "{name}: {looked_up}");
+    }
+    // And used: HTTP to the name.
+    let request = "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc db 80";
+    let fetched = strata(&root, &["run", "--rm", "--network", "app", "web", "sh", "-c", request]).ok().stdout();
+    assert!(fetched.ends_with(&format!("\n{}\n", &id[..12])), "{fetched}");
+    // Stopped and started again: its resolver again (the monitor's thread was joined).
+    strata(&root, &["restart", "-t", "1", "db"]).ok();
+    let again = strata(&root, &["exec", "db", "nslookup", "database", "127.0.0.11"]).ok().stdout();
+    assert!(again.contains("Address: "), "{again}");
+    // The default bridge has no resolver by name (Docker's legacy behaviour), aliases need a
+    // user network.
+    let plain = strata(&root, &["run", "--rm", "--network", "bridge", "web", "cat", "/etc/resolv.conf"]).ok().stdout();
+    assert!(!plain.contains("127.0.0.11"), "{plain}");
+    let alias = strata(&root, &["run", "--rm", "--network", "bridge", "--network-alias", "x", "web", "true"]);
+    assert_eq!(alias.code(), 125);
+    assert!(alias.stderr().contains("only for containers in user defined networks"), "{}", alias.stderr());
+    strata(&root, &["rm", "-f", "db"]).ok();
+    strata(&root, &["network", "rm", "app"]).ok();
+    assert_eq!(pruned(&root), Vec::<String>::new());
+}

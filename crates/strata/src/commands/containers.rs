@@ -60,6 +60,7 @@ fn create_options(args: &RunArgs) -> CreateOptions {
         add_hosts: args.add_host.clone(),
         publish: args.publish.clone(),
         publish_all: args.publish_all,
+        network_aliases: args.network_alias.clone(),
     }
 }
 
