@@ -261,6 +261,12 @@ pub struct ContainerRecord {
     /// `--network-alias`.
     #[serde(default)]
     pub network_aliases: Vec<String>,
+    /// `--ip` on a user-defined network.
+    #[serde(default)]
+    pub requested_ip: Option<String>,
+    /// `--mac-address`.
+    #[serde(default)]
+    pub requested_mac: Option<String>,
 }
 
 impl ContainerRecord {
@@ -536,6 +542,32 @@ impl Engine {
         // On a bridge network: its namespace wired (address, veth, ports) before it starts;
         // the reserved ports stay bound by this process while the container runs.
         let mut _reservations = None;
+        if let Some(target) = record.host_config.network_mode.strip_prefix("container:") {
+            // `--network container:NAME`: in the other container's namespace, with its hosts
+            // and resolv.conf (its resolver, if any, serves there too).
+            let joined = self.find_container(target).and_then(|other| {
+                if other.state.status != Status::Running || !process_alive(other.state.pid) {
+                    return Err(EngineError::Conflict(format!(
+                        "cannot join network of a non running container: {}",
+                        other.id
+                    )));
+                }
+                for file in ["hosts", "resolv.conf"] {
+                    let (from, to) = (self.container_dir(&other.id).join(file), self.container_dir(&id).join(file));
+                    if let Ok(data) = fs::read(&from) {
+                        fs::write(&to, data).at(&to)?;
+                    }
+                }
+                Ok(PathBuf::from(format!("/proc/{}/ns/net", other.state.pid)))
+            });
+            match joined {
+                Ok(path) => spec.network = Network::Join(path),
+                Err(e) => {
+                    started(Err(EngineError::Conflict(e.to_string())));
+                    return Err(e);
+                }
+            }
+        }
         if crate::networks::on_bridge(&record.host_config.network_mode) {
             match self.connect_for_start(&record) {
                 Ok((sandbox, reservations)) => {

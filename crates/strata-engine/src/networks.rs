@@ -132,6 +132,26 @@ pub fn parse_publish(spec: &str) -> Result<Vec<(String, PortBinding)>> {
         .collect())
 }
 
+/// `--mac-address`: six hex pairs separated by colons (or dashes), a unicast address.
+pub fn parse_mac(text: &str) -> Result<[u8; 6]> {
+    let bad = || EngineError::InvalidArgument(format!("invalid MAC address: {text}"));
+    let parts: Vec<&str> = text.split([':', '-']).collect();
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(&parts) {
+        if part.len() != 2 {
+            return Err(bad());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if mac[0] & 1 == 1 {
+        return Err(bad());
+    }
+    Ok(mac)
+}
+
 /// Whether `mode` names a user-defined network (which has DNS by name and aliases).
 pub fn user_defined(mode: &str) -> bool {
     on_bridge(mode) && !matches!(mode, "bridge" | "default")
@@ -335,16 +355,40 @@ impl Engine {
         let used: BTreeSet<Ipv4Addr> = network.leases.keys().filter_map(|a| a.parse().ok()).collect();
         let range =
             network.ip_range.as_deref().map(str::parse::<Subnet>).transpose().map_err(EngineError::InvalidArgument)?;
-        let address = ipam::free_address(&subnet, range.as_ref(), gateway, &used).ok_or_else(|| {
-            EngineError::InvalidArgument(format!("no available IPv4 addresses on network {}", network.name))
-        })?;
+        let address = match record.requested_ip.as_deref() {
+            // `--ip`: that address or nothing.
+            Some(text) => {
+                let address: Ipv4Addr =
+                    text.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid IPv4 address: {text}")))?;
+                if !subnet.contains(address)
+                    || address == gateway
+                    || address == subnet.network
+                    || address == subnet.broadcast()
+                {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "invalid endpoint settings: no configured subnet contains IP address {address}"
+                    )));
+                }
+                if used.contains(&address) {
+                    return Err(EngineError::Conflict(format!("Address already in use: {address}")));
+                }
+                address
+            }
+            None => ipam::free_address(&subnet, range.as_ref(), gateway, &used).ok_or_else(|| {
+                EngineError::InvalidArgument(format!("no available IPv4 addresses on network {}", network.name))
+            })?,
+        };
+        let mac = match record.requested_mac.as_deref() {
+            Some(text) => parse_mac(text)?,
+            None => netns::mac_for(address),
+        };
         network.leases.insert(address.to_string(), record.id.clone());
         self.write_network(&network)?;
         let endpoint = netns::Endpoint {
             address,
             prefix: subnet.prefix,
             gateway,
-            mac: netns::mac_for(address),
+            mac,
             host_link: format!("veth{}", &crate::run::random_hex(4)[..7]),
         };
         let wired = (|| -> Result<Vec<PublishedPort>> {

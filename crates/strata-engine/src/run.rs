@@ -59,6 +59,10 @@ pub struct CreateOptions {
     pub publish_all: bool,
     /// `--network-alias`.
     pub network_aliases: Vec<String>,
+    /// `--ip`.
+    pub ip: Option<String>,
+    /// `--mac-address`.
+    pub mac_address: Option<String>,
 }
 
 /// 2 × `bytes` random hex characters.
@@ -482,6 +486,38 @@ impl Engine {
                 port_bindings.entry(port).or_default().push(binding);
             }
         }
+        // `container:NAME`: checked now, joined at each start; stored by ID, as Docker does.
+        let network_mode = match network_mode.strip_prefix("container:") {
+            Some("") => {
+                return Err(EngineError::InvalidArgument("--network: container: needs a container name".into()))
+            }
+            Some(target) => format!("container:{}", self.find_container(target)?.id),
+            None => network_mode,
+        };
+        if options.ip.is_some() && !crate::networks::user_defined(&network_mode) {
+            return Err(EngineError::InvalidArgument(
+                "user specified IP address is supported on user defined networks only".into(),
+            ));
+        }
+        if let Some(ip) = &options.ip {
+            ip.parse::<std::net::Ipv4Addr>()
+                .map_err(|_| EngineError::InvalidArgument(format!("invalid IPv4 address: {ip}")))?;
+        }
+        if let Some(mac) = &options.mac_address {
+            crate::networks::parse_mac(mac)?;
+            if !crate::networks::on_bridge(&network_mode) {
+                return Err(EngineError::InvalidArgument(format!(
+                    "conflicting options: mac-address and the network mode ({network_mode})"
+                )));
+            }
+        }
+        if network_mode.starts_with("container:")
+            && (options.hostname.is_some() || !options.dns.is_empty() || !options.add_hosts.is_empty())
+        {
+            return Err(EngineError::InvalidArgument(
+                "conflicting options: hostname, dns or add-host and the network mode (container)".into(),
+            ));
+        }
         if !options.network_aliases.is_empty() && !crate::networks::user_defined(&network_mode) {
             return Err(EngineError::InvalidArgument(
                 "network-scoped alias is supported only for containers in user defined networks".into(),
@@ -795,6 +831,8 @@ impl Engine {
             anonymous_volumes: anonymous,
             network: Default::default(),
             network_aliases: options.network_aliases.clone(),
+            requested_ip: options.ip.clone(),
+            requested_mac: options.mac_address.clone(),
         };
         match self.register_container(record, true, options.name.is_none()) {
             Ok(record) => {

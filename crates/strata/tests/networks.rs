@@ -549,3 +549,92 @@ fn containers_on_a_user_network_find_each_other_by_name() {
     strata(&root, &["network", "rm", "app"]).ok();
     assert_eq!(pruned(&root), Vec::<String>::new());
 }
+
+#[test]
+fn fixed_addresses_and_a_shared_namespace() {
+    require_network!();
+    let root = setup();
+    strata(&root, &["network", "create", "--subnet", "10.232.9.0/24", "fixed"]).ok();
+    strata(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            "--network",
+            "fixed",
+            "--ip",
+            "10.232.9.50",
+            "--mac-address",
+            "92:d0:c6:0a:29:33",
+            "web",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        inspect(
+            &root,
+            "{{.NetworkSettings.Networks.fixed.IPAddress}} {{.NetworkSettings.Networks.fixed.MacAddress}}",
+            "srv"
+        ),
+        "10.232.9.50 92:d0:c6:0a:29:33"
+    );
+    let link = strata(&root, &["exec", "srv", "ip", "-o", "link", "show", "eth0"]).ok().stdout();
+    assert!(link.contains("92:d0:c6:0a:29:33"), "{link}");
+    // The address is taken: a second container cannot have it.
+    let taken = strata(&root, &["run", "--rm", "--network", "fixed", "--ip", "10.232.9.50", "web", "true"]);
+    assert!(taken.stderr().contains("Address already in use"), "{}", taken.stderr());
+    // container:NAME: the same interfaces, and the server on its loopback.
+    let shared = strata(
+        &root,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "container:srv",
+            "web",
+            "sh",
+            "-c",
+            "ip -o -4 addr show eth0; printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 80",
+        ],
+    )
+    .ok()
+    .stdout();
+    let id = inspect(&root, "{{.Id}}", "srv");
+    assert!(shared.contains("inet 10.232.9.50/24") && shared.ends_with(&format!("\n{}\n", &id[..12])), "{shared}");
+    assert_eq!(
+        strata(&root, &["create", "--network", "container:srv", "web", "true"]).ok().stdout().len(),
+        65,
+        "created against a running container"
+    );
+    // Refusals: --ip off a user network, a bad MAC, a stopped or missing container.
+    for (args, message) in [
+        (vec!["--network", "bridge", "--ip", "172.30.0.9"], "supported on user defined networks only"),
+        (vec!["--network", "fixed", "--mac-address", "zz"], "invalid MAC address"),
+        (vec!["--network", "fixed", "--ip", "10.9.9.9"], "no configured subnet contains IP address"),
+        (vec!["--network", "container:nosuch"], "No such container: nosuch"),
+    ] {
+        let mut full = vec!["run", "--rm"];
+        full.extend(args.iter().copied());
+        full.extend(["web", "true"]);
+        let refused = strata(&root, &full);
+        assert_eq!(refused.code(), 125, "{args:?}");
+        assert!(refused.stderr().contains(message), "{args:?}: {}", refused.stderr());
+    }
+    strata(&root, &["stop", "-t", "1", "srv"]).ok();
+    let stopped = strata(&root, &["run", "--rm", "--network", "container:srv", "web", "true"]);
+    assert!(stopped.stderr().contains("cannot join network of a non running container"), "{}", stopped.stderr());
+    let ids = strata(&root, &["ps", "-aq"]).ok().stdout();
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(ids.split_whitespace());
+    strata(&root, &rm).ok();
+    strata(&root, &["network", "rm", "fixed"]).ok();
+    assert_eq!(pruned(&root), Vec::<String>::new());
+}

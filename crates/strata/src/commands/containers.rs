@@ -61,6 +61,8 @@ fn create_options(args: &RunArgs) -> CreateOptions {
         publish: args.publish.clone(),
         publish_all: args.publish_all,
         network_aliases: args.network_alias.clone(),
+        ip: args.ip.clone(),
+        mac_address: args.mac_address.clone(),
     }
 }
 
