@@ -413,6 +413,12 @@ impl Engine {
     /// Finds a container by full ID, unique ID prefix or name.
     pub fn find_container(&self, name: &str) -> Result<ContainerRecord> {
         let name = name.trim_start_matches('/');
+        // A full ID (what monitors and internal calls use) is one record, not a listing.
+        if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if let Ok(record) = self.read_container(name) {
+                return self.refresh(record).ok_or_else(|| EngineError::ContainerNotFound(name.to_owned()));
+            }
+        }
         let all = self.list_containers()?;
         if let Some(found) = all.iter().find(|c| c.id == name || c.name == name) {
             return Ok(found.clone());
@@ -1097,10 +1103,15 @@ pub fn process_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
-    // A zombie is not alive for our purposes.
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
+    // A zombie is not alive for our purposes. One read: /proc says its size is 0, which
+    // would make a read-to-end take several (this runs for every record a listing sees).
+    let Ok(file) = fs::File::open(format!("/proc/{pid}/stat")) else { return false };
+    let mut buffer = [0u8; 1024];
+    let Ok(n) = rustix::io::read(&file, &mut buffer) else { return false };
+    let stat = &buffer[..n];
+    match stat.iter().rposition(|&b| b == b')') {
+        Some(end) => stat[end + 1..].iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'Z'),
+        None => n > 0,
     }
 }
 
