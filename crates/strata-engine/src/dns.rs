@@ -150,10 +150,26 @@ impl Engine {
     /// The addresses `name` has on the network, for a container there: by name, alias or
     /// short ID. `None`: not a name of this network.
     fn lookup(&self, asker: &str, network_id: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
-        let _ = asker;
+        let all = self.list_containers_raw().ok()?;
+        // Every user network the asker is on now (`network connect` adds some).
+        let mut networks: Vec<String> = all
+            .iter()
+            .find(|c| c.id == asker)
+            .map(|c| {
+                c.network
+                    .endpoints
+                    .iter()
+                    .filter(|(n, _)| n.as_str() != "bridge")
+                    .map(|(_, e)| e.network_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if networks.is_empty() {
+            networks.push(network_id.to_owned());
+        }
         let mut found = Vec::new();
-        for container in self.list_containers_raw().ok()? {
-            let Some(endpoint) = container.network.endpoints.values().find(|e| e.network_id == network_id) else {
+        for container in all {
+            let Some(endpoint) = container.network.endpoints.values().find(|e| networks.contains(&e.network_id)) else {
                 continue;
             };
             let matches = container.name.eq_ignore_ascii_case(name)

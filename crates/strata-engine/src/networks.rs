@@ -682,6 +682,159 @@ mod tests {
     }
 }
 
+impl Engine {
+    /// `docker network connect NETWORK CONTAINER [--alias] [--ip]` of a running container on a
+    /// bridge network: one more veth (`eth1`, `eth2`, ...) in its namespace, with an address
+    /// on the network (the first network keeps the default route, as in Docker).
+    pub fn connect_network(&self, network: &str, container: &str, aliases: &[String], ip: Option<&str>) -> Result<()> {
+        let record = self.find_container(container)?;
+        if record.state.status != Status::Running || record.network.sandbox.is_empty() {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not running on a bridge network: connect works on running containers here",
+                record.id
+            )));
+        }
+        let _lock = self.network_lock()?;
+        let mut network = self
+            .find_network_locked(network)?
+            .ok_or_else(|| EngineError::NotFound(format!("network {network} not found")))?;
+        if record.network.endpoints.values().any(|e| e.network_id == network.id) {
+            return Err(EngineError::Conflict(format!(
+                "endpoint with name {} already exists in network {}",
+                record.name, network.name
+            )));
+        }
+        if (!aliases.is_empty() || ip.is_some()) && network.name == DEFAULT_NETWORK {
+            return Err(EngineError::InvalidArgument(
+                "network-scoped aliases and user specified IP addresses are supported only on user defined networks"
+                    .into(),
+            ));
+        }
+        let subnet = network.subnet()?;
+        let gateway = network.gateway()?;
+        let used: BTreeSet<Ipv4Addr> = network.leases.keys().filter_map(|a| a.parse().ok()).collect();
+        let address = match ip {
+            Some(text) => {
+                let address: Ipv4Addr =
+                    text.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid IPv4 address: {text}")))?;
+                if !subnet.contains(address) || address == gateway {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "invalid endpoint settings: no configured subnet contains IP address {address}"
+                    )));
+                }
+                if used.contains(&address) {
+                    return Err(EngineError::Conflict(format!("Address already in use: {address}")));
+                }
+                address
+            }
+            None => {
+                let range = network
+                    .ip_range
+                    .as_deref()
+                    .map(str::parse::<Subnet>)
+                    .transpose()
+                    .map_err(EngineError::InvalidArgument)?;
+                ipam::free_address(&subnet, range.as_ref(), gateway, &used).ok_or_else(|| {
+                    EngineError::InvalidArgument(format!("no available IPv4 addresses on network {}", network.name))
+                })?
+            }
+        };
+        network.leases.insert(address.to_string(), record.id.clone());
+        self.write_network(&network)?;
+        let inside_name = format!("eth{}", record.network.endpoints.len());
+        let endpoint = netns::Endpoint {
+            address,
+            prefix: subnet.prefix,
+            gateway,
+            mac: netns::mac_for(address),
+            host_link: format!("veth{}", &crate::run::random_hex(4)[..7]),
+        };
+        let wired = (|| -> Result<()> {
+            let (bridge, made) = netns::ensure_bridge_made(&network.bridge, gateway, subnet.prefix)
+                .map_err(|e| io_error(&network.bridge, e))?;
+            if made {
+                strata_net::firewall::allow_forwarding(&network.bridge, network.internal);
+            }
+            netns::attach_named(std::path::Path::new(&record.network.sandbox), bridge, &endpoint, &inside_name, false)
+                .map_err(|e| io_error("veth", e))?;
+            self.update_container(&record.id, |r| {
+                r.network.endpoints.insert(
+                    network.name.clone(),
+                    Endpoint {
+                        network_id: network.id.clone(),
+                        endpoint_id: crate::run::random_hex(32),
+                        ip_address: address.to_string(),
+                        prefix_len: subnet.prefix,
+                        gateway: gateway.to_string(),
+                        mac_address: netns::format_mac(&endpoint.mac),
+                        host_link: endpoint.host_link.clone(),
+                        aliases: aliases.to_vec(),
+                    },
+                );
+                Ok(())
+            })?;
+            self.apply_firewall_locked()
+        })();
+        if wired.is_err() {
+            network.leases.remove(&address.to_string());
+            let _ = self.write_network(&network);
+        }
+        wired?;
+        self.emit(&crate::events::Event::new(
+            "network",
+            "connect",
+            &network.id,
+            [
+                ("container".to_owned(), record.id.clone()),
+                ("name".to_owned(), network.name.clone()),
+                ("type".to_owned(), "bridge".to_owned()),
+            ]
+            .into(),
+        ));
+        Ok(())
+    }
+
+    /// `docker network disconnect NETWORK CONTAINER`: its veth on that network goes, and its
+    /// address.
+    pub fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
+        let record = self.find_container(container)?;
+        let _lock = self.network_lock()?;
+        let mut network = self
+            .find_network_locked(network)?
+            .ok_or_else(|| EngineError::NotFound(format!("network {network} not found")))?;
+        let Some(endpoint) = record.network.endpoints.get(&network.name).cloned() else {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not connected to network {}",
+                record.id, network.name
+            )));
+        };
+        if let Ok(mut netlink) = strata_net::netlink::Netlink::open() {
+            if let Ok(Some(index)) = netlink.link_index(&endpoint.host_link) {
+                netlink.delete_link(index).map_err(|e| io_error("veth", e))?;
+            }
+        }
+        network.leases.retain(|_, holder| holder != &record.id);
+        self.write_network(&network)?;
+        self.update_container(&record.id, |r| {
+            r.network.endpoints.remove(&network.name);
+            Ok(())
+        })?;
+        self.apply_firewall_locked()?;
+        self.emit(&crate::events::Event::new(
+            "network",
+            "disconnect",
+            &network.id,
+            [
+                ("container".to_owned(), record.id.clone()),
+                ("name".to_owned(), network.name.clone()),
+                ("type".to_owned(), "bridge".to_owned()),
+            ]
+            .into(),
+        ));
+        Ok(())
+    }
+}
+
 /// `docker network create`'s flags.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkCreateOptions {

@@ -114,19 +114,29 @@ pub fn ensure_bridge_made(name: &str, gateway: std::net::Ipv4Addr, prefix: u8) -
 /// Connects the namespace at `netns` to the bridge: a veth pair, `eth0` inside with the
 /// endpoint's address, MAC and default route.
 pub fn attach(netns: &Path, bridge: u32, endpoint: &Endpoint) -> io::Result<()> {
+    attach_named(netns, bridge, endpoint, "eth0", true)
+}
+
+/// [`attach`] with the inside end called `inside`, and the default route only when `route`
+/// (a second network of a container adds an address, not a route).
+pub fn attach_named(netns: &Path, bridge: u32, endpoint: &Endpoint, inside_name: &str, route: bool) -> io::Result<()> {
     let namespace = open(netns)?;
     let mut host = Netlink::open()?;
-    host.add_veth(&endpoint.host_link, "eth0", endpoint.mac, namespace.as_fd())?;
+    host.add_veth(&endpoint.host_link, inside_name, endpoint.mac, namespace.as_fd())?;
     let result = (|| {
         let index = host
             .link_index(&endpoint.host_link)?
             .ok_or_else(|| io::Error::other(format!("{} vanished", endpoint.host_link)))?;
         host.set_up(index, Some(bridge))?;
         let mut inside = Netlink::open_in(namespace.as_fd())?;
-        let eth0 = inside.link_index("eth0")?.ok_or_else(|| io::Error::other("eth0 vanished"))?;
-        inside.add_address(eth0, endpoint.address, endpoint.prefix)?;
-        inside.set_up(eth0, None)?;
-        inside.add_default_route(endpoint.gateway)
+        let link =
+            inside.link_index(inside_name)?.ok_or_else(|| io::Error::other(format!("{inside_name} vanished")))?;
+        inside.add_address(link, endpoint.address, endpoint.prefix)?;
+        inside.set_up(link, None)?;
+        if route {
+            inside.add_default_route(endpoint.gateway)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         if let Ok(Some(index)) = host.link_index(&endpoint.host_link) {

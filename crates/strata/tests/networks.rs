@@ -638,3 +638,40 @@ fn fixed_addresses_and_a_shared_namespace() {
     strata(&root, &["network", "rm", "fixed"]).ok();
     assert_eq!(pruned(&root), Vec::<String>::new());
 }
+
+#[test]
+fn connect_and_disconnect_a_running_container() {
+    require_network!();
+    let root = setup();
+    strata(&root, &["network", "create", "front"]).ok();
+    strata(&root, &["network", "create", "back"]).ok();
+    strata(&root, &["run", "-d", "--name", "app", "--network", "front", "web", "sleep", "600"]).ok();
+    strata(&root, &["run", "-d", "--name", "db", "--network", "back", "web", "httpd", "-f", "-p", "80", "-h", "/etc"])
+        .ok();
+    let addresses = |name: &str| strata(&root, &["exec", name, "ip", "-o", "-4", "addr"]).ok().stdout();
+    assert!(!addresses("app").contains("eth1"));
+    strata(&root, &["network", "connect", "--alias", "store", "back", "app"]).ok();
+    let now = addresses("app");
+    assert!(now.contains("eth1"), "{now}");
+    // On both networks: db by name from app, app by its alias from db.
+    let db = inspect(&root, "{{.NetworkSettings.Networks.back.IPAddress}}", "db");
+    let found = strata(&root, &["exec", "app", "nslookup", "db", "127.0.0.11"]).ok().stdout();
+    assert!(found.contains(&format!("Address: {db}")), "{found}");
+    let app = inspect(&root, "{{.NetworkSettings.Networks.back.IPAddress}}", "app");
+    let alias = strata(&root, &["exec", "db", "nslookup", "store", "127.0.0.11"]).ok().stdout();
+    assert!(alias.contains(&format!("Address: {app}")), "{alias}");
+    let request = "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc db 80";
+    let fetched = strata(&root, &["exec", "app", "sh", "-c", request]).ok().stdout();
+    assert!(fetched.ends_with(&format!("\n{}\n", &inspect(&root, "{{.Id}}", "db")[..12])), "{fetched}");
+    let twice = strata(&root, &["network", "connect", "back", "app"]).fails();
+    assert!(twice.stderr().contains("already exists in network back"), "{}", twice.stderr());
+    // Disconnected: the interface and the address go.
+    strata(&root, &["network", "disconnect", "back", "app"]).ok();
+    assert!(!addresses("app").contains("eth1"));
+    assert_eq!(inspect(&root, "{{.NetworkSettings.Networks.back.IPAddress}}", "app"), "<no value>");
+    strata(&root, &["create", "--name", "idle", "web", "true"]).ok();
+    assert!(strata(&root, &["network", "connect", "back", "idle"]).fails().stderr().contains("not running"));
+    strata(&root, &["rm", "-f", "app", "db", "idle"]).ok();
+    strata(&root, &["network", "rm", "front", "back"]).ok();
+    assert_eq!(pruned(&root), Vec::<String>::new());
+}

@@ -74,6 +74,13 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Network(NetworkCommand::Inspect(args)) => networks::inspect(&engine, args),
         Command::Network(NetworkCommand::Rm(args)) => networks::rm(&engine, args),
         Command::Network(NetworkCommand::Prune(args)) => networks::prune(&engine, args),
+        Command::Network(NetworkCommand::Connect(args)) => {
+            Ok(engine.connect_network(&args.network, &args.container, &args.alias, args.ip.as_deref()).map(|()| 0)?)
+        }
+        Command::Network(NetworkCommand::Disconnect(args)) => {
+            let _ = args.force;
+            Ok(engine.disconnect_network(&args.network, &args.container).map(|()| 0)?)
+        }
         Command::Volume(VolumeCommand::Create(args)) => volumes::create(&engine, args),
         Command::Volume(VolumeCommand::Ls(args)) => volumes::ls(&engine, args),
         Command::Volume(VolumeCommand::Inspect(args)) => volumes::inspect(&engine, args),
