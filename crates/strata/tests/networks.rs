@@ -675,3 +675,30 @@ fn connect_and_disconnect_a_running_container() {
     strata(&root, &["network", "rm", "front", "back"]).ok();
     assert_eq!(pruned(&root), Vec::<String>::new());
 }
+
+#[test]
+fn an_internal_network_has_no_way_out() {
+    require_network!();
+    let root = setup();
+    strata(&root, &["network", "create", "--internal", "sealed"]).ok();
+    strata(&root, &["network", "create", "open"]).ok();
+    strata(&root, &["network", "create", "target"]).ok();
+    strata(
+        &root,
+        &["run", "-d", "--name", "srv", "--network", "target", "web", "httpd", "-f", "-p", "80", "-h", "/etc"],
+    )
+    .ok();
+    let address = inspect(&root, "{{.NetworkSettings.Networks.target.IPAddress}}", "srv");
+    let request = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {address} 80");
+    // From another (ordinary) network the host routes to it; from the internal one nothing
+    // leaves its bridge. Both stay inside the namespaces this test made.
+    let routed = strata(&root, &["run", "--rm", "--network", "open", "web", "sh", "-c", &request]).ok().stdout();
+    assert!(routed.contains("200 OK"), "{routed}");
+    let sealed = strata(&root, &["run", "--rm", "--network", "sealed", "web", "sh", "-c", &request]);
+    assert!(!sealed.stdout().contains("200 OK"), "{}", sealed.stdout());
+    let shown = strata(&root, &["network", "inspect", "-f", "{{.Internal}}", "sealed"]).ok().stdout();
+    assert_eq!(shown.trim(), "true");
+    strata(&root, &["rm", "-f", "srv"]).ok();
+    strata(&root, &["network", "rm", "sealed", "open", "target"]).ok();
+    assert_eq!(pruned(&root), Vec::<String>::new());
+}
