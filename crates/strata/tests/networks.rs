@@ -259,26 +259,9 @@ fn udp_and_publish_all() {
     require_network!();
     let root = setup();
     // -P: every EXPOSEd port on a free host port.
-    strata(
-        &root,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "all",
-            "--network",
-            "bridge",
-            "-P",
-            "web:exposed",
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/etc",
-        ],
-    )
-    .ok();
+    strata(&root, &["run", "-d", "--name", "all", "-P", "web:exposed", "httpd", "-f", "-p", "80", "-h", "/etc"]).ok();
+    // Publishing puts it on the default bridge without --network, as in Docker.
+    assert_eq!(inspect(&root, "{{.HostConfig.NetworkMode}}", "all"), "bridge");
     let shown = strata(&root, &["port", "all"]).ok().stdout();
     let port: u16 = shown
         .trim()
