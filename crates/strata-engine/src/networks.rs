@@ -423,7 +423,13 @@ impl Engine {
                 };
                 Ok(())
             })?;
-            self.apply_firewall_locked()?;
+            // The rules change when it publishes ports or its network's bridge came up now;
+            // otherwise the table already says everything (and reading every record to
+            // render it again is what a start with many containers would pay for).
+            let cached = self.networks_dir().join("firewall.nft").exists();
+            if !ports.is_empty() || made || !cached {
+                self.apply_firewall_locked()?;
+            }
             Ok(ports)
         })();
         match wired {
@@ -433,7 +439,7 @@ impl Engine {
                     r.network = NetworkState::default();
                     Ok(())
                 });
-                let _ = self.release_locked(&record.id);
+                let _ = self.release_locked(&record.id, true);
                 let _ = netns::remove(&sandbox);
                 Err(e)
             }
@@ -521,11 +527,11 @@ impl Engine {
         let _lock = self.network_lock()?;
         // The veth goes with the namespace when the kernel frees it (deleting it here would
         // cost a command ≈15 ms of RCU waits); one left by a crash is deleted by a prune.
-        let _ = state;
-        self.release_locked(id)
+        self.release_locked(id, !state.ports.is_empty())
     }
 
-    fn release_locked(&self, id: &str) -> Result<()> {
+    /// `rerender`: its ports were in the table.
+    fn release_locked(&self, id: &str, rerender: bool) -> Result<()> {
         for mut network in self.list_networks()? {
             let before = network.leases.len();
             network.leases.retain(|_, holder| holder != id);
@@ -535,7 +541,9 @@ impl Engine {
         }
         // The caller has cleared the record's network state (it may hold the record's lock).
         let sandbox = netns::path_for(id);
-        self.apply_firewall_locked()?;
+        if rerender {
+            self.apply_firewall_locked()?;
+        }
         netns::remove(&sandbox).map_err(|e| io_error("network namespace", e))
     }
 
