@@ -217,6 +217,9 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// `--progress`.
     pub progress: ProgressMode,
+    /// `--network=none|host|default`: the network of RUN steps that do not say (`None`: the
+    /// default, the host's, as BuildKit without CNI).
+    pub network_none: bool,
 }
 
 /// `--progress`: `plain` (BuildKit's log: `#N [stage i/n] TEXT` ... `#N DONE 0.1s`), `tty`
@@ -584,9 +587,14 @@ fn build_stage(
                     env: scope.run_env(),
                     cwd: container.working_dir.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| "/".to_owned()),
                     user: container.user.clone().unwrap_or_default(),
-                    // The default is the host's network, as buildkitd's "auto" mode without CNI
-                    // (strata has no bridge network yet); `--network=none` isolates the step.
-                    network_host: !matches!(run.network, Some(strata_dockerfile::instructions::NetworkMode::None)),
+                    // The default is the host's network, as buildkitd's "auto" mode without CNI;
+                    // `--network=none` (on the step, or `build --network=none` for steps that do
+                    // not say) isolates the step.
+                    network_host: match run.network {
+                        Some(strata_dockerfile::instructions::NetworkMode::None) => false,
+                        None => !options.network_none,
+                        Some(_) => true,
+                    },
                     quiet: options.quiet,
                     mounts,
                     secret_env,

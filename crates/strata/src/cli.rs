@@ -1006,6 +1006,9 @@ pub struct BuildArgs {
     /// Name of the Dockerfile (default: CONTEXT/Dockerfile); `-` reads it from stdin
     #[arg(short = 'f', long = "file")]
     pub file: Option<String>,
+    /// Networking mode for the RUN instructions during build: default (the host's), host or none
+    #[arg(long)]
+    pub network: Option<String>,
     /// Set build-time variables (`KEY=VALUE`, or `KEY` to take it from the environment)
     #[arg(long = "build-arg")]
     pub build_args: Vec<String>,

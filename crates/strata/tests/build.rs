@@ -1083,3 +1083,26 @@ COPY caf\xe9.txt /copied/\nCMD [\"echo\", \"\xe9\"]\n";
     let listed = strata(&root, &["run", "--rm", "again", "sh", "-c", "echo /made-*"]).ok();
     assert_eq!(listed.output.stdout, b"/made-\xe9\n");
 }
+
+#[test]
+fn build_network_sets_the_default_of_run_steps() {
+    require_root!();
+    let dockerfile =
+        "FROM busybox\nRUN ip -o link | wc -l > /links\nRUN --network=host ip -o link | wc -l > /host-links\n";
+    let (root, context) = setup(&[("Dockerfile", dockerfile)]);
+    let ctx = context.to_str().expect("utf-8");
+    let host_links = std::fs::read_dir("/sys/class/net").expect("links").count();
+    let count = |image: &str, file: &str| -> usize {
+        strata(&root, &["run", "--rm", image, "cat", file]).ok().stdout().trim().parse().expect("a count")
+    };
+    // Default: the host's network, as BuildKit without CNI.
+    strata(&root, &["build", "-q", "-t", "default", ctx]).ok();
+    assert!(count("default", "/links") > 1);
+    // --network=none: only loopback, for every step that does not say otherwise.
+    strata(&root, &["build", "-q", "--network", "none", "-t", "isolated", ctx]).ok();
+    assert_eq!(count("isolated", "/links"), 1);
+    assert!(count("isolated", "/host-links") > 1);
+    assert!(host_links > 1);
+    let bad = strata(&root, &["build", "--network", "bogus", ctx]).fails();
+    assert!(bad.stderr().contains("network mode \"bogus\" not supported"), "{}", bad.stderr());
+}

@@ -196,6 +196,14 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
             return Ok(1);
         }
     };
+    let network_none = match args.network.as_deref() {
+        None | Some("default" | "host") => false,
+        Some("none") => true,
+        Some(other) => {
+            eprintln!("ERROR: network mode {other:?} not supported by strata build: use default, host or none");
+            return Ok(1);
+        }
+    };
     let options = BuildOptions {
         progress: progress_mode,
         file: shown,
@@ -211,6 +219,7 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
             .iter()
             .map(|l| l.split_once('=').map_or((l.clone(), String::new()), |(k, v)| (k.to_owned(), v.to_owned())))
             .collect(),
+        network_none,
     };
     let worker = engine.build_worker(!args.no_cache, source_date_epoch)?;
     let mut progress: Box<dyn std::io::Write + Send> =
