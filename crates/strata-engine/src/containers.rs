@@ -485,6 +485,11 @@ impl Engine {
             for extra in &record.host_config.extra_hosts {
                 // Checked by `run`'s validation: NAME:IP (the name has no colon).
                 if let Some((name, address)) = extra.split_once(':') {
+                    let address = if address == "host-gateway" {
+                        self.find_network(crate::networks::DEFAULT_NETWORK)?.gateway
+                    } else {
+                        address.to_owned()
+                    };
                     hosts_text.push_str(&format!("{address}\t{name}\n"));
                 }
             }

@@ -282,9 +282,8 @@ fn parse_add_host(spec: &str) -> Result<String> {
         return Err(bad());
     }
     if address == "host-gateway" {
-        return Err(EngineError::InvalidArgument(format!(
-            "--add-host {spec}: host-gateway needs a bridge network, which strata does not have yet"
-        )));
+        // Written as the default bridge's gateway (the host, seen from a container).
+        return Ok(format!("{name}:host-gateway"));
     }
     if address.parse::<std::net::IpAddr>().is_err() {
         return Err(EngineError::InvalidArgument(format!(

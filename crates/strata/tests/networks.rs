@@ -685,3 +685,18 @@ fn an_internal_network_has_no_way_out() {
     strata(&root, &["network", "rm", "sealed", "open", "target"]).ok();
     assert_eq!(pruned(&root), Vec::<String>::new());
 }
+
+#[test]
+fn host_gateway_is_the_default_bridge_gateway() {
+    require_network!();
+    let root = setup();
+    let hosts =
+        strata(&root, &["run", "--rm", "--add-host", "host.docker.internal:host-gateway", "web", "cat", "/etc/hosts"])
+            .ok()
+            .stdout();
+    let gateway = strata(&root, &["network", "inspect", "-f", "{{json .IPAM.Config}}", "bridge"]).ok().stdout();
+    let gateway: serde_json::Value = serde_json::from_str(&gateway).expect("json");
+    let gateway = gateway[0]["Gateway"].as_str().expect("gateway").to_owned();
+    assert!(hosts.contains(&format!("{gateway}\thost.docker.internal\n")), "{hosts}");
+    assert_eq!(pruned(&root), Vec::<String>::new());
+}
