@@ -50,6 +50,18 @@ impl Engine {
         if !cgroup_v2 && !std::path::Path::new("/sys/fs/cgroup/memory").exists() {
             warnings.push("WARNING: No memory limit support".to_owned());
         }
+        // Bridge networks: strata turns forwarding on for its bridges only; replies to a
+        // container's outbound traffic also need it on the host's outgoing interface.
+        let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "1");
+        if !forwarding {
+            warnings.push(
+                "WARNING: IPv4 forwarding is disabled: containers on bridge networks reach the host and each other, not beyond (sysctl net.ipv4.ip_forward=1)"
+                    .to_owned(),
+            );
+        }
+        if !strata_net::firewall::have_nft() {
+            warnings.push("WARNING: nft (nftables) is not installed: bridge networks and published ports are unavailable".to_owned());
+        }
         Ok(json!({
             "ID": "",
             "Containers": containers.len(),
