@@ -60,7 +60,10 @@ impl Engine {
             );
         }
         if !strata_net::firewall::have_nft() {
-            warnings.push("WARNING: nft (nftables) is not installed: bridge networks and published ports are unavailable".to_owned());
+            warnings.push(
+                "WARNING: nft (nftables) is not installed: bridge networks and published ports are unavailable"
+                    .to_owned(),
+            );
         }
         Ok(json!({
             "ID": "",

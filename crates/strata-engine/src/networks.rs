@@ -643,21 +643,69 @@ fn io_error(what: &str, e: std::io::Error) -> EngineError {
     EngineError::Io { path: PathBuf::from(what), source: e }
 }
 
-/// `docker ps`'s PORTS column: `0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`.
+/// `docker ps`'s PORTS column: `0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`, consecutive
+/// ports in one range (`0.0.0.0:9000-9002->9000-9002/tcp`), exposed ones unpublished bare.
 pub fn ports_column(record: &ContainerRecord) -> String {
-    let mut shown: Vec<String> = record
+    let mut published: Vec<(String, String, u16, u16)> = record
         .network
         .ports
         .iter()
-        .map(|p| format!("{}:{}->{}/{}", p.host_ip, p.host_port, p.container_port, p.protocol))
+        .map(|p| (p.host_ip.clone(), p.protocol.clone(), p.container_port, p.host_port))
         .collect();
-    if record.state.status == Status::Running {
-        if let Some(exposed) = record.config.get("ExposedPorts").and_then(|e| e.as_object()) {
-            for port in exposed.keys() {
-                if !record.network.ports.iter().any(|p| format!("{}/{}", p.container_port, p.protocol) == *port) {
-                    shown.push(port.clone());
-                }
+    published.sort_by(|a, b| (&a.1, a.2, &a.0, a.3).cmp(&(&b.1, b.2, &b.0, b.3)));
+    let mut shown = Vec::new();
+    let mut i = 0;
+    while i < published.len() {
+        let (ip, protocol, first, host_first) = published[i].clone();
+        let mut j = i;
+        while j + 1 < published.len() {
+            let (next_ip, next_protocol, next_port, next_host) = &published[j + 1];
+            let (_, _, port, host) = &published[j];
+            if *next_ip == ip && *next_protocol == protocol && *next_port == port + 1 && *next_host == host + 1 {
+                j += 1;
+            } else {
+                break;
             }
+        }
+        let (last, host_last) = (published[j].2, published[j].3);
+        shown.push(if j == i {
+            format!("{ip}:{host_first}->{first}/{protocol}")
+        } else {
+            format!("{ip}:{host_first}-{host_last}->{first}-{last}/{protocol}")
+        });
+        i = j + 1;
+    }
+    if record.state.status == Status::Running {
+        let mut bare: Vec<(String, u16)> = record
+            .config
+            .get("ExposedPorts")
+            .and_then(|e| e.as_object())
+            .map(|exposed| {
+                exposed
+                    .keys()
+                    .filter(|port| {
+                        !record.network.ports.iter().any(|p| format!("{}/{}", p.container_port, p.protocol) == **port)
+                    })
+                    .filter_map(|port| {
+                        let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
+                        Some((protocol.to_owned(), number.parse().ok()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        bare.sort();
+        let mut k = 0;
+        while k < bare.len() {
+            let mut l = k;
+            while l + 1 < bare.len() && bare[l + 1].0 == bare[k].0 && bare[l + 1].1 == bare[l].1 + 1 {
+                l += 1;
+            }
+            shown.push(if l == k {
+                format!("{}/{}", bare[k].1, bare[k].0)
+            } else {
+                format!("{}-{}/{}", bare[k].1, bare[l].1, bare[k].0)
+            });
+            k = l + 1;
         }
     }
     shown.join(", ")
@@ -666,6 +714,31 @@ pub fn ports_column(record: &ContainerRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_column_groups_ranges_as_docker() {
+        let mut record: ContainerRecord = serde_json::from_value(serde_json::json!({
+            "id": "0".repeat(64), "name": "c", "image": "i", "image_id": format!("sha256:{}", "0".repeat(64)),
+            "created": "", "config": {"ExposedPorts": {"7000/tcp": {}, "7001/tcp": {}, "53/udp": {}}},
+            "host_config": serde_json::to_value(crate::containers::HostConfig::default()).expect("json"),
+            "state": serde_json::to_value(crate::containers::State::default()).expect("json"),
+            "spec": serde_json::to_value(strata_runtime::Spec::default()).expect("json"),
+            "snapshot": "", "mounts": [],
+        }))
+        .expect("record");
+        record.state.status = Status::Running;
+        let port = |container_port, host_port| PublishedPort {
+            container_port,
+            protocol: "tcp".into(),
+            host_ip: "0.0.0.0".into(),
+            host_port,
+        };
+        record.network.ports = vec![port(9002, 9102), port(9000, 9100), port(9001, 9101), port(80, 8080)];
+        assert_eq!(
+            ports_column(&record),
+            "0.0.0.0:8080->80/tcp, 0.0.0.0:9100-9102->9000-9002/tcp, 7000-7001/tcp, 53/udp"
+        );
+    }
 
     #[test]
     fn publish_specs_as_docker_reads_them() {
