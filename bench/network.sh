@@ -77,4 +77,5 @@ t = [$(IFS=,; echo "${times[*]}")]
 first = sum(t[:5]) / 5 / 1000; last = sum(t[-5:]) / 5 / 1000
 print(f'100 on one network: run -d of the first five {first:.1f} ms, last five {last:.1f} ms ({last/first:.2f}x, goal <= 1.2x)')"
 $STRATA rm -f $($STRATA ps -q) >/dev/null
+$STRATA network prune -f >/dev/null  # bridges and tables live on the host
 rm -rf "$WORK"
