@@ -243,7 +243,11 @@ impl Engine {
         let mut claimed = Vec::new();
         let Ok(entries) = fs::read_dir(CLAIMS) else { return claimed };
         for entry in entries.flatten() {
-            let holder = fs::read_to_string(entry.path()).unwrap_or_default();
+            let text = fs::read_to_string(entry.path()).unwrap_or_default();
+            // `ROOT\nBRIDGE` (older claims: `ROOT`).
+            let mut lines = text.lines();
+            let holder = lines.next().unwrap_or_default().to_owned();
+            let bridge = lines.next().unwrap_or_default().to_owned();
             let Ok(subnet) = entry.file_name().to_string_lossy().replace('_', "/").parse::<Subnet>() else { continue };
             if std::path::Path::new(&holder) == self.store.root() {
                 continue;
@@ -251,16 +255,22 @@ impl Engine {
             if std::path::Path::new(&holder).join("networks").is_dir() {
                 claimed.push(subnet);
             } else {
+                // Its store is gone without a prune: what it left on the host goes too.
+                if !bridge.is_empty() && bridge_exists(&bridge) {
+                    remove_bridge(&bridge);
+                }
+                let tag = Digest::of(holder.as_bytes()).hex()[..6].to_owned();
+                let _ = strata_net::firewall::apply(&format!("strata_{tag}"), &Default::default());
                 let _ = fs::remove_file(entry.path());
             }
         }
         claimed
     }
 
-    fn claim(&self, subnet: &Subnet) -> Result<()> {
+    fn claim(&self, subnet: &Subnet, bridge: &str) -> Result<()> {
         fs::create_dir_all(CLAIMS).at(CLAIMS)?;
         let path = std::path::Path::new(CLAIMS).join(subnet.to_string().replace('/', "_"));
-        fs::write(&path, self.store.root().to_string_lossy().as_bytes()).at(&path)
+        fs::write(&path, format!("{}\n{bridge}\n", self.store.root().to_string_lossy())).at(&path)
     }
 
     /// The subnets nothing else uses: other networks', other roots' and the host's routes.
@@ -316,7 +326,7 @@ impl Engine {
             options: BTreeMap::new(),
             leases: BTreeMap::new(),
         };
-        self.claim(&subnet)?;
+        self.claim(&subnet, &record.bridge)?;
         self.write_network(&record)?;
         Ok(record)
     }
@@ -1034,7 +1044,7 @@ impl Engine {
             options: opts,
             leases: BTreeMap::new(),
         };
-        self.claim(&subnet)?;
+        self.claim(&subnet, &record.bridge)?;
         self.write_network(&record)?;
         self.emit(&crate::events::Event::new(
             "network",

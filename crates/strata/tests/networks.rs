@@ -700,3 +700,29 @@ fn host_gateway_is_the_default_bridge_gateway() {
     assert!(hosts.contains(&format!("{gateway}\thost.docker.internal\n")), "{hosts}");
     assert_eq!(pruned(&root), Vec::<String>::new());
 }
+
+#[test]
+fn a_store_deleted_without_a_prune_leaves_nothing_on_the_host_for_long() {
+    require_network!();
+    let root = setup();
+    // A second store, used once and deleted as a careless script would.
+    let gone = tempfile::tempdir().expect("tempdir");
+    let tar = busybox_rootfs_tar(gone.path());
+    let run = |args: &[&str]| {
+        let mut command = Command::new(STRATA);
+        command.arg("--root").arg(gone.path().join("root")).env_remove("STRATA_ROOT").args(args);
+        Run::of(command).ok()
+    };
+    run(&["import", tar.to_str().expect("utf-8"), "web"]);
+    run(&["run", "--rm", "--network", "bridge", "web", "true"]);
+    let bridge = run(&["network", "inspect", "-f", "{{json .Options}}", "bridge"]).stdout();
+    let bridge: serde_json::Value = serde_json::from_str(&bridge).expect("json");
+    let bridge = bridge["com.docker.network.bridge.name"].as_str().expect("bridge name").to_owned();
+    assert!(Path::new("/sys/class/net").join(&bridge).exists());
+    std::fs::remove_dir_all(gone.path().join("root")).expect("delete the store");
+    // The next store that picks a subnet finds the orphan and takes it down.
+    strata(&root, &["network", "create", "next"]).ok();
+    assert!(!Path::new("/sys/class/net").join(&bridge).exists(), "{bridge} left behind");
+    strata(&root, &["network", "rm", "next"]).ok();
+    assert_eq!(pruned(&root), Vec::<String>::new());
+}
