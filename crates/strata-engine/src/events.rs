@@ -140,6 +140,15 @@ impl Engine {
         }
     }
 
+    /// A network event (`container`: the one connected or disconnected).
+    pub fn emit_network(&self, action: &str, id: &str, name: &str, container: Option<&str>) {
+        let mut attrs = attributes(&[("name", name), ("type", "bridge")]);
+        if let Some(container) = container {
+            attrs.insert("container".to_owned(), container.to_owned());
+        }
+        self.emit(&Event::new("network", action, id, attrs));
+    }
+
     pub fn emit_volume(&self, action: &str, name: &str) {
         self.emit(&Event::new("volume", action, name, attributes(&[("driver", "local")])));
     }

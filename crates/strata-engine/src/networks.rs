@@ -360,71 +360,20 @@ impl Engine {
             None => return Err(EngineError::NotFound(format!("network {name} not found"))),
         };
         let reservations = self.reserve_ports(record)?;
-        let subnet = network.subnet()?;
-        let gateway = network.gateway()?;
-        let used: BTreeSet<Ipv4Addr> = network.leases.keys().filter_map(|a| a.parse().ok()).collect();
-        let range =
-            network.ip_range.as_deref().map(str::parse::<Subnet>).transpose().map_err(EngineError::InvalidArgument)?;
-        let address = match record.requested_ip.as_deref() {
-            // `--ip`: that address or nothing.
-            Some(text) => {
-                let address: Ipv4Addr =
-                    text.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid IPv4 address: {text}")))?;
-                if !subnet.contains(address)
-                    || address == gateway
-                    || address == subnet.network
-                    || address == subnet.broadcast()
-                {
-                    return Err(EngineError::InvalidArgument(format!(
-                        "invalid endpoint settings: no configured subnet contains IP address {address}"
-                    )));
-                }
-                if used.contains(&address) {
-                    return Err(EngineError::Conflict(format!("Address already in use: {address}")));
-                }
-                address
-            }
-            None => ipam::free_address(&subnet, range.as_ref(), gateway, &used).ok_or_else(|| {
-                EngineError::InvalidArgument(format!("no available IPv4 addresses on network {}", network.name))
-            })?,
-        };
-        let mac = match record.requested_mac.as_deref() {
-            Some(text) => parse_mac(text)?,
-            None => netns::mac_for(address),
-        };
-        network.leases.insert(address.to_string(), record.id.clone());
-        self.write_network(&network)?;
-        let endpoint = netns::Endpoint {
-            address,
-            prefix: subnet.prefix,
-            gateway,
-            mac,
-            host_link: format!("veth{}", &crate::run::random_hex(4)[..7]),
-        };
+        let endpoint = self.lease_locked(
+            &mut network,
+            &record.id,
+            record.requested_ip.as_deref(),
+            record.requested_mac.as_deref(),
+        )?;
         let wired = (|| -> Result<Vec<PublishedPort>> {
             netns::create(&sandbox).map_err(|e| io_error("network namespace", e))?;
-            let (bridge, made) = netns::ensure_bridge_made(&network.bridge, gateway, subnet.prefix)
-                .map_err(|e| io_error(&network.bridge, e))?;
-            if made {
-                strata_net::firewall::allow_forwarding(&network.bridge, network.internal);
-            }
+            let (bridge, made) = bring_up_bridge(&network)?;
             netns::attach(&sandbox, bridge, &endpoint).map_err(|e| io_error("veth", e))?;
             let ports = reservations.1.clone();
             self.update_container(&record.id, |r| {
                 let mut endpoints = BTreeMap::new();
-                endpoints.insert(
-                    network.name.clone(),
-                    Endpoint {
-                        network_id: network.id.clone(),
-                        endpoint_id: crate::run::random_hex(32),
-                        ip_address: address.to_string(),
-                        prefix_len: subnet.prefix,
-                        gateway: gateway.to_string(),
-                        mac_address: netns::format_mac(&endpoint.mac),
-                        host_link: endpoint.host_link.clone(),
-                        aliases: r.network_aliases.clone(),
-                    },
-                );
+                endpoints.insert(network.name.clone(), endpoint_record(&network, &endpoint, r.network_aliases.clone()));
                 r.network = NetworkState {
                     sandbox: sandbox.display().to_string(),
                     holder: std::process::id() as i32,
@@ -454,6 +403,65 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// Leases an address on `network` for container `id` — `requested` (`--ip`) or the next
+    /// free one — and writes the record; returns the endpoint to wire (MAC `mac`, else
+    /// Docker's for the address).
+    fn lease_locked(
+        &self,
+        network: &mut NetworkRecord,
+        id: &str,
+        requested: Option<&str>,
+        mac: Option<&str>,
+    ) -> Result<netns::Endpoint> {
+        let subnet = network.subnet()?;
+        let gateway = network.gateway()?;
+        let used: BTreeSet<Ipv4Addr> = network.leases.keys().filter_map(|a| a.parse().ok()).collect();
+        let address = match requested {
+            // `--ip`: that address or nothing.
+            Some(text) => {
+                let address: Ipv4Addr =
+                    text.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid IPv4 address: {text}")))?;
+                if !subnet.contains(address)
+                    || address == gateway
+                    || address == subnet.network
+                    || address == subnet.broadcast()
+                {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "invalid endpoint settings: no configured subnet contains IP address {address}"
+                    )));
+                }
+                if used.contains(&address) {
+                    return Err(EngineError::Conflict(format!("Address already in use: {address}")));
+                }
+                address
+            }
+            None => {
+                let range = network
+                    .ip_range
+                    .as_deref()
+                    .map(str::parse::<Subnet>)
+                    .transpose()
+                    .map_err(EngineError::InvalidArgument)?;
+                ipam::free_address(&subnet, range.as_ref(), gateway, &used).ok_or_else(|| {
+                    EngineError::InvalidArgument(format!("no available IPv4 addresses on network {}", network.name))
+                })?
+            }
+        };
+        let mac = match mac {
+            Some(text) => parse_mac(text)?,
+            None => netns::mac_for(address),
+        };
+        network.leases.insert(address.to_string(), id.to_owned());
+        self.write_network(network)?;
+        Ok(netns::Endpoint {
+            address,
+            prefix: subnet.prefix,
+            gateway,
+            mac,
+            host_link: format!("veth{}", &crate::run::random_hex(4)[..7]),
+        })
     }
 
     fn find_network_locked(&self, name: &str) -> Result<Option<NetworkRecord>> {
@@ -636,6 +644,32 @@ impl Engine {
     }
 }
 
+/// The network's bridge, made (and let through a FORWARD policy of drop) when it was not there:
+/// its index, and whether it was made now.
+fn bring_up_bridge(network: &NetworkRecord) -> Result<(u32, bool)> {
+    let subnet = network.subnet()?;
+    let (index, made) = netns::ensure_bridge_made(&network.bridge, network.gateway()?, subnet.prefix)
+        .map_err(|e| io_error(&network.bridge, e))?;
+    if made {
+        strata_net::firewall::allow_forwarding(&network.bridge, network.internal);
+    }
+    Ok((index, made))
+}
+
+/// What the container's record says of its endpoint on `network`.
+fn endpoint_record(network: &NetworkRecord, endpoint: &netns::Endpoint, aliases: Vec<String>) -> Endpoint {
+    Endpoint {
+        network_id: network.id.clone(),
+        endpoint_id: crate::run::random_hex(32),
+        ip_address: endpoint.address.to_string(),
+        prefix_len: endpoint.prefix,
+        gateway: endpoint.gateway.to_string(),
+        mac_address: netns::format_mac(&endpoint.mac),
+        host_link: endpoint.host_link.clone(),
+        aliases,
+    }
+}
+
 fn bridge_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
@@ -801,87 +835,26 @@ impl Engine {
                     .into(),
             ));
         }
-        let subnet = network.subnet()?;
-        let gateway = network.gateway()?;
-        let used: BTreeSet<Ipv4Addr> = network.leases.keys().filter_map(|a| a.parse().ok()).collect();
-        let address = match ip {
-            Some(text) => {
-                let address: Ipv4Addr =
-                    text.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid IPv4 address: {text}")))?;
-                if !subnet.contains(address) || address == gateway {
-                    return Err(EngineError::InvalidArgument(format!(
-                        "invalid endpoint settings: no configured subnet contains IP address {address}"
-                    )));
-                }
-                if used.contains(&address) {
-                    return Err(EngineError::Conflict(format!("Address already in use: {address}")));
-                }
-                address
-            }
-            None => {
-                let range = network
-                    .ip_range
-                    .as_deref()
-                    .map(str::parse::<Subnet>)
-                    .transpose()
-                    .map_err(EngineError::InvalidArgument)?;
-                ipam::free_address(&subnet, range.as_ref(), gateway, &used).ok_or_else(|| {
-                    EngineError::InvalidArgument(format!("no available IPv4 addresses on network {}", network.name))
-                })?
-            }
-        };
-        network.leases.insert(address.to_string(), record.id.clone());
-        self.write_network(&network)?;
+        let endpoint = self.lease_locked(&mut network, &record.id, ip, None)?;
         let inside_name = format!("eth{}", record.network.endpoints.len());
-        let endpoint = netns::Endpoint {
-            address,
-            prefix: subnet.prefix,
-            gateway,
-            mac: netns::mac_for(address),
-            host_link: format!("veth{}", &crate::run::random_hex(4)[..7]),
-        };
         let wired = (|| -> Result<()> {
-            let (bridge, made) = netns::ensure_bridge_made(&network.bridge, gateway, subnet.prefix)
-                .map_err(|e| io_error(&network.bridge, e))?;
-            if made {
-                strata_net::firewall::allow_forwarding(&network.bridge, network.internal);
-            }
+            let (bridge, _) = bring_up_bridge(&network)?;
             netns::attach_named(std::path::Path::new(&record.network.sandbox), bridge, &endpoint, &inside_name, false)
                 .map_err(|e| io_error("veth", e))?;
             self.update_container(&record.id, |r| {
-                r.network.endpoints.insert(
-                    network.name.clone(),
-                    Endpoint {
-                        network_id: network.id.clone(),
-                        endpoint_id: crate::run::random_hex(32),
-                        ip_address: address.to_string(),
-                        prefix_len: subnet.prefix,
-                        gateway: gateway.to_string(),
-                        mac_address: netns::format_mac(&endpoint.mac),
-                        host_link: endpoint.host_link.clone(),
-                        aliases: aliases.to_vec(),
-                    },
-                );
+                r.network
+                    .endpoints
+                    .insert(network.name.clone(), endpoint_record(&network, &endpoint, aliases.to_vec()));
                 Ok(())
             })?;
             self.apply_firewall_locked()
         })();
         if wired.is_err() {
-            network.leases.remove(&address.to_string());
+            network.leases.remove(&endpoint.address.to_string());
             let _ = self.write_network(&network);
         }
         wired?;
-        self.emit(&crate::events::Event::new(
-            "network",
-            "connect",
-            &network.id,
-            [
-                ("container".to_owned(), record.id.clone()),
-                ("name".to_owned(), network.name.clone()),
-                ("type".to_owned(), "bridge".to_owned()),
-            ]
-            .into(),
-        ));
+        self.emit_network("connect", &network.id, &network.name, Some(&record.id));
         Ok(())
     }
 
@@ -911,17 +884,7 @@ impl Engine {
             Ok(())
         })?;
         self.apply_firewall_locked()?;
-        self.emit(&crate::events::Event::new(
-            "network",
-            "disconnect",
-            &network.id,
-            [
-                ("container".to_owned(), record.id.clone()),
-                ("name".to_owned(), network.name.clone()),
-                ("type".to_owned(), "bridge".to_owned()),
-            ]
-            .into(),
-        ));
+        self.emit_network("disconnect", &network.id, &network.name, Some(&record.id));
         Ok(())
     }
 }
@@ -1046,12 +1009,7 @@ impl Engine {
         };
         self.claim(&subnet, &record.bridge)?;
         self.write_network(&record)?;
-        self.emit(&crate::events::Event::new(
-            "network",
-            "create",
-            &record.id,
-            [("name".to_owned(), record.name.clone()), ("type".to_owned(), "bridge".to_owned())].into(),
-        ));
+        self.emit_network("create", &record.id, &record.name, None);
         Ok(record)
     }
 
@@ -1087,12 +1045,7 @@ impl Engine {
         let path = self.networks_dir().join(format!("{}.json", network.id));
         fs::remove_file(&path).at(&path)?;
         self.apply_firewall_locked()?;
-        self.emit(&crate::events::Event::new(
-            "network",
-            "destroy",
-            &network.id,
-            [("name".to_owned(), network.name.clone()), ("type".to_owned(), "bridge".to_owned())].into(),
-        ));
+        self.emit_network("destroy", &network.id, &network.name, None);
         Ok(())
     }
 
