@@ -9,6 +9,6 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends busybox-static skopeo umoci docker-registry apache2-utils openssl curl gcc libc6-dev nftables >/dev/null
+  apt-get install -y -q --no-install-recommends busybox-static skopeo umoci docker-registry apache2-utils openssl curl gcc libc6-dev nftables iptables >/dev/null
 fi
 cargo test --workspace --locked

@@ -59,9 +59,10 @@ impl Engine {
                     .to_owned(),
             );
         }
-        if !strata_net::firewall::have_nft() {
+        let firewall = strata_net::firewall::Backend::detect();
+        if firewall.is_none() {
             warnings.push(
-                "WARNING: nft (nftables) is not installed: bridge networks and published ports are unavailable"
+                "WARNING: neither nft (nftables) nor iptables is installed: bridge networks and published ports are unavailable"
                     .to_owned(),
             );
         }
@@ -69,6 +70,7 @@ impl Engine {
             "ID": "",
             "Containers": containers.len(),
             "ContainersRunning": running,
+            "FirewallBackend": firewall.map(|b| json!({"Driver": b.name()})),
             "ContainersPaused": paused,
             "ContainersStopped": containers.len() - running - paused,
             "Images": images,

@@ -260,7 +260,7 @@ impl Engine {
                     remove_bridge(&bridge);
                 }
                 let tag = Digest::of(holder.as_bytes()).hex()[..6].to_owned();
-                let _ = strata_net::firewall::apply(&format!("strata_{tag}"), &Default::default());
+                strata_net::firewall::clear(&format!("strata_{tag}"));
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -621,11 +621,26 @@ impl Engine {
             }
         }
         let cache = self.networks_dir().join("firewall.nft");
-        let rendered = strata_net::firewall::render(&self.firewall_table(), &rules);
-        if fs::read_to_string(&cache).is_ok_and(|applied| applied == rendered) {
+        let table = self.firewall_table();
+        let applied = fs::read_to_string(&cache).ok();
+        let Some(backend) = strata_net::firewall::Backend::detect() else {
+            if rules.networks.is_empty() && rules.ports.is_empty() {
+                return Ok(());
+            }
+            return Err(EngineError::InvalidArgument(
+                "bridge networks need nft (nftables) or iptables on the host: neither is installed".into(),
+            ));
+        };
+        let rendered = strata_net::firewall::render(backend, &table, &rules);
+        if applied.as_deref() == Some(rendered.as_str()) {
             return Ok(());
         }
-        strata_net::firewall::apply(&self.firewall_table(), &rules).map_err(|e| io_error("nftables", e))?;
+        // The rules moved from one backend to the other (STRATA_FIREWALL changed): the old
+        // backend's go first.
+        if applied.is_some_and(|text| !text.starts_with(rendered.lines().next().unwrap_or_default())) {
+            strata_net::firewall::clear(&table);
+        }
+        strata_net::firewall::apply(backend, &table, &rules).map_err(|e| io_error(backend.name(), e))?;
         fs::write(&cache, rendered).at(&cache)
     }
 

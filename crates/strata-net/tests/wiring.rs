@@ -105,7 +105,7 @@ fn published_ports_answer_on_loopback_and_the_table_goes_with_the_last_rule() {
         }],
         ports: vec![PortRule { host_ip: None, host_port, protocol: "tcp".into(), address, port: 80 }],
     };
-    firewall::apply(&table, &rules).expect("nft");
+    firewall::apply(firewall::Backend::Nft, &table, &rules).expect("nft");
     let server = std::thread::spawn(move || {
         for _ in 0..1 {
             let (mut stream, _) = listener.accept().expect("accept");
@@ -117,7 +117,7 @@ fn published_ports_answer_on_loopback_and_the_table_goes_with_the_last_rule() {
     client.read_to_string(&mut answer).expect("read");
     assert_eq!(answer, "published");
     server.join().expect("server");
-    firewall::apply(&table, &Rules::default()).expect("nft");
+    firewall::apply(firewall::Backend::Nft, &table, &Rules::default()).expect("nft");
     let listed = std::process::Command::new("nft").args(["list", "tables"]).output().expect("nft");
     assert!(!String::from_utf8_lossy(&listed.stdout).contains(&table), "table left behind");
     drop(namespace);

@@ -84,10 +84,13 @@ fn leftovers(root: &TestRoot, links: &[String], sandboxes: &[String]) -> Vec<Str
             left.push(format!("netns {sandbox}"));
         }
     }
-    let tables = Command::new("nft").args(["list", "tables"]).output().expect("nft");
     let table = firewall_table(root);
-    if String::from_utf8_lossy(&tables.stdout).lines().any(|l| l.trim() == format!("table ip {table}")) {
+    if nft_tables().lines().any(|l| l.trim() == format!("table ip {table}")) {
         left.push(format!("nft table {table}"));
+    }
+    let chains = format!(":{}-", table.to_uppercase());
+    if iptables_save().contains(&chains) {
+        left.push(format!("iptables chains {chains}"));
     }
     let networks = std::fs::read_dir(root.root().join("networks")).into_iter().flatten().flatten();
     for network in networks {
@@ -113,7 +116,7 @@ fn settled(root: &TestRoot, links: &[String], sandboxes: &[String], idle: bool) 
     loop {
         let left: Vec<String> = leftovers(root, links, sandboxes)
             .into_iter()
-            .filter(|l| !(idle && (l.starts_with("bridge") || l.starts_with("nft table"))))
+            .filter(|l| !(idle && (l.starts_with("bridge") || l.starts_with("nft table") || l.starts_with("iptables"))))
             .collect();
         if left.is_empty() || std::time::Instant::now() > deadline {
             return left;
@@ -659,31 +662,78 @@ fn connect_and_disconnect_a_running_container() {
     assert_eq!(pruned(&root), Vec::<String>::new());
 }
 
-#[test]
-fn an_internal_network_has_no_way_out() {
-    require_network!();
+/// Containers meet only on a network they share (Docker's isolation of its bridges), a
+/// published port is open to every network through the host, and an `--internal` network has
+/// no way out at all, with the rules in `firewall`'s backend (nftables or iptables).
+fn isolation(firewall: &str, published: &str) {
     let root = setup();
-    strata(&root, &["network", "create", "--internal", "sealed"]).ok();
-    strata(&root, &["network", "create", "open"]).ok();
-    strata(&root, &["network", "create", "target"]).ok();
-    strata(
-        &root,
-        &["run", "-d", "--name", "srv", "--network", "target", "web", "httpd", "-f", "-p", "80", "-h", "/etc"],
-    )
-    .ok();
+    let run = |args: &[&str]| {
+        let mut command = root.strata(STRATA);
+        command.env("STRATA_FIREWALL", firewall).args(args);
+        Run::of(command)
+    };
+    run(&["network", "create", "--internal", "sealed"]).ok();
+    run(&["network", "create", "open"]).ok();
+    run(&["network", "create", "target"]).ok();
+    let publish = format!("{published}:80");
+    let serve = ["run", "-d", "--name", "srv", "--network", "target", "-p", &publish, "web"];
+    run(&[&serve[..], &["httpd", "-f", "-p", "80", "-h", "/etc"]].concat()).ok();
     let address = inspect(&root, "{{.NetworkSettings.Networks.target.IPAddress}}", "srv");
-    let request = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {address} 80");
-    // From another (ordinary) network the host routes to it; from the internal one nothing
-    // leaves its bridge. Both stay inside the namespaces this test made.
-    let routed = strata(&root, &["run", "--rm", "--network", "open", "web", "sh", "-c", &request]).ok().stdout();
-    assert!(routed.contains("200 OK"), "{routed}");
-    let sealed = strata(&root, &["run", "--rm", "--network", "sealed", "web", "sh", "-c", &request]);
-    assert!(!sealed.stdout().contains("200 OK"), "{}", sealed.stdout());
-    let shown = strata(&root, &["network", "inspect", "-f", "{{.Internal}}", "sealed"]).ok().stdout();
+    let gateway = |network: &str| {
+        let config = run(&["network", "inspect", "-f", "{{json .IPAM.Config}}", network]).ok().stdout();
+        let config: serde_json::Value = serde_json::from_str(&config).expect("json");
+        config[0]["Gateway"].as_str().expect("gateway").to_owned()
+    };
+    let fetch_from = |network: &str, address: &str, port: &str| {
+        let request = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {address} {port}");
+        run(&["run", "--rm", "--network", network, "web", "sh", "-c", &request]).stdout()
+    };
+    // All traffic stays inside the namespaces this test made and the host's bridge addresses.
+    assert!(fetch_from("target", &address, "80").contains("200 OK"), "a network's own containers meet");
+    assert!(!fetch_from("open", &address, "80").contains("200 OK"), "another network's container is out of reach");
+    assert!(fetch_from("open", &gateway("open"), published).contains("200 OK"), "a published port is open to all");
+    assert!(!fetch_from("sealed", &address, "80").contains("200 OK"), "nothing leaves an internal network");
+    assert!(!fetch_from("sealed", &gateway("sealed"), published).contains("200 OK"), "not even to a published port");
+    let shown = run(&["network", "inspect", "-f", "{{.Internal}}", "sealed"]).ok().stdout();
     assert_eq!(shown.trim(), "true");
-    strata(&root, &["rm", "-f", "srv"]).ok();
-    strata(&root, &["network", "rm", "sealed", "open", "target"]).ok();
+    let backend = run(&["info", "-f", "{{.FirewallBackend.Driver}}"]).ok().stdout();
+    assert_eq!(backend.trim(), if firewall == "nft" { "nftables" } else { "iptables" });
+    let (nat, tables) = (iptables_save(), nft_tables());
+    let chain = format!(":{}-PORTS ", firewall_table(&root).to_uppercase());
+    let table = format!("table ip {}", firewall_table(&root));
+    if firewall == "iptables" {
+        assert!(nat.contains(&chain) && !tables.contains(&table), "{nat}\n{tables}");
+    } else {
+        assert!(!nat.contains(&chain) && tables.contains(&table), "{nat}\n{tables}");
+    }
+    run(&["rm", "-f", "srv"]).ok();
+    run(&["network", "rm", "sealed", "open", "target"]).ok();
     assert_eq!(pruned(&root), Vec::<String>::new());
+}
+
+#[test]
+fn networks_are_isolated_and_an_internal_one_has_no_way_out() {
+    require_network!();
+    isolation("nft", "18083");
+}
+
+#[test]
+fn the_iptables_backend_does_the_same_where_there_is_no_nft() {
+    require_network!();
+    if !Command::new("iptables-restore").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: iptables-restore is not installed");
+        return;
+    }
+    isolation("iptables", "18084");
+}
+
+fn iptables_save() -> String {
+    Command::new("iptables-save").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+}
+
+fn nft_tables() -> String {
+    let tables = Command::new("nft").args(["list", "tables"]).output().expect("nft");
+    String::from_utf8_lossy(&tables.stdout).into_owned()
 }
 
 #[test]

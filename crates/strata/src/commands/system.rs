@@ -227,6 +227,9 @@ pub fn info(engine: &Engine, args: &crate::cli::VersionArgs) -> anyhow::Result<u
         text("CgroupVersion"),
         text("DefaultRuntime")
     ));
+    if let Some(driver) = info["FirewallBackend"]["Driver"].as_str() {
+        out.push_str(&format!(" Firewall Backend: {driver}\n"));
+    }
     out.push_str(" Security Options:\n");
     for option in list("SecurityOptions") {
         let name = option.split(',').next().and_then(|n| n.strip_prefix("name=")).unwrap_or(&option).to_owned();
