@@ -712,6 +712,12 @@ impl Engine {
             started(Err(EngineError::Conflict(e.to_string())));
             return Err(e);
         };
+        // `attach` reaches the output wherever this process relays it, from the moment the
+        // start is reported (an `attach` right after `run -d` finds the socket).
+        let server = match attach {
+            Attach::Inherit => None,
+            Attach::Log { .. } => crate::attach::AttachServer::bind(&self.container_dir(&id)).ok(),
+        };
         self.emit_container(&running, "start", &[]);
         started(Ok(&running));
         // On a user-defined network: its resolver, served from here (after the clone above:
@@ -727,11 +733,6 @@ impl Engine {
         });
 
         let max = (record.host_config.log_max_size, record.host_config.log_max_file);
-        // `attach` reaches the output wherever this process relays it.
-        let server = match attach {
-            Attach::Inherit => None,
-            Attach::Log { .. } => crate::attach::AttachServer::bind(&self.container_dir(&id)).ok(),
-        };
         let exit_code = match (pipes, pty_master) {
             (_, Some(master)) => {
                 let log = if matches!(attach, Attach::Inherit) { None } else { Some((log_path.as_path(), max)) };

@@ -121,10 +121,14 @@ pub fn host_config(ours: &Value, masked: &[String], readonly: &[String]) -> Valu
     shaped
 }
 
-/// `NetworkSettings` of a container on `mode` (`none`, `host`; no bridge networks yet): no
-/// addresses, the one network it is on listed as dockerd lists it.
+/// `NetworkSettings` of a container on `mode` as dockerd shows it: the endpoints of its
+/// networks while it runs (addresses, gateway, MAC, ports), the networks it names otherwise.
 pub fn network_settings(mode: &str, state: &crate::containers::NetworkState, exposed: Option<&Value>) -> Value {
-    let network = if mode.is_empty() || mode == "default" { "none" } else { mode };
+    let network = match mode {
+        "" => "none",
+        "default" => "bridge",
+        mode => mode,
+    };
     let endpoint = |e: Option<&crate::containers::Endpoint>, id: &str| {
         let e = e.cloned().unwrap_or_default();
         json!({

@@ -55,7 +55,7 @@ impl Engine {
         let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "1");
         if !forwarding {
             warnings.push(
-                "WARNING: IPv4 forwarding is disabled: containers on bridge networks reach the host and each other, not beyond (sysctl net.ipv4.ip_forward=1)"
+                "WARNING: IPv4 forwarding is disabled: strata turns it on for its bridges and the interfaces of the default routes only (sysctl net.ipv4.conf.IFACE.forwarding)"
                     .to_owned(),
             );
         }

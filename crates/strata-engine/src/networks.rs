@@ -157,6 +157,16 @@ pub fn user_defined(mode: &str) -> bool {
     on_bridge(mode) && !matches!(mode, "bridge" | "default")
 }
 
+/// The network a container goes on when it names none: `bridge` where strata can make
+/// bridges (as root, with nft or iptables to write the rules), `none` otherwise.
+pub fn default_mode() -> &'static str {
+    if rustix::process::geteuid().is_root() && strata_net::firewall::Backend::detect().is_some() {
+        "bridge"
+    } else {
+        "none"
+    }
+}
+
 /// Whether `mode` (HostConfig.NetworkMode) puts the container on a bridge network.
 pub fn on_bridge(mode: &str) -> bool {
     !matches!(mode, "" | "none" | "host") && !mode.starts_with("container:")
@@ -667,6 +677,10 @@ fn bring_up_bridge(network: &NetworkRecord) -> Result<(u32, bool)> {
         .map_err(|e| io_error(&network.bridge, e))?;
     if made {
         strata_net::firewall::allow_forwarding(&network.bridge, network.internal);
+        if !network.internal {
+            // Where the host does not forward, the way out is opened for strata only.
+            netns::forward_out().map_err(|e| io_error("forwarding", e))?;
+        }
     }
     Ok((index, made))
 }

@@ -474,11 +474,14 @@ impl Engine {
             pids: options.pids_limit,
         };
         let rlimits = options.ulimits.iter().map(|u| parse_ulimit(u)).collect::<Result<Vec<_>>>()?;
-        // The default network is a private namespace (loopback only), except for a container
-        // that publishes ports: it goes on the default bridge, where Docker puts every one.
-        let network_mode = options.network.clone().unwrap_or_else(|| {
-            if options.publish.is_empty() && !options.publish_all { "none" } else { "bridge" }.to_owned()
-        });
+        // The default network is the default bridge, as Docker's; where strata cannot make
+        // bridges (not root, no firewall tool: `info` says so) a private namespace with
+        // loopback only, unless the container publishes ports (then the bridge's error says why).
+        let network_mode = match options.network.as_deref() {
+            None if options.publish.is_empty() && !options.publish_all => crate::networks::default_mode().to_owned(),
+            None | Some("default") => "bridge".to_owned(),
+            Some(mode) => mode.to_owned(),
+        };
         let network = default_network(&network_mode)?;
         if crate::networks::on_bridge(&network_mode) && !matches!(network_mode.as_str(), "bridge" | "default") {
             self.find_network(&network_mode)?;

@@ -111,6 +111,29 @@ pub fn ensure_bridge_made(name: &str, gateway: std::net::Ipv4Addr, prefix: u8) -
     Ok((index, made))
 }
 
+/// Lets answers from beyond the host reach containers where IPv4 forwarding is off
+/// (`net.ipv4.ip_forward=0`): the kernel forwards a packet only when the interface it came in
+/// on has `forwarding` set. strata's bridges have it; this turns it on for the interfaces the
+/// host's default routes leave through, and for nothing else. Returns the names it changed.
+pub fn forward_out() -> io::Result<Vec<String>> {
+    let on = |path: &str| std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1");
+    if on("/proc/sys/net/ipv4/ip_forward") {
+        return Ok(Vec::new());
+    }
+    let mut netlink = Netlink::open()?;
+    let links = netlink.links()?;
+    let mut changed = Vec::new();
+    for index in netlink.default_route_links()? {
+        let Some((_, name)) = links.iter().find(|(i, _)| *i == index) else { continue };
+        let path = format!("/proc/sys/net/ipv4/conf/{name}/forwarding");
+        if !on(&path) {
+            std::fs::write(&path, "1")?;
+            changed.push(name.clone());
+        }
+    }
+    Ok(changed)
+}
+
 /// Connects the namespace at `netns` to the bridge: a veth pair, `eth0` inside with the
 /// endpoint's address, MAC and default route.
 pub fn attach(netns: &Path, bridge: u32, endpoint: &Endpoint) -> io::Result<()> {

@@ -125,3 +125,47 @@ fn published_ports_answer_on_loopback_and_the_table_goes_with_the_last_rule() {
     let mut host = Netlink::open().expect("netlink");
     let _ = host.delete_link(bridge);
 }
+
+#[test]
+fn forwarding_is_turned_on_only_where_answers_come_in() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: network namespaces need root");
+        return;
+    }
+    // A namespace of the test's own with forwarding off, a link with the default route and
+    // one without.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ns");
+    netns::create(&path).expect("netns");
+    let inside = |script: &str| {
+        let status = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", path.display()))
+            .args(["sh", "-ec", script])
+            .status()
+            .expect("nsenter");
+        assert!(status.success(), "{script}");
+    };
+    inside(
+        "echo 0 > /proc/sys/net/ipv4/ip_forward; ip link add out0 type veth peer name other0; \
+         ip link set out0 up; ip link set other0 up; ip addr add 10.1.2.3/24 dev out0; \
+         ip route add default via 10.1.2.1",
+    );
+    let namespace = netns::open(&path).expect("open");
+    let fd = namespace.as_fd().try_clone_to_owned().expect("dup");
+    let (changed, out, other, again) = std::thread::spawn(move || {
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
+            .expect("setns");
+        let changed = netns::forward_out().expect("forward_out");
+        let read =
+            |name: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/forwarding")).expect("sysctl");
+        let again = netns::forward_out().expect("again");
+        (changed, read("out0"), read("other0"), again)
+    })
+    .join()
+    .expect("thread");
+    assert_eq!(changed, ["out0"]);
+    assert_eq!((out.trim(), other.trim()), ("1", "0"));
+    assert!(again.is_empty(), "nothing left to change: {again:?}");
+    drop(namespace);
+    netns::remove(&path).expect("remove");
+}

@@ -148,7 +148,7 @@ fn isolation_defaults() {
     assert!(lines[2].parse::<u32>().is_ok_and(|n| n <= 3), "only the container's processes are visible: {out}");
     assert_eq!(lines[3], "proc-sys-ro");
     assert_eq!(lines[4], "devnull");
-    assert_eq!(lines[5], "1", "only loopback in a private network namespace: {out}");
+    assert_eq!(lines[5], "2", "loopback and the default bridge's eth0 in a network namespace of its own: {out}");
     let dropped =
         strata(&root, &["run", "--rm", "--cap-drop", "ALL", "busybox", "grep", "CapEff", "/proc/self/status"])
             .ok()

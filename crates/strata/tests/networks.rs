@@ -197,10 +197,19 @@ fn published_ports_answer_on_loopback_and_the_host_and_go_with_the_container() {
         let answer = fetch(host, port).unwrap_or_else(|e| panic!("{host}:{port}: {e}"));
         assert!(answer.contains(hostname), "{host}:{port}: {answer}");
     }
-    // Directly on its address, too; and a container without -p has only lo.
+    // Directly on its address, too; a container with `--network none` has only lo, one
+    // that names no network is on the default bridge, as Docker's.
     assert!(fetch(address, 80).expect("direct").contains(hostname));
-    let lonely = strata(&root, &["run", "--rm", "web", "ip", "-o", "link"]).ok().stdout();
+    let lonely = strata(&root, &["run", "--rm", "--network", "none", "web", "ip", "-o", "link"]).ok().stdout();
     assert_eq!(lonely.lines().count(), 1, "{lonely}");
+    let plain =
+        strata(&root, &["run", "--name", "plain", "web", "ip", "-o", "-4", "addr", "show", "eth0"]).ok().stdout();
+    let subnet = strata(&root, &["network", "inspect", "-f", "{{json .IPAM.Config}}", "bridge"]).ok().stdout();
+    let subnet: serde_json::Value = serde_json::from_str(&subnet).expect("json");
+    let prefix = subnet[0]["Subnet"].as_str().expect("subnet").split('.').take(2).collect::<Vec<_>>().join(".");
+    assert!(plain.contains(&format!("inet {prefix}.")), "{plain} not in {subnet}");
+    assert_eq!(inspect(&root, "{{.HostConfig.NetworkMode}}", "plain"), "bridge");
+    strata(&root, &["rm", "plain"]).ok();
 
     let host_link = inspect(&root, "{{json .}}", "site");
     let record: serde_json::Value = serde_json::from_str(&host_link).expect("json");
