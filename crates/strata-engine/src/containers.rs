@@ -267,6 +267,22 @@ pub struct ContainerRecord {
     /// `--mac-address`.
     #[serde(default)]
     pub requested_mac: Option<String>,
+    /// Networks beyond the first (`network connect`): joined at each start, kept across
+    /// stops and restarts until `network disconnect`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connected: Vec<ConnectedNetwork>,
+}
+
+/// A network a container was connected to beyond the one it was created on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectedNetwork {
+    pub network_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `network connect --ip`.
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 impl ContainerRecord {

@@ -123,7 +123,12 @@ pub fn host_config(ours: &Value, masked: &[String], readonly: &[String]) -> Valu
 
 /// `NetworkSettings` of a container on `mode` as dockerd shows it: the endpoints of its
 /// networks while it runs (addresses, gateway, MAC, ports), the networks it names otherwise.
-pub fn network_settings(mode: &str, state: &crate::containers::NetworkState, exposed: Option<&Value>) -> Value {
+pub fn network_settings(
+    mode: &str,
+    state: &crate::containers::NetworkState,
+    connected: &[crate::containers::ConnectedNetwork],
+    exposed: Option<&Value>,
+) -> Value {
     let network = match mode {
         "" => "none",
         "default" => "bridge",
@@ -142,6 +147,9 @@ pub fn network_settings(mode: &str, state: &crate::containers::NetworkState, exp
     let mut networks = Map::new();
     if state.endpoints.is_empty() {
         networks.insert(network.to_owned(), endpoint(None, ""));
+        for c in connected {
+            networks.insert(c.name.clone(), endpoint(None, &c.network_id));
+        }
     }
     for (name, e) in &state.endpoints {
         networks.insert(name.clone(), endpoint(Some(e), ""));

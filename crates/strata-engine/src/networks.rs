@@ -20,7 +20,9 @@ use strata_net::netns;
 use strata_oci::time::Timestamp;
 use strata_oci::Digest;
 
-use crate::containers::{ContainerRecord, Endpoint, NetworkState, PortBinding, PublishedPort, Status};
+use crate::containers::{
+    ConnectedNetwork, ContainerRecord, Endpoint, NetworkState, PortBinding, PublishedPort, Status,
+};
 use crate::error::{EngineError, IoContext, Result};
 use crate::registry::RegistriesConfig;
 use crate::Engine;
@@ -378,12 +380,25 @@ impl Engine {
         )?;
         let wired = (|| -> Result<Vec<PublishedPort>> {
             netns::create(&sandbox).map_err(|e| io_error("network namespace", e))?;
-            let (bridge, made) = bring_up_bridge(&network)?;
+            let (bridge, mut made) = bring_up_bridge(&network)?;
             netns::attach(&sandbox, bridge, &endpoint).map_err(|e| io_error("veth", e))?;
+            let mut endpoints = BTreeMap::new();
+            endpoints
+                .insert(network.name.clone(), endpoint_record(&network, &endpoint, record.network_aliases.clone()));
+            // The networks `network connect` added: eth1, eth2, ... (no default route).
+            for (n, connected) in record.connected.iter().enumerate() {
+                let mut other = self
+                    .find_network_locked(&connected.network_id)?
+                    .ok_or_else(|| EngineError::NotFound(format!("network {} not found", connected.name)))?;
+                let endpoint = self.lease_locked(&mut other, &record.id, connected.ip.as_deref(), None)?;
+                let (bridge, made_now) = bring_up_bridge(&other)?;
+                made |= made_now;
+                netns::attach_named(&sandbox, bridge, &endpoint, &format!("eth{}", n + 1), false)
+                    .map_err(|e| io_error("veth", e))?;
+                endpoints.insert(other.name.clone(), endpoint_record(&other, &endpoint, connected.aliases.clone()));
+            }
             let ports = reservations.1.clone();
             self.update_container(&record.id, |r| {
-                let mut endpoints = BTreeMap::new();
-                endpoints.insert(network.name.clone(), endpoint_record(&network, &endpoint, r.network_aliases.clone()));
                 r.network = NetworkState {
                     sandbox: sandbox.display().to_string(),
                     holder: std::process::id() as i32,
@@ -431,17 +446,7 @@ impl Engine {
         let address = match requested {
             // `--ip`: that address or nothing.
             Some(text) => {
-                let address: Ipv4Addr =
-                    text.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid IPv4 address: {text}")))?;
-                if !subnet.contains(address)
-                    || address == gateway
-                    || address == subnet.network
-                    || address == subnet.broadcast()
-                {
-                    return Err(EngineError::InvalidArgument(format!(
-                        "invalid endpoint settings: no configured subnet contains IP address {address}"
-                    )));
-                }
+                let address = lease_address(network, text)?;
                 if used.contains(&address) {
                     return Err(EngineError::Conflict(format!("Address already in use: {address}")));
                 }
@@ -685,6 +690,20 @@ fn bring_up_bridge(network: &NetworkRecord) -> Result<(u32, bool)> {
     Ok((index, made))
 }
 
+/// `--ip` on `network`: an address of its subnet that is neither the gateway, nor the
+/// subnet's network or broadcast address.
+fn lease_address(network: &NetworkRecord, text: &str) -> Result<Ipv4Addr> {
+    let (subnet, gateway) = (network.subnet()?, network.gateway()?);
+    let address: Ipv4Addr =
+        text.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid IPv4 address: {text}")))?;
+    if !subnet.contains(address) || address == gateway || address == subnet.network || address == subnet.broadcast() {
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid endpoint settings: no configured subnet contains IP address {address}"
+        )));
+    }
+    Ok(address)
+}
+
 /// What the container's record says of its endpoint on `network`.
 fn endpoint_record(network: &NetworkRecord, endpoint: &netns::Endpoint, aliases: Vec<String>) -> Endpoint {
     Endpoint {
@@ -837,14 +856,17 @@ mod tests {
 }
 
 impl Engine {
-    /// `docker network connect NETWORK CONTAINER [--alias] [--ip]` of a running container on a
-    /// bridge network: one more veth (`eth1`, `eth2`, ...) in its namespace, with an address
-    /// on the network (the first network keeps the default route, as in Docker).
+    /// `docker network connect NETWORK CONTAINER [--alias] [--ip]`: the container is on that
+    /// network from now on, at every start, until `disconnect`. A running one gets one more
+    /// veth (`eth1`, `eth2`, ...) in its namespace at once, with an address on the network (the
+    /// first network keeps the default route, as in Docker).
     pub fn connect_network(&self, network: &str, container: &str, aliases: &[String], ip: Option<&str>) -> Result<()> {
         let record = self.find_container(container)?;
-        if record.state.status != Status::Running || record.network.sandbox.is_empty() {
+        let mode = record.host_config.network_mode.as_str();
+        if !on_bridge(mode) {
+            let mode = if mode.is_empty() { "none" } else { mode };
             return Err(EngineError::Conflict(format!(
-                "container {} is not running on a bridge network: connect works on running containers here",
+                "container {} is on network mode {mode}: a container sharing the host's or another container's network namespace, or with none, cannot be connected to a network",
                 record.id
             )));
         }
@@ -852,7 +874,8 @@ impl Engine {
         let mut network = self
             .find_network_locked(network)?
             .ok_or_else(|| EngineError::NotFound(format!("network {network} not found")))?;
-        if record.network.endpoints.values().any(|e| e.network_id == network.id) {
+        let primary = self.find_network_locked(if mode == "default" { DEFAULT_NETWORK } else { mode })?;
+        if primary.is_some_and(|p| p.id == network.id) || record.connected.iter().any(|c| c.network_id == network.id) {
             return Err(EngineError::Conflict(format!(
                 "endpoint with name {} already exists in network {}",
                 record.name, network.name
@@ -864,6 +887,25 @@ impl Engine {
                     .into(),
             ));
         }
+        let connected = ConnectedNetwork {
+            network_id: network.id.clone(),
+            name: network.name.clone(),
+            aliases: aliases.to_vec(),
+            ip: ip.map(str::to_owned),
+        };
+        let running = record.state.status == Status::Running && !record.network.sandbox.is_empty();
+        if !running {
+            // Checked now (as the lease at the next start will), remembered for that start.
+            if let Some(ip) = ip {
+                lease_address(&network, ip)?;
+            }
+            self.update_container(&record.id, |r| {
+                r.connected.push(connected.clone());
+                Ok(())
+            })?;
+            self.emit_network("connect", &network.id, &network.name, Some(&record.id));
+            return Ok(());
+        }
         let endpoint = self.lease_locked(&mut network, &record.id, ip, None)?;
         let inside_name = format!("eth{}", record.network.endpoints.len());
         let wired = (|| -> Result<()> {
@@ -874,6 +916,7 @@ impl Engine {
                 r.network
                     .endpoints
                     .insert(network.name.clone(), endpoint_record(&network, &endpoint, aliases.to_vec()));
+                r.connected.push(connected.clone());
                 Ok(())
             })?;
             self.apply_firewall_locked()
@@ -887,32 +930,48 @@ impl Engine {
         Ok(())
     }
 
-    /// `docker network disconnect NETWORK CONTAINER`: its veth on that network goes, and its
-    /// address.
+    /// `docker network disconnect NETWORK CONTAINER`: the container leaves the network — at
+    /// once when it runs (its veth on that network goes, and its address), and for its later
+    /// starts.
     pub fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
         let record = self.find_container(container)?;
         let _lock = self.network_lock()?;
         let mut network = self
             .find_network_locked(network)?
             .ok_or_else(|| EngineError::NotFound(format!("network {network} not found")))?;
-        let Some(endpoint) = record.network.endpoints.get(&network.name).cloned() else {
+        let endpoint = record.network.endpoints.get(&network.name).cloned();
+        let connected = record.connected.iter().any(|c| c.network_id == network.id);
+        if endpoint.is_none() && !connected {
+            let mode = record.host_config.network_mode.as_str();
+            let primary = self.find_network_locked(if mode == "default" { DEFAULT_NETWORK } else { mode })?;
+            if on_bridge(mode) && primary.is_some_and(|p| p.id == network.id) {
+                return Err(EngineError::Conflict(format!(
+                    "container {} was created on network {}: a stopped container keeps the network it was created on",
+                    record.id, network.name
+                )));
+            }
             return Err(EngineError::Conflict(format!(
                 "container {} is not connected to network {}",
                 record.id, network.name
             )));
-        };
-        if let Ok(mut netlink) = strata_net::netlink::Netlink::open() {
-            if let Ok(Some(index)) = netlink.link_index(&endpoint.host_link) {
-                netlink.delete_link(index).map_err(|e| io_error("veth", e))?;
-            }
         }
-        network.leases.retain(|_, holder| holder != &record.id);
-        self.write_network(&network)?;
+        if let Some(endpoint) = &endpoint {
+            if let Ok(mut netlink) = strata_net::netlink::Netlink::open() {
+                if let Ok(Some(index)) = netlink.link_index(&endpoint.host_link) {
+                    netlink.delete_link(index).map_err(|e| io_error("veth", e))?;
+                }
+            }
+            network.leases.retain(|_, holder| holder != &record.id);
+            self.write_network(&network)?;
+        }
         self.update_container(&record.id, |r| {
             r.network.endpoints.remove(&network.name);
+            r.connected.retain(|c| c.network_id != network.id);
             Ok(())
         })?;
-        self.apply_firewall_locked()?;
+        if endpoint.is_some() {
+            self.apply_firewall_locked()?;
+        }
         self.emit_network("disconnect", &network.id, &network.name, Some(&record.id));
         Ok(())
     }

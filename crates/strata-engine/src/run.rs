@@ -26,6 +26,8 @@ pub struct CreateOptions {
     pub user: Option<String>,
     pub hostname: Option<String>,
     pub network: Option<String>,
+    /// More `--network`s: connected as `network connect` would, at every start.
+    pub extra_networks: Vec<String>,
     pub read_only: bool,
     pub volumes: Vec<String>,
     pub mounts: Vec<String>,
@@ -529,6 +531,28 @@ impl Engine {
                 "network-scoped alias is supported only for containers in user defined networks".into(),
             ));
         }
+        let mut connected: Vec<crate::containers::ConnectedNetwork> = Vec::new();
+        for extra in &options.extra_networks {
+            if !crate::networks::on_bridge(&network_mode) || !crate::networks::on_bridge(extra) {
+                return Err(EngineError::InvalidArgument(
+                    "conflicting options: cannot attach both user-defined and non-user-defined network-modes".into(),
+                ));
+            }
+            let network = self.find_network(if extra == "default" { "bridge" } else { extra })?;
+            let primary = self.find_network(&network_mode)?;
+            if network.id == primary.id || connected.iter().any(|c| c.network_id == network.id) {
+                return Err(EngineError::InvalidArgument(format!(
+                    "network {} is specified multiple times",
+                    network.name
+                )));
+            }
+            connected.push(crate::containers::ConnectedNetwork {
+                network_id: network.id.clone(),
+                name: network.name.clone(),
+                aliases: Vec::new(),
+                ip: None,
+            });
+        }
         if (!port_bindings.is_empty() || options.publish_all) && !crate::networks::on_bridge(&network_mode) {
             // Docker publishes nothing on these, and says nothing; strata says why.
             return Err(EngineError::InvalidArgument(format!(
@@ -839,6 +863,7 @@ impl Engine {
             network_aliases: options.network_aliases.clone(),
             requested_ip: options.ip.clone(),
             requested_mac: options.mac_address.clone(),
+            connected,
         };
         match self.register_container(record, true, options.name.is_none()) {
             Ok(record) => {

@@ -397,9 +397,10 @@ pub struct RunArgs {
     /// Container host name
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,
-    /// Connect a container to a network (bridge, none or host)
+    /// Connect a container to a network (bridge, a network's name, none, host or
+    /// container:NAME); given again, to more networks
     #[arg(long, alias = "net")]
-    pub network: Option<String>,
+    pub network: Vec<String>,
     /// Set custom DNS servers
     #[arg(long)]
     pub dns: Vec<String>,

@@ -635,7 +635,7 @@ fn fixed_addresses_and_a_shared_namespace() {
 }
 
 #[test]
-fn connect_and_disconnect_a_running_container() {
+fn connect_and_disconnect_running_and_stopped_containers() {
     require_network!();
     let root = setup();
     strata(&root, &["network", "create", "front"]).ok();
@@ -664,9 +664,39 @@ fn connect_and_disconnect_a_running_container() {
     strata(&root, &["network", "disconnect", "back", "app"]).ok();
     assert!(!addresses("app").contains("eth1"));
     assert_eq!(inspect(&root, "{{.NetworkSettings.Networks.back.IPAddress}}", "app"), "<no value>");
-    strata(&root, &["create", "--name", "idle", "web", "true"]).ok();
-    assert!(strata(&root, &["network", "connect", "back", "idle"]).fails().stderr().contains("not running"));
-    strata(&root, &["rm", "-f", "app", "db", "idle"]).ok();
+    // A network connected while running stays connected across a restart.
+    strata(&root, &["network", "connect", "back", "app"]).ok();
+    strata(&root, &["restart", "-t", "0", "app"]).ok();
+    assert!(addresses("app").contains("eth1"), "connected networks come back at a start");
+    // A stopped container is connected for its next starts; disconnected likewise.
+    strata(&root, &["create", "--name", "idle", "--network", "front", "web", "sleep", "600"]).ok();
+    strata(&root, &["network", "connect", "--alias", "later", "back", "idle"]).ok();
+    let networks = inspect(&root, "{{json .NetworkSettings.Networks}}", "idle");
+    assert!(networks.contains("\"front\"") && networks.contains("\"back\""), "{networks}");
+    strata(&root, &["start", "idle"]).ok();
+    let idle = inspect(&root, "{{.NetworkSettings.Networks.back.IPAddress}}", "idle");
+    assert!(addresses("idle").contains(&format!("eth1    inet {idle}/")), "{}", addresses("idle"));
+    let later = strata(&root, &["exec", "db", "nslookup", "later", "127.0.0.11"]).ok().stdout();
+    assert!(later.contains(&format!("Address: {idle}")), "its alias on the network: {later}");
+    strata(&root, &["stop", "-t", "0", "idle"]).ok();
+    strata(&root, &["network", "disconnect", "back", "idle"]).ok();
+    let refused = strata(&root, &["network", "disconnect", "back", "idle"]).fails();
+    assert!(refused.stderr().contains("is not connected to network back"), "{}", refused.stderr());
+    strata(&root, &["start", "idle"]).ok();
+    assert!(!addresses("idle").contains("eth1"), "{}", addresses("idle"));
+    strata(&root, &["create", "--name", "alone", "--network", "none", "web", "true"]).ok();
+    let alone = strata(&root, &["network", "connect", "back", "alone"]).fails();
+    assert!(alone.stderr().contains("network mode none"), "{}", alone.stderr());
+    // `--network` twice: on both from the start.
+    strata(&root, &["run", "-d", "--name", "both", "--network", "front", "--network", "back", "web", "sleep", "600"])
+        .ok();
+    let both = addresses("both");
+    assert!(both.contains("eth0") && both.contains("eth1"), "{both}");
+    let twice = strata(&root, &["create", "--network", "back", "--network", "back", "web", "true"]).fails();
+    assert!(twice.stderr().contains("specified multiple times"), "{}", twice.stderr());
+    let mixed = strata(&root, &["create", "--network", "host", "--network", "back", "web", "true"]).fails();
+    assert!(mixed.stderr().contains("cannot attach both"), "{}", mixed.stderr());
+    strata(&root, &["rm", "-f", "app", "db", "idle", "alone", "both"]).ok();
     strata(&root, &["network", "rm", "front", "back"]).ok();
     assert_eq!(pruned(&root), Vec::<String>::new());
 }

@@ -30,7 +30,8 @@ fn create_options(args: &RunArgs) -> CreateOptions {
         workdir: args.workdir.clone(),
         user: args.user.clone(),
         hostname: args.hostname.clone(),
-        network: args.network.clone(),
+        network: args.network.first().cloned(),
+        extra_networks: args.network.iter().skip(1).cloned().collect(),
         read_only: args.read_only,
         volumes: args.volume.clone(),
         mounts: args.mount.clone(),
@@ -583,6 +584,7 @@ pub fn inspect_json(engine: &Engine, record: &ContainerRecord) -> Value {
         "NetworkSettings": docker_shape::network_settings(
             &record.host_config.network_mode,
             &record.network,
+            &record.connected,
             record.config.get("ExposedPorts"),
         ),
     })
