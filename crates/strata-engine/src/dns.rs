@@ -4,9 +4,12 @@
 //! the container's namespace. Names of containers on the same network (container name,
 //! `--network-alias`, short ID) are answered from the records on disk at each query, so a
 //! container started a moment ago is found; every other question goes to the host's resolvers
-//! (or `--dns`) through a socket in the host's namespace, as Docker forwards them.
+//! (or `--dns`) through a socket in the host's namespace, as Docker forwards them. Over TCP
+//! too (a listener at 127.0.0.11:53 beside the UDP socket; what is forwarded from a TCP query
+//! goes to the upstream over TCP, so a long answer comes whole).
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -100,20 +103,31 @@ impl Drop for Resolver {
     }
 }
 
-/// The resolver's socket, bound at 127.0.0.11:53 inside the namespace at `sandbox` before the
-/// container starts (so its first query finds it), by a thread that is gone again when this
-/// returns: the runtime clones from a single-threaded process.
-pub(crate) fn bind_resolver(sandbox: &std::path::Path) -> std::io::Result<UdpSocket> {
+/// The resolver's sockets (UDP and TCP), bound at 127.0.0.11:53 inside a namespace.
+pub(crate) struct ResolverSockets {
+    udp: UdpSocket,
+    tcp: TcpListener,
+}
+
+/// The resolver's sockets, bound at 127.0.0.11:53 inside the namespace at `sandbox` before
+/// the container starts (so its first query finds them), by a thread that is gone again when
+/// this returns: the runtime clones from a single-threaded process.
+pub(crate) fn bind_resolver(sandbox: &std::path::Path) -> std::io::Result<ResolverSockets> {
     let namespace = std::fs::File::open(sandbox)?;
     std::thread::spawn(move || {
         rustix::thread::move_into_link_name_space(namespace.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))?;
-        let socket = UdpSocket::bind((RESOLVER, 53))?;
-        socket.set_read_timeout(Some(Duration::from_millis(250)))?;
-        Ok(socket)
+        let udp = UdpSocket::bind((RESOLVER, 53))?;
+        udp.set_nonblocking(true)?;
+        let tcp = TcpListener::bind((RESOLVER, 53))?;
+        tcp.set_nonblocking(true)?;
+        Ok(ResolverSockets { udp, tcp })
     })
     .join()
     .map_err(|_| std::io::Error::other("the resolver thread panicked"))?
 }
+
+/// At most this many TCP clients are served at once; more wait in the listen queue.
+const TCP_CLIENTS: usize = 16;
 
 impl Engine {
     /// Serves container `id`'s resolver (on network `network_id`) on `inside`, forwarding to
@@ -122,7 +136,7 @@ impl Engine {
         &self,
         id: &str,
         network_id: &str,
-        inside: UdpSocket,
+        inside: ResolverSockets,
         upstream: Vec<Ipv4Addr>,
     ) -> std::io::Result<Resolver> {
         // The forwarding socket belongs to the host's namespace.
@@ -132,19 +146,59 @@ impl Engine {
         let engine = self.clone();
         let (id, network_id, flag) = (id.to_owned(), network_id.to_owned(), stop.clone());
         let thread = std::thread::spawn(move || {
+            use rustix::event::{poll, PollFd, PollFlags, Timespec};
+            let clients = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let mut buffer = [0u8; 4096];
+            let timeout = Timespec { tv_sec: 0, tv_nsec: 250_000_000 };
             while !flag.load(Ordering::Relaxed) {
-                let Ok((n, client)) = inside.recv_from(&mut buffer) else { continue };
-                let query = &buffer[..n];
-                let Some(question) = parse_query(query) else { continue };
-                let reply = match engine.lookup(&id, &network_id, &question.name) {
-                    Some(addresses) => answer(query, &question, &addresses),
-                    None => forward(&outside, &upstream, query).unwrap_or_else(|| failure(query, &question)),
-                };
-                let _ = inside.send_to(&reply, client);
+                let mut fds = [PollFd::new(&inside.udp, PollFlags::IN), PollFd::new(&inside.tcp, PollFlags::IN)];
+                if poll(&mut fds, Some(&timeout)).is_err() {
+                    continue;
+                }
+                let (udp_ready, tcp_ready) = (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
+                if udp_ready {
+                    while let Ok((n, client)) = inside.udp.recv_from(&mut buffer) {
+                        let query = &buffer[..n];
+                        let Some(question) = parse_query(query) else { continue };
+                        let reply = match engine.lookup(&id, &network_id, &question.name) {
+                            Some(addresses) => answer(query, &question, &addresses),
+                            None => forward(&outside, &upstream, query).unwrap_or_else(|| failure(query, &question)),
+                        };
+                        let _ = inside.udp.send_to(&reply, client);
+                    }
+                }
+                if tcp_ready && clients.load(Ordering::Relaxed) >= TCP_CLIENTS {
+                    std::thread::sleep(Duration::from_millis(10));
+                } else if tcp_ready {
+                    let Ok((stream, _)) = inside.tcp.accept() else { continue };
+                    clients.fetch_add(1, Ordering::Relaxed);
+                    let (engine, id, network_id) = (engine.clone(), id.clone(), network_id.clone());
+                    let (upstream, clients) = (upstream.clone(), clients.clone());
+                    std::thread::spawn(move || {
+                        let _ = engine.serve_tcp(stream, &id, &network_id, &upstream);
+                        clients.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
             }
         });
         Ok(Resolver { stop, thread: Some(thread) })
+    }
+
+    /// One TCP client: length-prefixed queries, answered in turn until it closes or is idle
+    /// for two seconds.
+    fn serve_tcp(&self, mut stream: TcpStream, id: &str, network_id: &str, upstream: &[Ipv4Addr]) -> Option<()> {
+        stream.set_nonblocking(false).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        stream.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+        loop {
+            let query = read_framed(&mut stream)?;
+            let question = parse_query(&query)?;
+            let reply = match self.lookup(id, network_id, &question.name) {
+                Some(addresses) => answer(&query, &question, &addresses),
+                None => forward_tcp(upstream, &query).unwrap_or_else(|| failure(&query, &question)),
+            };
+            write_framed(&mut stream, &reply)?;
+        }
     }
 
     /// The addresses `name` has on the network, for a container there: by name, alias or
@@ -196,6 +250,40 @@ fn forward(socket: &UdpSocket, upstream: &[Ipv4Addr], query: &[u8]) -> Option<Ve
         while let Ok((n, from)) = socket.recv_from(&mut buffer) {
             if from == target && n >= 2 && buffer[..2] == query[..2] {
                 return Some(buffer[..n].to_vec());
+            }
+        }
+    }
+    None
+}
+
+/// One DNS message over TCP: a two-byte length, then the message.
+fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length).ok()?;
+    let mut message = vec![0u8; u16::from_be_bytes(length) as usize];
+    stream.read_exact(&mut message).ok()?;
+    Some(message)
+}
+
+fn write_framed(stream: &mut TcpStream, message: &[u8]) -> Option<()> {
+    let length = u16::try_from(message.len()).ok()?;
+    let mut framed = Vec::with_capacity(message.len() + 2);
+    framed.extend_from_slice(&length.to_be_bytes());
+    framed.extend_from_slice(message);
+    stream.write_all(&framed).ok()
+}
+
+/// Asks the host's resolvers over TCP, one after the other.
+fn forward_tcp(upstream: &[Ipv4Addr], query: &[u8]) -> Option<Vec<u8>> {
+    for server in upstream {
+        let Ok(mut stream) = TcpStream::connect_timeout(&SocketAddr::from((*server, 53)), Duration::from_secs(2))
+        else {
+            continue;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        if write_framed(&mut stream, query).is_some() {
+            if let Some(reply) = read_framed(&mut stream).filter(|r| r.len() >= 2 && r[..2] == query[..2]) {
+                return Some(reply);
             }
         }
     }

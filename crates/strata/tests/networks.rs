@@ -529,6 +529,12 @@ fn containers_on_a_user_network_find_each_other_by_name() {
     let request = "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc db 80";
     let fetched = strata(&root, &["run", "--rm", "--network", "app", "web", "sh", "-c", request]).ok().stdout();
     assert!(fetched.ends_with(&format!("\n{}\n", &id[..12])), "{fetched}");
+    // Over TCP too: a length-prefixed query for `database` from inside db's namespace.
+    let sandbox = inspect(&root, "{{.NetworkSettings.SandboxKey}}", "db");
+    let reply = dns_over_tcp(Path::new(&sandbox), "database");
+    assert_eq!(u16::from_be_bytes([reply[6], reply[7]]), 1, "one answer: {reply:?}");
+    let answered: Ipv4Addr = address.parse().expect("address");
+    assert_eq!(reply[reply.len() - 4..], answered.octets(), "{reply:?}");
     // Stopped and started again: its resolver again (the monitor's thread was joined).
     strata(&root, &["restart", "-t", "1", "db"]).ok();
     let again = strata(&root, &["exec", "db", "nslookup", "database", "127.0.0.11"]).ok().stdout();
@@ -543,6 +549,37 @@ fn containers_on_a_user_network_find_each_other_by_name() {
     strata(&root, &["rm", "-f", "db"]).ok();
     strata(&root, &["network", "rm", "app"]).ok();
     assert_eq!(pruned(&root), Vec::<String>::new());
+}
+
+/// Asks 127.0.0.11 over TCP, from a thread inside the namespace at `sandbox`, for the A
+/// records of `name`; the answer without its length prefix.
+fn dns_over_tcp(sandbox: &Path, name: &str) -> Vec<u8> {
+    let namespace = std::fs::File::open(sandbox).expect("namespace");
+    let name = name.to_owned();
+    std::thread::spawn(move || {
+        use std::os::fd::AsFd;
+        rustix::thread::move_into_link_name_space(namespace.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
+            .expect("setns");
+        let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in name.split('.') {
+            query.push(label.len() as u8);
+            query.extend_from_slice(label.as_bytes());
+        }
+        query.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let mut stream = TcpStream::connect((Ipv4Addr::new(127, 0, 0, 11), 53)).expect("tcp 127.0.0.11:53");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&query);
+        stream.write_all(&framed).expect("query");
+        let mut length = [0u8; 2];
+        stream.read_exact(&mut length).expect("length");
+        let mut reply = vec![0u8; u16::from_be_bytes(length) as usize];
+        stream.read_exact(&mut reply).expect("reply");
+        assert_eq!(reply[..2], [0x12, 0x34], "the query's ID");
+        reply
+    })
+    .join()
+    .expect("thread")
 }
 
 #[test]
