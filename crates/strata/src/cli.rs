@@ -863,8 +863,8 @@ pub struct InspectArgs {
     /// Format output: json (default) or a template like '{{.Id}}' / '{{json .Config}}'
     #[arg(short, long)]
     pub format: Option<String>,
-    /// Return JSON for specified type (container, image, volume)
-    #[arg(long = "type", value_parser = ["container", "image", "volume"])]
+    /// Return JSON for specified type (container, image, volume, network)
+    #[arg(long = "type", value_parser = ["container", "image", "volume", "network"])]
     pub kind: Option<String>,
 }
 

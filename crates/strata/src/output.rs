@@ -105,8 +105,7 @@ pub fn format_objects(format: &str, objects: &[Value], header: &dyn Fn(&str) -> 
     Ok(out)
 }
 
-/// Renders the few Go-template forms people use with `inspect -f`: `{{.A.B}}`,
-/// `{{json .A}}`, and literal text around them.
+/// Renders a Go template (`inspect -f`) over `value`; see [`crate::template`].
 pub fn render_template(template: &str, value: &Value) -> anyhow::Result<String> {
     render(template, value, false)
 }
@@ -114,80 +113,7 @@ pub fn render_template(template: &str, value: &Value) -> anyhow::Result<String> 
 /// `strict`: a field the object does not have is an error, as for Docker's `ps`/`images`
 /// rows (Go structs); otherwise `<no value>`, as for `inspect` (Go maps).
 fn render(template: &str, value: &Value, strict: bool) -> anyhow::Result<String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| anyhow::anyhow!("template: unclosed action in {template:?}"))?;
-        let action = after[..end].trim();
-        let (as_json, path) = match action.strip_prefix("json ") {
-            Some(path) => (true, path.trim()),
-            None => (false, action),
-        };
-        let field =
-            lookup(value, path).ok_or_else(|| anyhow::anyhow!("template: {template:?}: can't evaluate {path:?}"))?;
-        if strict && field.is_null() && !has_path(value, path) {
-            let name = path.trim_start_matches('.').split('.').next_back().unwrap_or(path);
-            anyhow::bail!("template: executing \"\" at <{path}>: can't evaluate field {name}");
-        }
-        if as_json {
-            out.push_str(&serde_json::to_string(field)?);
-        } else {
-            out.push_str(&go_format(field));
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    if path == "." {
-        return Some(value);
-    }
-    let mut current = value;
-    for part in path.strip_prefix('.')?.split('.') {
-        current = match current {
-            Value::Object(map) => map.get(part).unwrap_or(&Value::Null),
-            Value::Null => &Value::Null,
-            _ => return None,
-        };
-    }
-    Some(current)
-}
-
-/// Fields that are Go maps in Docker's row structs: a key missing below them is `<no value>`,
-/// not an error (`{{.Actor.Attributes.name}}` of an event without a name).
-const GO_MAPS: &[&str] = &["Attributes", "Labels"];
-
-/// Whether every key of `path` exists (a present null counts).
-fn has_path(value: &Value, path: &str) -> bool {
-    if path == "." {
-        return true;
-    }
-    let mut current = value;
-    for part in path.trim_start_matches('.').split('.') {
-        match current.get(part) {
-            Some(_) if GO_MAPS.contains(&part) => return true,
-            Some(next) => current = next,
-            None => return false,
-        }
-    }
-    true
-}
-
-/// Go's `%v` of decoded JSON: strings bare, arrays `[a b]`, maps `map[k:v]`, null `<no value>`.
-fn go_format(value: &Value) -> String {
-    match value {
-        Value::Null => "<no value>".to_owned(),
-        Value::String(s) => s.clone(),
-        Value::Array(items) => format!("[{}]", items.iter().map(go_format).collect::<Vec<_>>().join(" ")),
-        Value::Object(map) => {
-            format!("map[{}]", map.iter().map(|(k, v)| format!("{k}:{}", go_format(v))).collect::<Vec<_>>().join(" "))
-        }
-        other => other.to_string(),
-    }
+    crate::template::render(template, value, strict)
 }
 
 #[cfg(test)]

@@ -729,6 +729,16 @@ fn connect_and_disconnect_running_and_stopped_containers() {
         .ok();
     let both = addresses("both");
     assert!(both.contains("eth0") && both.contains("eth1"), "{both}");
+    // Go templates as people write them for this; `inspect` finds networks too.
+    assert_eq!(inspect(&root, "{{len .NetworkSettings.Networks}}", "both"), "2");
+    let listed =
+        inspect(&root, "{{range $name, $n := .NetworkSettings.Networks}}{{$name}}={{$n.IPAddress}} {{end}}", "both");
+    let back = inspect(&root, "{{.NetworkSettings.Networks.back.IPAddress}}", "both");
+    assert!(listed.starts_with(&format!("back={back} front=")), "{listed}");
+    let id = strata(&root, &["network", "inspect", "-f", "{{.Id}}", "back"]).ok().stdout();
+    assert_eq!(inspect(&root, "{{.Id}}", "back"), id.trim());
+    let typed = strata(&root, &["inspect", "--type", "network", "-f", "{{.Name}} {{.Driver}}", "back"]).ok().stdout();
+    assert_eq!(typed, "back bridge\n");
     let twice = strata(&root, &["create", "--network", "back", "--network", "back", "web", "true"]).fails();
     assert!(twice.stderr().contains("specified multiple times"), "{}", twice.stderr());
     let mixed = strata(&root, &["create", "--network", "host", "--network", "back", "web", "true"]).fails();

@@ -11,6 +11,7 @@ pub fn any(engine: &Engine, args: InspectArgs) -> anyhow::Result<u8> {
         Some("volume") => {
             return render(args, |name| Ok(serde_json::to_value(engine.inspect_volume(name)?)?));
         }
+        Some("network") => return render(args, |name| super::networks::network_json(engine, name)),
         _ => {}
     }
     render(args, |name| match engine.find_container(name) {
@@ -19,7 +20,9 @@ pub fn any(engine: &Engine, args: InspectArgs) -> anyhow::Result<u8> {
             Ok(image) => Ok(image),
             Err(strata_engine::EngineError::ImageNotFound(name)) => match engine.inspect_volume(&name) {
                 Ok(volume) => Ok(serde_json::to_value(volume)?),
-                Err(_) => Err(anyhow::anyhow!("No such object: {name}")),
+                Err(_) => {
+                    super::networks::network_json(engine, &name).map_err(|_| anyhow::anyhow!("No such object: {name}"))
+                }
             },
             Err(other) => Err(other.into()),
         },

@@ -111,19 +111,22 @@ pub fn ls(engine: &Engine, args: NetworkLsArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// A network as `network inspect` shows it (`host` and `none` too).
+pub fn network_json(engine: &Engine, name: &str) -> anyhow::Result<serde_json::Value> {
+    if matches!(name, "host" | "none") {
+        return Ok(engine.predefined_network_json(name));
+    }
+    Ok(engine.find_network(name).and_then(|n| engine.network_json(&n))?)
+}
+
 pub fn inspect(engine: &Engine, args: NetworkInspectArgs) -> anyhow::Result<u8> {
     let mut found = Vec::new();
     let mut status = 0;
     for name in &args.names {
-        let value = if matches!(name.as_str(), "host" | "none") {
-            Ok(engine.predefined_network_json(name))
-        } else {
-            engine.find_network(name).and_then(|n| engine.network_json(&n))
-        };
-        match value {
+        match network_json(engine, name) {
             Ok(value) => found.push(value),
             Err(e) => {
-                print_error(&e.into());
+                print_error(&e);
                 status = 1;
             }
         }
