@@ -2,7 +2,7 @@
 //! the process that holds a container's network (its monitor, or a foreground `run`) serves
 //! its container's resolver from a thread, on a UDP socket bound to 127.0.0.11:53 *inside*
 //! the container's namespace. Names of containers on the same network (container name,
-//! `--network-alias`, short ID) are answered from the records on disk at each query, so a
+//! `--network-alias`, `--hostname`, short ID) are answered from the records on disk at each query, so a
 //! container started a moment ago is found; every other question goes to the host's resolvers
 //! (or `--dns`) through a socket in the host's namespace, as Docker forwards them. Over TCP
 //! too (a listener at 127.0.0.11:53 beside the UDP socket; what is forwarded from a TCP query
@@ -226,8 +226,10 @@ impl Engine {
             let Some(endpoint) = container.network.endpoints.values().find(|e| networks.contains(&e.network_id)) else {
                 continue;
             };
+            let hostname = container.config.get("Hostname").and_then(serde_json::Value::as_str).unwrap_or_default();
             let matches = container.name.eq_ignore_ascii_case(name)
                 || (name.len() == 12 && container.id.starts_with(name))
+                || (!hostname.is_empty() && hostname.eq_ignore_ascii_case(name))
                 || endpoint.aliases.iter().any(|a| a.eq_ignore_ascii_case(name));
             if matches {
                 if let Ok(address) = endpoint.ip_address.parse() {

@@ -503,6 +503,8 @@ fn containers_on_a_user_network_find_each_other_by_name() {
             "app",
             "--network-alias",
             "database",
+            "--hostname",
+            "store.local",
             "web",
             "httpd",
             "-f",
@@ -518,9 +520,9 @@ fn containers_on_a_user_network_find_each_other_by_name() {
     // The embedded resolver, as Docker's.
     let resolv = strata(&root, &["run", "--rm", "--network", "app", "web", "cat", "/etc/resolv.conf"]).ok().stdout();
     assert!(resolv.starts_with("nameserver 127.0.0.11\n") && resolv.contains("ndots:0"), "{resolv}");
-    // By name, alias and short ID; only names of this network are asked (nothing is
+    // By name, alias, host name and short ID; only names of this network are asked (nothing is
     // forwarded to the host's resolvers by this test).
-    for name in ["db", "database", &id[..12]] {
+    for name in ["db", "database", "store.local", &id[..12]] {
         let looked_up =
             strata(&root, &["run", "--rm", "--network", "app", "web", "nslookup", name, "127.0.0.11"]).ok().stdout();
         assert!(looked_up.contains(&format!("Address: {address}")), "{name}: {looked_up}");
@@ -528,7 +530,7 @@ fn containers_on_a_user_network_find_each_other_by_name() {
     // And used: HTTP to the name.
     let request = "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc db 80";
     let fetched = strata(&root, &["run", "--rm", "--network", "app", "web", "sh", "-c", request]).ok().stdout();
-    assert!(fetched.ends_with(&format!("\n{}\n", &id[..12])), "{fetched}");
+    assert!(fetched.ends_with("\nstore.local\n"), "{fetched}");
     // Over TCP too: a length-prefixed query for `database` from inside db's namespace.
     let sandbox = inspect(&root, "{{.NetworkSettings.SandboxKey}}", "db");
     let reply = dns_over_tcp(Path::new(&sandbox), "database");
