@@ -274,16 +274,17 @@ impl Engine {
             )));
         }
         let _names = strata_store::lock::exclusive(&self.containers_dir().join("names.lock"))?;
-        if let Some(other) = self.list_containers()?.into_iter().find(|c| c.name == new_name) {
+        if let Some(other) = self.name_holder(new_name)? {
             return Err(EngineError::Conflict(format!(
-                "Conflict. The container name \"/{new_name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                other.id
+                "Conflict. The container name \"/{new_name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
             )));
         }
+        self.claim_name(new_name, &record.id)?;
         let renamed = self.update_container(&record.id, |r| {
             r.name = new_name.to_owned();
             Ok(r.clone())
         })?;
+        self.release_name(&record.name, &record.id);
         self.emit_container(&renamed, "rename", &[("oldName", &format!("/{}", record.name))]);
         Ok(())
     }

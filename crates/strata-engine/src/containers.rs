@@ -3,7 +3,8 @@
 //! `ROOT/containers/<id>/container.json` holds the container (Docker's Config, HostConfig and
 //! State plus the runtime spec); `<id>-json.log` its logs; `hosts`, `hostname`,
 //! `resolv.conf` are bind-mounted into it. Every change takes the container's lock and
-//! replaces the record atomically; names are claimed under `containers/names.lock`.
+//! replaces the record atomically; names are claimed under `containers/names.lock` in the
+//! `container-names/` index.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -316,6 +317,48 @@ impl Engine {
         self.store.root().join("containers")
     }
 
+    /// `ROOT/container-names/<name>` holds the ID of the container with that name: an index,
+    /// so claiming a name reads one record, not all of them. The records stay the truth: an
+    /// entry counts only while the record it points to has that name (a crash between the two
+    /// writes leaves a stale entry, never a missing one, since the entry is written first).
+    fn names_dir(&self) -> PathBuf {
+        self.store.root().join("container-names")
+    }
+
+    /// The ID of the container named `name`, from the index (built from the records the
+    /// first time, for stores made before it). Call under `names.lock`.
+    pub(crate) fn name_holder(&self, name: &str) -> Result<Option<String>> {
+        let names = self.names_dir();
+        if !names.is_dir() {
+            let building = self.store.root().join("container-names.new");
+            let _ = fs::remove_dir_all(&building);
+            fs::create_dir_all(&building).at(&building)?;
+            for record in self.list_containers_raw()? {
+                let path = building.join(&record.name);
+                fs::write(&path, &record.id).at(&path)?;
+            }
+            fs::rename(&building, &names).at(&names)?;
+        }
+        let Ok(id) = fs::read_to_string(names.join(name)) else { return Ok(None) };
+        Ok(self.read_container(id.trim()).ok().filter(|r| r.name == name).map(|r| r.id))
+    }
+
+    /// Points `name` at `id` in the index (under `names.lock`, before the record says so).
+    pub(crate) fn claim_name(&self, name: &str, id: &str) -> Result<()> {
+        let path = self.names_dir().join(name);
+        let tmp = self.names_dir().join(format!(".{name}.{}", std::process::id()));
+        fs::write(&tmp, id).at(&tmp)?;
+        fs::rename(&tmp, &path).at(&path)
+    }
+
+    /// Drops `name` from the index if it still points at `id`.
+    pub(crate) fn release_name(&self, name: &str, id: &str) {
+        let path = self.names_dir().join(name);
+        if fs::read_to_string(&path).is_ok_and(|held| held.trim() == id) {
+            let _ = fs::remove_file(&path);
+        }
+    }
+
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.containers_dir().join(id)
     }
@@ -471,22 +514,22 @@ impl Engine {
         let dir = self.containers_dir();
         fs::create_dir_all(&dir).at(&dir)?;
         let _names = strata_store::lock::exclusive(&dir.join("names.lock"))?;
-        let existing = self.list_containers()?;
         if generated_name {
             // A generated name that is taken gets a number, as Docker's do.
             let base = record.name.clone();
             let mut n = 1;
-            while existing.iter().any(|c| c.name == record.name) {
+            while self.name_holder(&record.name)?.is_some() {
                 n += 1;
                 record.name = format!("{base}{n}");
             }
         }
-        if let Some(other) = existing.iter().find(|c| c.name == record.name) {
+        if let Some(other) = self.name_holder(&record.name)? {
             return Err(EngineError::Conflict(format!(
                 "Conflict. The container name \"/{}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                record.name, other.id
+                record.name, other
             )));
         }
+        self.claim_name(&record.name, &record.id)?;
         let own = self.container_dir(&record.id);
         fs::create_dir_all(&own).at(&own)?;
         if dns_files {
@@ -1091,6 +1134,7 @@ impl Engine {
             let _ = strata_layer::unmount(&dir.join("rootfs"));
             fs::remove_dir_all(&dir).at(&dir)?;
         }
+        self.release_name(&record.name, &record.id);
         // What its monitor could not give back (killed with it, or before it).
         if !record.network.sandbox.is_empty() || strata_net::netns::path_for(&record.id).exists() {
             let _ = self.disconnect_after_stop(&record.id, &record.network);

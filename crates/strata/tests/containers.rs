@@ -254,6 +254,20 @@ fn rm_refuses_running_and_force_kills() {
     let dup = strata(&root, &["run", "--name", "dup", "busybox", "true"]);
     assert_eq!(dup.code(), 125);
     assert!(dup.stderr().contains("is already in use"), "{}", dup.stderr());
+    // Names are claimed through an index the records overrule: a store made before it (no
+    // index) still knows its names, and an entry left by a crash frees its name.
+    let names = root.root().join("container-names");
+    std::fs::remove_dir_all(&names).expect("drop the index");
+    let dup = strata(&root, &["create", "--name", "dup", "busybox", "true"]).fails();
+    assert!(dup.stderr().contains("is already in use"), "{}", dup.stderr());
+    std::fs::write(names.join("ghost"), "0".repeat(64)).expect("a stale entry");
+    strata(&root, &["create", "--name", "ghost", "busybox", "true"]).ok();
+    strata(&root, &["rename", "ghost", "spirit"]).ok();
+    strata(&root, &["create", "--name", "ghost", "busybox", "true"]).ok();
+    let taken = strata(&root, &["rename", "ghost", "spirit"]).fails();
+    assert!(taken.stderr().contains("is already in use"), "{}", taken.stderr());
+    strata(&root, &["rm", "dup", "ghost", "spirit"]).ok();
+    strata(&root, &["create", "--name", "dup", "busybox", "true"]).ok();
 }
 
 #[test]
