@@ -26,6 +26,48 @@ use crate::run::random_hex;
 use crate::snapshots::chain_ids;
 use crate::{parse_tag, Engine};
 
+/// A build context unpacked from a tar stream (`build -`, the Engine API's `POST /build`),
+/// removed when dropped.
+pub struct UnpackedContext {
+    pub dir: PathBuf,
+}
+
+impl Drop for UnpackedContext {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether `data` is a tar (plain or compressed), as `docker build -` tells a context from a
+/// Dockerfile.
+pub fn is_tar(data: &[u8]) -> bool {
+    let mut head = Vec::new();
+    let Ok((_, reader)) = strata_layer::compression::decompress(std::io::BufReader::new(data)) else {
+        return false;
+    };
+    let _ = reader.take(512).read_to_end(&mut head);
+    head.len() == 512 && &head[257..262] == b"ustar"
+}
+
+/// Unpacks a context tar (plain or compressed) into a fresh directory under `parent`, every
+/// path resolved inside it; no data, an empty context.
+pub fn unpack_context(data: &[u8], parent: &Path) -> Result<UnpackedContext> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let dir = parent.join(format!("strata-context-{}-{nanos}", std::process::id()));
+    fs::create_dir_all(&dir).map_err(|e| EngineError::Io { path: dir.clone(), source: e })?;
+    let context = UnpackedContext { dir };
+    if data.is_empty() {
+        return Ok(context);
+    }
+    let options = strata_layer::ApplyOptions {
+        whiteouts: strata_layer::WhiteoutMode::Delete,
+        ..strata_layer::ApplyOptions::default()
+    };
+    strata_layer::apply_layer(data, &context.dir, &options)
+        .map_err(|e| EngineError::InvalidArgument(format!("build context: {e}")))?;
+    Ok(context)
+}
+
 /// The engine as a build worker.
 pub struct EngineWorker<'a> {
     engine: &'a Engine,

@@ -14,6 +14,10 @@ use strata_oci::reference::{self, Reference};
 use strata_oci::spec::{ImageConfig, Index, Manifest};
 use strata_oci::{media_types, Digest};
 use strata_registry::{auth, Client, Endpoint, RegistryError};
+pub use strata_registry::{
+    auth::{config_key, Credentials},
+    ReferrersSource,
+};
 use strata_store::LayerRecord;
 
 use crate::error::{EngineError, Result};
@@ -238,6 +242,39 @@ impl RegistriesConfig {
     pub fn mirrors_of(&self, registry: &str) -> Vec<String> {
         self.mirrors.get(registry).cloned().unwrap_or_default()
     }
+}
+
+/// The registry a `login`/`logout` argument (or the Engine API's `serveraddress`) names:
+/// `https://host/...` → `host`; none, or Docker Hub's index/registry hosts → `docker.io`.
+pub fn registry_host(server: Option<&str>) -> String {
+    let Some(server) = server.filter(|s| !s.is_empty()) else { return "docker.io".to_owned() };
+    let host = server.split("://").last().unwrap_or(server);
+    let host = host.split('/').next().unwrap_or(host);
+    if host == "index.docker.io" || host == "registry-1.docker.io" {
+        "docker.io".to_owned()
+    } else {
+        host.to_owned()
+    }
+}
+
+/// `docker login`'s check: the credentials are good for `registry` (its ping answers them),
+/// nothing stored.
+pub fn check_login(registry: &str, credentials: &Credentials, tls_verify: Option<bool>) -> Result<()> {
+    let endpoint = Endpoint::for_registry(registry, &insecure_registries(), tls_verify);
+    Client::new(endpoint, Some(credentials.clone()))
+        .ping()
+        .map_err(|e| EngineError::InvalidArgument(format!("login to {registry} failed: {e}")))
+}
+
+/// `docker login`: checked against the registry, then stored where pulls and pushes find them.
+pub fn login(registry: &str, credentials: &Credentials, tls_verify: Option<bool>) -> Result<()> {
+    check_login(registry, credentials, tls_verify)?;
+    auth::store(registry, credentials).map_err(EngineError::Registry)
+}
+
+/// `docker logout`: whether there were credentials to remove.
+pub fn logout(registry: &str) -> Result<bool> {
+    auth::erase(registry).map_err(EngineError::Registry)
 }
 
 /// `https://mirror.example/` → `mirror.example`.

@@ -9,38 +9,16 @@ use strata_engine::Engine;
 use crate::cli::BuildArgs;
 use crate::output::print;
 
-/// A context unpacked from stdin, removed when the build ends.
-struct StdinContext(std::path::PathBuf);
-
-impl Drop for StdinContext {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// `strata build -`: stdin is a tar of the context (plain or compressed), or else the
 /// Dockerfile itself with an empty context, as with `docker build -`.
-fn stdin_context() -> anyhow::Result<(StdinContext, Option<String>)> {
+fn stdin_context() -> anyhow::Result<(strata_engine::build::UnpackedContext, Option<String>)> {
     let mut data = Vec::new();
     std::io::stdin().read_to_end(&mut data)?;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let dir = StdinContext(std::env::temp_dir().join(format!("strata-context-{}-{nanos}", std::process::id())));
-    std::fs::create_dir_all(&dir.0)?;
-    let is_tar = {
-        let mut head = Vec::new();
-        let (_, reader) = strata_layer::compression::decompress(std::io::BufReader::new(&data[..]))?;
-        let _ = reader.take(512).read_to_end(&mut head);
-        head.len() == 512 && &head[257..262] == b"ustar"
-    };
-    if is_tar {
-        let options = strata_layer::ApplyOptions {
-            whiteouts: strata_layer::WhiteoutMode::Delete,
-            ..strata_layer::ApplyOptions::default()
-        };
-        strata_layer::apply_layer(&data[..], &dir.0, &options)?;
-        return Ok((dir, None));
+    if strata_engine::build::is_tar(&data) {
+        return Ok((strata_engine::build::unpack_context(&data, &std::env::temp_dir())?, None));
     }
-    Ok((dir, Some(strata_oci::bytes::decode(&data).into_owned())))
+    let empty = strata_engine::build::unpack_context(&[], &std::env::temp_dir());
+    Ok((empty?, Some(strata_oci::bytes::decode(&data).into_owned())))
 }
 
 /// `--secret id=ID[,type=file|env][,src=FILE|,env=VAR]`, as buildx reads it: `src`/`source`
@@ -91,7 +69,7 @@ pub fn run(engine: &Engine, mut args: BuildArgs) -> anyhow::Result<u8> {
             return Ok(1);
         }
         let (dir, dockerfile) = stdin_context()?;
-        args.context = dir.0.clone();
+        args.context = dir.dir.clone();
         stdin_dockerfile = dockerfile;
         _stdin_context = Some(dir);
     }

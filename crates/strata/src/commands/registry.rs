@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use strata_engine::registry::{insecure_registries, PullEvent, PullOptions, PushEvent, PushOptions};
 use strata_engine::Engine;
-use strata_registry::{auth, Client, Endpoint};
 
 use crate::cli::{LoginArgs, LogoutArgs, ManifestInspectArgs, PullArgs, PushArgs, ReferrersArgs};
 use crate::output::print;
@@ -190,7 +189,7 @@ pub fn manifest_inspect(engine: &Engine, args: ManifestInspectArgs) -> anyhow::R
 pub fn referrers(engine: &Engine, args: ReferrersArgs) -> anyhow::Result<u8> {
     let insecure = insecure_with(&args.name, args.insecure);
     let (subject, found) = engine.referrers(&args.name, args.artifact_type.as_deref(), &insecure, None)?;
-    if found.source == strata_registry::ReferrersSource::TagSchema {
+    if found.source == strata_engine::registry::ReferrersSource::TagSchema {
         eprintln!(
             "(no referrers API on this registry: read the referrers tag {})",
             subject.to_string().replace(':', "-")
@@ -200,20 +199,8 @@ pub fn referrers(engine: &Engine, args: ReferrersArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// The registry a `login`/`logout` argument names (`https://host/...` → `host`; none → Hub).
-fn registry_of(server: Option<&str>) -> String {
-    let Some(server) = server.filter(|s| !s.is_empty()) else { return "docker.io".to_owned() };
-    let host = server.split("://").last().unwrap_or(server);
-    let host = host.split('/').next().unwrap_or(host);
-    if host == "index.docker.io" || host == "registry-1.docker.io" {
-        "docker.io".to_owned()
-    } else {
-        host.to_owned()
-    }
-}
-
 pub fn login(args: LoginArgs) -> anyhow::Result<u8> {
-    let registry = registry_of(args.server.as_deref());
+    let registry = strata_engine::registry::registry_host(args.server.as_deref());
     let username = match args.username {
         Some(user) => user,
         None => {
@@ -238,25 +225,22 @@ pub fn login(args: LoginArgs) -> anyhow::Result<u8> {
     if username.is_empty() || password.is_empty() {
         anyhow::bail!("Error: Cannot perform an interactive login from a non TTY device");
     }
-    let credentials = auth::Credentials { username, secret: password };
+    let credentials = strata_engine::registry::Credentials { username, secret: password };
     // Checked against the registry before anything is stored.
-    let endpoint = Endpoint::for_registry(&registry, &insecure_registries(), args.tls_verify);
-    let client = Client::new(endpoint, Some(credentials.clone()));
-    if let Err(e) = client.ping() {
-        eprintln!("Error response from daemon: login to {registry} failed: {e}");
+    if let Err(e) = strata_engine::registry::login(&registry, &credentials, args.tls_verify) {
+        eprintln!("Error response from daemon: {e}");
         return Ok(1);
     }
-    auth::store(&registry, &credentials).map_err(anyhow::Error::msg)?;
     print("Login Succeeded\n")?;
     Ok(0)
 }
 
 pub fn logout(args: LogoutArgs) -> anyhow::Result<u8> {
-    let registry = registry_of(args.server.as_deref());
-    if auth::erase(&registry).map_err(anyhow::Error::msg)? {
-        print(&format!("Removing login credentials for {}\n", auth::config_key(&registry)))?;
+    let registry = strata_engine::registry::registry_host(args.server.as_deref());
+    if strata_engine::registry::logout(&registry)? {
+        print(&format!("Removing login credentials for {}\n", strata_engine::registry::config_key(&registry)))?;
     } else {
-        print(&format!("Not logged in to {}\n", auth::config_key(&registry)))?;
+        print(&format!("Not logged in to {}\n", strata_engine::registry::config_key(&registry)))?;
     }
     Ok(0)
 }
