@@ -62,6 +62,10 @@ impl Engine {
     pub fn open_with(root: &Path, snapshotter: Option<&str>) -> Result<Engine> {
         let store = Store::open(root)?;
         let snapshotter = snapshots::open_snapshotter(root, snapshotter)?;
+        // Volumes are seeded from the image by the layer code's tree copy.
+        strata_runtime::set_tree_copier(|source, target| {
+            strata_layer::snapshot::copy_tree(source, target).map_err(std::io::Error::other)
+        });
         Ok(Engine { store, snapshotter })
     }
 

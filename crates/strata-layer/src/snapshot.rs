@@ -23,21 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::WhiteoutMode;
 use crate::diff::{write_diff, DiffOptions, DiffSource};
 
-/// A mount to make: filesystem type, source and options, as containerd describes them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mount {
-    /// `overlay` or `bind`.
-    pub kind: String,
-    pub source: String,
-    pub options: Vec<String>,
-}
-
-impl Mount {
-    pub fn read_only(&self) -> bool {
-        self.options.iter().any(|o| o == "ro")
-            || (self.kind == "overlay" && !self.options.iter().any(|o| o.starts_with("upperdir=")))
-    }
-}
+pub use strata_mount::Mount;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -735,77 +721,11 @@ pub fn remove_abandoned(snapshotter: &dyn Snapshotter, also_abandoned: &dyn Fn(&
 
 /// Makes `mounts` at `target` (an existing directory).
 pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
-    for mount in mounts {
-        match mount.kind.as_str() {
-            "bind" => {
-                rustix::mount::mount_bind_recursive(mount.source.as_str(), target)
-                    .map_err(|e| io_at(target)(e.into()))?;
-                if mount.read_only() {
-                    rustix::mount::mount_remount(
-                        target,
-                        rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
-                        "",
-                    )
-                    .map_err(|e| io_at(target)(e.into()))?;
-                }
-            }
-            "overlay" => mount_overlay(mount, target)?,
-            other => return Err(SnapshotError::Other(format!("unsupported mount type {other:?}"))),
-        }
-    }
-    Ok(())
-}
-
-/// overlayfs with the new mount API (one `lowerdir+` per layer: no option-length limit);
-/// the classic `mount(2)` where the API is missing.
-fn mount_overlay(mount: &Mount, target: &Path) -> Result<()> {
-    use rustix::mount::{fsconfig_create, fsconfig_set_string, fsmount, fsopen, move_mount};
-    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
-    let attempt = || -> io::Result<()> {
-        let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
-        for option in &mount.options {
-            let (key, value) = option.split_once('=').unwrap_or((option.as_str(), ""));
-            if key == "lowerdir" {
-                for lower in value.split(':') {
-                    fsconfig_set_string(&fs, "lowerdir+", lower)?;
-                }
-            } else if value.is_empty() {
-                rustix::mount::fsconfig_set_flag(&fs, key)?;
-            } else {
-                fsconfig_set_string(&fs, key, value)?;
-            }
-        }
-        fsconfig_create(&fs)?;
-        let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
-        move_mount(&mnt, "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?;
-        Ok(())
-    };
-    match attempt() {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc_enosys()) || e.kind() == io::ErrorKind::InvalidInput => {
-            let data = std::ffi::CString::new(mount.options.join(","))
-                .map_err(|_| SnapshotError::Other("mount options contain a NUL byte".to_owned()))?;
-            rustix::mount::mount(
-                "overlay",
-                target,
-                "overlay",
-                rustix::mount::MountFlags::empty(),
-                Some(data.as_c_str()),
-            )
-            .map_err(|e| io_at(target)(e.into()))
-        }
-        Err(e) => Err(io_at(target)(e)),
-    }
-}
-
-fn libc_enosys() -> i32 {
-    rustix::io::Errno::NOSYS.raw_os_error()
+    // The error names the mount point already.
+    strata_mount::mount_all(mounts, target).map_err(|e| SnapshotError::Other(e.to_string()))
 }
 
 /// Unmounts `target` (lazily, so a busy mount does not block).
 pub fn unmount(target: &Path) -> Result<()> {
-    match rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH) {
-        Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => Ok(()),
-        Err(e) => Err(io_at(target)(e.into())),
-    }
+    strata_mount::unmount(target).map_err(|e| SnapshotError::Other(e.to_string()))
 }

@@ -261,7 +261,7 @@ fn prepare(spec: &Spec, console: Option<OwnedFd>) -> Result<(), InitError> {
     rustix::mount::mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
         .map_err(errno("make / private"))?;
     fs::create_dir_all(&spec.rootfs).map_err(|e| fail("create the rootfs mount point", e))?;
-    strata_layer::mount_all(&spec.root_mounts, &spec.rootfs).map_err(|e| fail("mount the root filesystem", e))?;
+    strata_mount::mount_all(&spec.root_mounts, &spec.rootfs).map_err(|e| fail("mount the root filesystem", e))?;
     let root = rustix::fs::open(&spec.rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(errno("open the root filesystem"))?;
 
@@ -494,7 +494,10 @@ fn seed_volume(root: &OwnedFd, mount: &ContainerMount) -> Result<(), InitError> 
     if !empty {
         return Ok(());
     }
-    strata_layer::snapshot::copy_tree(Path::new(&fd_path(&fd)), &mount.source)
+    let Some(copy) = crate::tree_copier() else {
+        return Err(fail(&format!("copy the image's {} into its volume", mount.destination), "no copier given"));
+    };
+    copy(Path::new(&fd_path(&fd)), &mount.source)
         .map_err(|e| fail(&format!("copy the image's {} into its volume", mount.destination), e))
 }
 

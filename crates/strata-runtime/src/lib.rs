@@ -15,6 +15,22 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 pub use cgroups::{Cgroup, Limits};
 pub use spec::{ContainerMount, MountKind, Network, Rlimit, Spec, User};
 
+/// How a new volume gets the image's content at its mount point: a copy of a tree keeping
+/// owners, modes, xattrs, links (the layer code's, given by the engine — the runtime does not
+/// depend on the layer crate).
+pub type TreeCopier = fn(&std::path::Path, &std::path::Path) -> io::Result<()>;
+
+static TREE_COPIER: std::sync::OnceLock<TreeCopier> = std::sync::OnceLock::new();
+
+/// Sets the [`TreeCopier`] (once per process, before any container starts).
+pub fn set_tree_copier(copier: TreeCopier) {
+    let _ = TREE_COPIER.set(copier);
+}
+
+pub(crate) fn tree_copier() -> Option<TreeCopier> {
+    TREE_COPIER.get().copied()
+}
+
 /// A container that could not start, with Docker's exit code.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]

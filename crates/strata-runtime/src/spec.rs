@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use strata_layer::Mount;
+use strata_mount::Mount;
 
 use crate::cgroups::Limits;
 
