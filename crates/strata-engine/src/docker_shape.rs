@@ -4,6 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::containers::{ContainerRecord, Status};
+
 /// Docker's container `Config` (also an image's `Config` and `ContainerConfig`): every key
 /// of its struct, the ones Docker omits when empty left out when null.
 pub fn config(value: Option<Value>) -> Value {
@@ -184,4 +186,62 @@ pub fn network_settings(
         "IPPrefixLen": legacy.prefix_len, "IPv6Gateway": "", "MacAddress": legacy.mac_address,
         "Networks": networks,
     })
+}
+
+impl crate::Engine {
+    /// Docker's `ContainerJSON`: what `inspect` of a container prints and the Engine API's
+    /// `GET /containers/{id}/json` returns.
+    pub fn container_json(&self, record: &ContainerRecord) -> Value {
+        let engine = self;
+        let state = &record.state;
+        let host_config = serde_json::to_value(&record.host_config).unwrap_or(Value::Null);
+        let mut config = config(Some(record.config.clone()));
+        if let Some(labels) = config.get_mut("Labels").filter(|l| l.is_null()) {
+            *labels = json!({});
+        }
+        let dir = engine.container_dir(&record.id);
+        let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        json!({
+            "Id": record.id,
+            "Created": record.created,
+            "Path": record.spec.args.first().cloned().unwrap_or_default(),
+            "Args": record.spec.args.iter().skip(1).cloned().collect::<Vec<_>>(),
+            "State": {
+                "Status": state.status.as_str(),
+                "Running": matches!(state.status, Status::Running | Status::Paused),
+                "Paused": state.status == Status::Paused,
+                "Restarting": state.status == Status::Restarting,
+                "OOMKilled": state.oom_killed,
+                "Dead": state.status == Status::Dead,
+                "Pid": state.pid,
+                "ExitCode": state.exit_code,
+                "Error": state.error,
+                "StartedAt": state.started_at,
+                "FinishedAt": state.finished_at,
+            },
+            "Image": record.image_id.to_string(),
+            "ResolvConfPath": path("resolv.conf"),
+            "HostnamePath": path("hostname"),
+            "HostsPath": path("hosts"),
+            "LogPath": engine.log_path(&record.id).to_string_lossy(),
+            "Name": format!("/{}", record.name),
+            "RestartCount": record.restart_count,
+            "Driver": engine.snapshotter().name(),
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": null,
+            "HostConfig": self::host_config(&host_config, &record.spec.masked_paths, &record.spec.readonly_paths),
+            "GraphDriver": engine.container_graph_driver(record),
+            "Mounts": record.mounts,
+            "Config": config,
+            "NetworkSettings": network_settings(
+                &record.host_config.network_mode,
+                &record.network,
+                &record.connected,
+                record.config.get("ExposedPorts"),
+            ),
+        })
+    }
 }

@@ -536,60 +536,6 @@ pub fn prune(engine: &Engine, force: bool) -> anyhow::Result<u8> {
 }
 
 /// Docker's container JSON for `inspect`.
-pub fn inspect_json(engine: &Engine, record: &ContainerRecord) -> Value {
-    use strata_engine::docker_shape;
-    let state = &record.state;
-    let host_config = serde_json::to_value(&record.host_config).unwrap_or(Value::Null);
-    let mut config = docker_shape::config(Some(record.config.clone()));
-    if let Some(labels) = config.get_mut("Labels").filter(|l| l.is_null()) {
-        *labels = json!({});
-    }
-    let dir = engine.container_dir(&record.id);
-    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
-    json!({
-        "Id": record.id,
-        "Created": record.created,
-        "Path": record.spec.args.first().cloned().unwrap_or_default(),
-        "Args": record.spec.args.iter().skip(1).cloned().collect::<Vec<_>>(),
-        "State": {
-            "Status": state.status.as_str(),
-            "Running": matches!(state.status, Status::Running | Status::Paused),
-            "Paused": state.status == Status::Paused,
-            "Restarting": state.status == Status::Restarting,
-            "OOMKilled": state.oom_killed,
-            "Dead": state.status == Status::Dead,
-            "Pid": state.pid,
-            "ExitCode": state.exit_code,
-            "Error": state.error,
-            "StartedAt": state.started_at,
-            "FinishedAt": state.finished_at,
-        },
-        "Image": record.image_id.to_string(),
-        "ResolvConfPath": path("resolv.conf"),
-        "HostnamePath": path("hostname"),
-        "HostsPath": path("hosts"),
-        "LogPath": engine.log_path(&record.id).to_string_lossy(),
-        "Name": format!("/{}", record.name),
-        "RestartCount": record.restart_count,
-        "Driver": engine.snapshotter().name(),
-        "Platform": "linux",
-        "MountLabel": "",
-        "ProcessLabel": "",
-        "AppArmorProfile": "",
-        "ExecIDs": null,
-        "HostConfig": docker_shape::host_config(&host_config, &record.spec.masked_paths, &record.spec.readonly_paths),
-        "GraphDriver": engine.container_graph_driver(record),
-        "Mounts": record.mounts,
-        "Config": config,
-        "NetworkSettings": docker_shape::network_settings(
-            &record.host_config.network_mode,
-            &record.network,
-            &record.connected,
-            record.config.get("ExposedPorts"),
-        ),
-    })
-}
-
 pub fn exec(engine: &Engine, args: ExecArgs) -> anyhow::Result<u8> {
     let mut rest = args.container_and_command.clone();
     let container = rest.remove(0);

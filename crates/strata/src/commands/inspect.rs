@@ -15,7 +15,7 @@ pub fn any(engine: &Engine, args: InspectArgs) -> anyhow::Result<u8> {
         _ => {}
     }
     render(args, |name| match engine.find_container(name) {
-        Ok(record) => Ok(super::containers::inspect_json(engine, &record)),
+        Ok(record) => Ok(engine.container_json(&record)),
         Err(_) => match engine.inspect(name) {
             Ok(image) => Ok(image),
             Err(strata_engine::EngineError::ImageNotFound(name)) => match engine.inspect_volume(&name) {
@@ -30,7 +30,7 @@ pub fn any(engine: &Engine, args: InspectArgs) -> anyhow::Result<u8> {
 }
 
 pub fn containers(engine: &Engine, args: InspectArgs) -> anyhow::Result<u8> {
-    render(args, |name| Ok(super::containers::inspect_json(engine, &engine.find_container(name)?)))
+    render(args, |name| Ok(engine.container_json(&engine.find_container(name)?)))
 }
 
 /// Prints every image it finds; like Docker, a missing one is reported and makes the exit
