@@ -245,3 +245,46 @@ impl crate::Engine {
         })
     }
 }
+
+/// `docker ps`'s STATUS: `Up 5 minutes`, `Exited (0) 2 seconds ago`, ...
+pub fn status_text(record: &ContainerRecord, now: i64) -> String {
+    use strata_oci::time::{human_duration, Timestamp};
+    let since = |time: &str| Timestamp::parse_rfc3339(time).map_or(0, |t| now - t.seconds);
+    let state = &record.state;
+    match state.status {
+        Status::Created => "Created".to_owned(),
+        Status::Running => format!("Up {}", human_duration(since(&state.started_at))),
+        Status::Paused => format!("Up {} (Paused)", human_duration(since(&state.started_at))),
+        Status::Restarting => {
+            format!("Restarting ({}) {} ago", state.exit_code, human_duration(since(&state.finished_at)))
+        }
+        Status::Exited => format!("Exited ({}) {} ago", state.exit_code, human_duration(since(&state.finished_at))),
+        Status::Dead => "Dead".to_owned(),
+    }
+}
+
+/// Docker's `ContainerSummary`: a row of the Engine API's `GET /containers/json`, and what
+/// `ps` prints its columns and `--format` fields from (as the docker CLI does).
+pub fn container_summary(record: &ContainerRecord, now: i64) -> Value {
+    let created = strata_oci::time::Timestamp::parse_rfc3339(&record.created).map_or(0, |t| t.seconds);
+    let networks = match network_settings(&record.host_config.network_mode, &record.network, &record.connected, None) {
+        Value::Object(mut settings) => settings.remove("Networks").unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let labels = record.config.get("Labels").filter(|l| l.is_object()).cloned().unwrap_or_else(|| json!({}));
+    json!({
+        "Id": record.id,
+        "Names": [format!("/{}", record.name)],
+        "Image": record.image,
+        "ImageID": record.image_id.to_string(),
+        "Command": record.spec.args.join(" "),
+        "Created": created,
+        "Ports": crate::networks::summary_ports(record),
+        "Labels": labels,
+        "State": record.state.status.as_str(),
+        "Status": status_text(record, now),
+        "HostConfig": {"NetworkMode": record.host_config.network_mode},
+        "NetworkSettings": {"Networks": networks},
+        "Mounts": record.mounts,
+    })
+}

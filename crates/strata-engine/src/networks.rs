@@ -735,31 +735,38 @@ fn io_error(what: &str, e: std::io::Error) -> EngineError {
     EngineError::Io { path: PathBuf::from(what), source: e }
 }
 
-/// `docker ps`'s PORTS column: `0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`, consecutive
-/// ports in one range (`0.0.0.0:9000-9002->9000-9002/tcp`), exposed ones unpublished bare.
-pub fn ports_column(record: &ContainerRecord) -> String {
-    let mut published: Vec<(String, String, u16, u16)> = record
-        .network
-        .ports
-        .iter()
-        .map(|p| (p.host_ip.clone(), p.protocol.clone(), p.container_port, p.host_port))
-        .collect();
-    published.sort_by(|a, b| (&a.1, a.2, &a.0, a.3).cmp(&(&b.1, b.2, &b.0, b.3)));
+/// `docker ps`'s PORTS column from a `ContainerSummary`'s `Ports` (as the docker CLI makes
+/// it): `0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`, consecutive ports in one range
+/// (`0.0.0.0:9000-9002->9000-9002/tcp`), exposed ones unpublished bare (`7000-7001/tcp`).
+pub fn ports_column(ports: &[serde_json::Value]) -> String {
+    // (protocol, private, ip, public): published ones first in Docker's order.
+    let mut published: Vec<(String, u16, String, u16)> = Vec::new();
+    let mut bare: Vec<(String, u16)> = Vec::new();
+    for port in ports {
+        let protocol = port["Type"].as_str().unwrap_or("tcp").to_owned();
+        let Some(private) = port["PrivatePort"].as_u64().and_then(|p| u16::try_from(p).ok()) else { continue };
+        match port["PublicPort"].as_u64().and_then(|p| u16::try_from(p).ok()) {
+            Some(public) => published.push((protocol, private, port["IP"].as_str().unwrap_or("").to_owned(), public)),
+            None => bare.push((protocol, private)),
+        }
+    }
+    published.sort();
+    bare.sort();
     let mut shown = Vec::new();
     let mut i = 0;
     while i < published.len() {
-        let (ip, protocol, first, host_first) = published[i].clone();
+        let (protocol, first, ip, host_first) = published[i].clone();
         let mut j = i;
         while j + 1 < published.len() {
-            let (next_ip, next_protocol, next_port, next_host) = &published[j + 1];
-            let (_, _, port, host) = &published[j];
+            let (next_protocol, next_port, next_ip, next_host) = &published[j + 1];
+            let (_, port, _, host) = &published[j];
             if *next_ip == ip && *next_protocol == protocol && *next_port == port + 1 && *next_host == host + 1 {
                 j += 1;
             } else {
                 break;
             }
         }
-        let (last, host_last) = (published[j].2, published[j].3);
+        let (last, host_last) = (published[j].1, published[j].3);
         shown.push(if j == i {
             format!("{ip}:{host_first}->{first}/{protocol}")
         } else {
@@ -767,40 +774,47 @@ pub fn ports_column(record: &ContainerRecord) -> String {
         });
         i = j + 1;
     }
-    if record.state.status == Status::Running {
-        let mut bare: Vec<(String, u16)> = record
-            .config
-            .get("ExposedPorts")
-            .and_then(|e| e.as_object())
-            .map(|exposed| {
-                exposed
-                    .keys()
-                    .filter(|port| {
-                        !record.network.ports.iter().any(|p| format!("{}/{}", p.container_port, p.protocol) == **port)
-                    })
-                    .filter_map(|port| {
-                        let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
-                        Some((protocol.to_owned(), number.parse().ok()?))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        bare.sort();
-        let mut k = 0;
-        while k < bare.len() {
-            let mut l = k;
-            while l + 1 < bare.len() && bare[l + 1].0 == bare[k].0 && bare[l + 1].1 == bare[l].1 + 1 {
-                l += 1;
-            }
-            shown.push(if l == k {
-                format!("{}/{}", bare[k].1, bare[k].0)
-            } else {
-                format!("{}-{}/{}", bare[k].1, bare[l].1, bare[k].0)
-            });
-            k = l + 1;
+    let mut k = 0;
+    while k < bare.len() {
+        let mut l = k;
+        while l + 1 < bare.len() && bare[l + 1].0 == bare[k].0 && bare[l + 1].1 == bare[l].1 + 1 {
+            l += 1;
         }
+        shown.push(if l == k {
+            format!("{}/{}", bare[k].1, bare[k].0)
+        } else {
+            format!("{}-{}/{}", bare[k].1, bare[l].1, bare[k].0)
+        });
+        k = l + 1;
     }
     shown.join(", ")
+}
+
+/// A `ContainerSummary`'s `Ports`: every published port, and while the container runs every
+/// exposed port that is not published (no address, no public port), as dockerd lists them.
+pub fn summary_ports(record: &ContainerRecord) -> Vec<serde_json::Value> {
+    let mut ports: Vec<serde_json::Value> = record
+        .network
+        .ports
+        .iter()
+        .map(|p| {
+            serde_json::json!({"IP": p.host_ip, "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.protocol})
+        })
+        .collect();
+    if record.state.status == Status::Running {
+        if let Some(exposed) = record.config.get("ExposedPorts").and_then(|e| e.as_object()) {
+            for port in exposed.keys() {
+                let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
+                let Ok(number) = number.parse::<u16>() else { continue };
+                let published =
+                    record.network.ports.iter().any(|p| p.container_port == number && p.protocol == protocol);
+                if !published {
+                    ports.push(serde_json::json!({"PrivatePort": number, "Type": protocol}));
+                }
+            }
+        }
+    }
+    ports
 }
 
 #[cfg(test)]
@@ -827,7 +841,7 @@ mod tests {
         };
         record.network.ports = vec![port(9002, 9102), port(9000, 9100), port(9001, 9101), port(80, 8080)];
         assert_eq!(
-            ports_column(&record),
+            ports_column(&summary_ports(&record)),
             "0.0.0.0:8080->80/tcp, 0.0.0.0:9100-9102->9000-9002/tcp, 7000-7001/tcp, 53/udp"
         );
     }

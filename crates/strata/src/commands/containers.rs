@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail};
 use serde_json::{json, Value};
 use strata_engine::containers::{read_log, Attach, ContainerRecord, Status};
 use strata_engine::run::CreateOptions;
-use strata_engine::{Engine, EngineError};
+use strata_engine::{docker_shape, Engine, EngineError};
 use strata_oci::time::{human_duration, Timestamp};
 
 use crate::cli::{ExecArgs, KillArgs, LogsArgs, NamesArgs, PsArgs, RmArgs, RunArgs, StartArgs, StopArgs};
@@ -283,28 +283,6 @@ pub fn start(
     Ok(status)
 }
 
-fn command_text(record: &ContainerRecord) -> String {
-    let args = &record.spec.args;
-    let joined = args.join(" ");
-    format!("{joined:?}")
-}
-
-fn status_text(record: &ContainerRecord, now: i64) -> String {
-    let since = |time: &str| Timestamp::parse_rfc3339(time).map_or(0, |t| now - t.seconds);
-    match record.state.status {
-        Status::Created => "Created".to_owned(),
-        Status::Running => format!("Up {}", human_duration(since(&record.state.started_at))),
-        Status::Paused => format!("Up {} (Paused)", human_duration(since(&record.state.started_at))),
-        Status::Restarting => {
-            format!("Restarting ({}) {} ago", record.state.exit_code, human_duration(since(&record.state.finished_at)))
-        }
-        Status::Exited => {
-            format!("Exited ({}) {} ago", record.state.exit_code, human_duration(since(&record.state.finished_at)))
-        }
-        Status::Dead => "Dead".to_owned(),
-    }
-}
-
 fn matches_filters(record: &ContainerRecord, filters: &[String]) -> anyhow::Result<bool> {
     for filter in filters {
         let (key, value) =
@@ -338,43 +316,64 @@ pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<u8> {
     for filter in &args.filter {
         matches_filters(&containers.first().cloned().unwrap_or_else(dummy), std::slice::from_ref(filter)).map(drop)?;
     }
-    let id = |c: &ContainerRecord| if args.no_trunc { c.id.clone() } else { c.short_id().to_owned() };
-    if args.quiet {
-        return print(&containers.iter().map(|c| id(c) + "\n").collect::<String>()).map(|()| 0);
-    }
     let now = Timestamp::now().seconds;
-    let created = |c: &ContainerRecord| {
-        Timestamp::parse_rfc3339(&c.created)
-            .map_or_else(String::new, |t| format!("{} ago", human_duration(now - t.seconds)))
+    let summaries: Vec<Value> = containers.iter().map(|c| docker_shape::container_summary(c, now)).collect();
+    let text = |s: &Value, key: &str| s[key].as_str().unwrap_or_default().to_owned();
+    let id = |s: &Value| if args.no_trunc { text(s, "Id") } else { text(s, "Id").chars().take(12).collect() };
+    if args.quiet {
+        return print(&summaries.iter().map(|s| id(s) + "\n").collect::<String>()).map(|()| 0);
+    }
+    let created = |s: &Value| format!("{} ago", human_duration(now - s["Created"].as_i64().unwrap_or(now)));
+    let command = |s: &Value| {
+        let quoted = format!("{:?}", text(s, "Command"));
+        if args.no_trunc {
+            quoted
+        } else {
+            ellipsis(&quoted, 20)
+        }
     };
-    let command = |c: &ContainerRecord| if args.no_trunc { command_text(c) } else { ellipsis(&command_text(c), 20) };
+    let name = |s: &Value| s["Names"][0].as_str().unwrap_or_default().trim_start_matches('/').to_owned();
+    let ports =
+        |s: &Value| strata_engine::networks::ports_column(s["Ports"].as_array().map_or(&[][..], |p| p.as_slice()));
     match args.format.as_deref() {
         Some(format) if format != "table" => {
             let mut objects = Vec::new();
-            for c in &containers {
+            for s in &summaries {
                 let mut object = BTreeMap::new();
-                object.insert("Command", command(c));
+                object.insert("Command", command(s));
                 object.insert(
                     "CreatedAt",
-                    Timestamp::parse_rfc3339(&c.created).map(|t| t.to_go_string()).unwrap_or_default(),
+                    strata_oci::time::Timestamp::from_unix(s["Created"].as_i64().unwrap_or(0)).to_go_string(),
                 );
-                object.insert("ID", id(c));
-                object.insert("Image", c.image.clone());
-                object.insert("Labels", String::new());
-                object.insert(
-                    "Mounts",
-                    c.mounts
-                        .iter()
-                        .map(|m| if m.name.is_empty() { m.source.clone() } else { m.name.clone() })
+                object.insert("ID", id(s));
+                object.insert("Image", text(s, "Image"));
+                let labels = s["Labels"].as_object().map(|l| {
+                    l.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
                         .collect::<Vec<_>>()
-                        .join(","),
-                );
-                object.insert("Names", c.name.clone());
-                object.insert("Networks", c.host_config.network_mode.clone());
-                object.insert("Ports", strata_engine::networks::ports_column(c));
-                object.insert("RunningFor", created(c));
-                object.insert("State", c.state.status.as_str().to_owned());
-                object.insert("Status", status_text(c, now));
+                        .join(",")
+                });
+                object.insert("Labels", labels.unwrap_or_default());
+                let mounts = s["Mounts"].as_array().map(|mounts| {
+                    mounts
+                        .iter()
+                        .map(|m| match m["Name"].as_str().filter(|n| !n.is_empty()) {
+                            Some(name) => name.to_owned(),
+                            None => m["Source"].as_str().unwrap_or_default().to_owned(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
+                object.insert("Mounts", mounts.unwrap_or_default());
+                object.insert("Names", name(s));
+                let networks = s["NetworkSettings"]["Networks"]
+                    .as_object()
+                    .map(|n| n.keys().cloned().collect::<Vec<_>>().join(","));
+                object.insert("Networks", networks.unwrap_or_default());
+                object.insert("Ports", ports(s));
+                object.insert("RunningFor", created(s));
+                object.insert("State", text(s, "State"));
+                object.insert("Status", text(s, "Status"));
                 objects.push(serde_json::to_value(&object)?);
             }
             print(&crate::output::render_objects(format, &objects, &ps_header)?)?;
@@ -383,16 +382,8 @@ pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<u8> {
             let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
                 .map(String::from)
                 .to_vec()];
-            for c in &containers {
-                rows.push(vec![
-                    id(c),
-                    c.image.clone(),
-                    command(c),
-                    created(c),
-                    status_text(c, now),
-                    strata_engine::networks::ports_column(c),
-                    c.name.clone(),
-                ]);
+            for s in &summaries {
+                rows.push(vec![id(s), text(s, "Image"), command(s), created(s), text(s, "Status"), ports(s), name(s)]);
             }
             print(&table(&rows))?;
         }
