@@ -59,6 +59,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// Get real time events from strata
     Events(EventsArgs),
+    /// Serve the Docker Engine API (for the docker CLI, the SDKs, compose)
+    Serve(ServeArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(AttachArgs),
     /// List port mappings or a specific mapping for the container
@@ -866,6 +868,13 @@ pub struct InspectArgs {
     /// Return JSON for specified type (container, image, volume, network)
     #[arg(long = "type", value_parser = ["container", "image", "volume", "network"])]
     pub kind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Socket to listen on (unix:///PATH), given once or more
+    #[arg(short = 'H', long = "host", default_value = "unix:///run/strata/strata.sock")]
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Args)]

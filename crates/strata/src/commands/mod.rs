@@ -108,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Attach(args) | Command::Container(ContainerCommand::Attach(args)) => containers::attach(&engine, args),
         Command::Port(args) | Command::Container(ContainerCommand::Port(args)) => containers::port(&engine, args),
         Command::Events(args) | Command::System(SystemCommand::Events(args)) => system::events(&engine, args),
+        Command::Serve(args) => strata_api::serve(engine.clone(), &args.hosts).map(|()| 0),
         Command::System(SystemCommand::Prune(args)) => system::prune(&engine, args, true),
         Command::Debug(_) | Command::Version(_) | Command::Completion(_) => unreachable!("handled above"),
     }

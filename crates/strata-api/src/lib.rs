@@ -1,0 +1,291 @@
+//! `strata serve`: the Docker Engine API (v1.47, down to 1.24) over the same engine library
+//! the CLI uses, so the docker CLI, the SDKs and compose drive strata unchanged. The store is
+//! the only state: what the CLI did is what the API sees, and the other way round.
+//!
+//! So far (issue 14, first step): version negotiation (`/_ping`, `/version`, paths with and
+//! without `/v1.NN`), `info`, `containers/json` and `containers/{id}/json`, on unix sockets
+//! (mode 0660, group `docker` when it exists). The JSON is the engine's (`docker_shape`), the
+//! same the CLI prints.
+
+use std::path::{Path, PathBuf};
+
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use strata_engine::error::ErrorKind;
+use strata_engine::{Engine, EngineError};
+
+/// The API version strata speaks, and the oldest it accepts.
+pub const API_VERSION: &str = "1.47";
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// An error as dockerd sends it: `{"message": ...}` with its status code.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "message": self.1 }))).into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        let status = match e.kind() {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs blocking engine work off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, EngineError> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("engine task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+/// The headers every answer carries, as dockerd's.
+fn server_headers(headers: &mut HeaderMap) {
+    headers.insert("api-version", HeaderValue::from_static(API_VERSION));
+    headers.insert("docker-experimental", HeaderValue::from_static("false"));
+    headers.insert("ostype", HeaderValue::from_static("linux"));
+    headers.insert(header::SERVER, HeaderValue::from_static(concat!("Docker/strata-", env!("CARGO_PKG_VERSION"))));
+}
+
+async fn ping(method: Method) -> Response {
+    let mut response = if method == Method::HEAD { ().into_response() } else { "OK".into_response() };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    // The classic builder's protocol (`POST /build` with a tar), not BuildKit's session.
+    headers.insert("builder-version", HeaderValue::from_static("1"));
+    response
+}
+
+async fn version() -> Json<Value> {
+    let kernel = rustix::system::uname().release().to_string_lossy().into_owned();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    Json(json!({
+        "Platform": {"Name": "strata"},
+        "Components": [{"Name": "Engine", "Version": version, "Details": {
+            "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Arch": arch, "Os": "linux",
+            "KernelVersion": kernel, "Experimental": "false", "GitCommit": "", "GoVersion": "", "BuildTime": "",
+        }}],
+        "Version": version, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "GitCommit": "",
+        "GoVersion": "", "Os": "linux", "Arch": arch, "KernelVersion": kernel, "BuildTime": "",
+    }))
+}
+
+async fn info(State(engine): State<Engine>) -> ApiResult<Json<Value>> {
+    Ok(Json(blocking(move || engine.info()).await?))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    all: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+fn truthy(flag: Option<&str>) -> bool {
+    matches!(flag, Some("1" | "true" | "True"))
+}
+
+async fn list_containers(State(engine): State<Engine>, Query(query): Query<ListQuery>) -> ApiResult<Json<Value>> {
+    let all = truthy(query.all.as_deref());
+    let summaries = blocking(move || {
+        let now = strata_oci::time::Timestamp::now().seconds;
+        let mut listed: Vec<Value> = engine
+            .list_containers()?
+            .iter()
+            .filter(|c| all || c.state.status.is_live())
+            .map(|c| strata_engine::docker_shape::container_summary(c, now))
+            .collect();
+        if let Some(limit) = query.limit.filter(|l| *l > 0) {
+            listed.truncate(limit as usize);
+        }
+        Ok(listed)
+    })
+    .await?;
+    Ok(Json(Value::Array(summaries)))
+}
+
+async fn inspect_container(State(engine): State<Engine>, UrlPath(name): UrlPath<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(blocking(move || Ok(engine.container_json(&engine.find_container(&name)?))).await?))
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("page not found: {}", uri.path()))
+}
+
+/// The API's routes, without the version prefix.
+pub fn router(engine: Engine) -> Router {
+    Router::new()
+        .route("/_ping", get(ping).head(ping))
+        .route("/version", get(version))
+        .route("/info", get(info))
+        .route("/containers/json", get(list_containers))
+        .route("/containers/{name}/json", get(inspect_container))
+        .fallback(not_found)
+        .with_state(engine)
+        .layer(axum::middleware::map_response(|mut response: Response| async move {
+            server_headers(response.headers_mut());
+            response
+        }))
+}
+
+/// `/v1.43/containers/json` → `/containers/json`; a version older than 1.24 (or newer than
+/// strata's) is refused as dockerd refuses it.
+fn strip_version(path: &str) -> Result<&str, String> {
+    let Some(rest) = path.strip_prefix("/v") else { return Ok(path) };
+    let (version, tail) = match rest.split_once('/') {
+        Some((version, tail)) => (version, Some(tail)),
+        None => (rest, None),
+    };
+    let parse = |v: &str| -> Option<(u32, u32)> {
+        let (major, minor) = v.split_once('.')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
+    };
+    let Some(asked) = parse(version) else { return Ok(path) };
+    let oldest = parse(MIN_API_VERSION).unwrap_or((1, 24));
+    let newest = parse(API_VERSION).unwrap_or((1, 47));
+    if asked < oldest {
+        return Err(format!(
+            "client version {version} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+        ));
+    }
+    if asked > newest {
+        return Err(format!("client version {version} is too new. Maximum supported API version is {API_VERSION}"));
+    }
+    Ok(match tail {
+        Some(tail) => &path[path.len() - tail.len() - 1..],
+        None => "/",
+    })
+}
+
+/// The whole service: the version prefix taken off before routing.
+async fn handle(router: Router, mut request: Request) -> Response {
+    use tower::ServiceExt;
+    let path = request.uri().path().to_owned();
+    match strip_version(&path) {
+        Ok(stripped) if stripped.len() != path.len() => {
+            let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+            if let Ok(uri) = format!("{stripped}{query}").parse::<Uri>() {
+                *request.uri_mut() = uri;
+            }
+        }
+        Ok(_) => {}
+        Err(message) => {
+            let mut response = ApiError(StatusCode::BAD_REQUEST, message).into_response();
+            server_headers(response.headers_mut());
+            return response;
+        }
+    }
+    match router.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// Where `-H unix:///path` points.
+fn unix_path(host: &str) -> anyhow::Result<PathBuf> {
+    match host.strip_prefix("unix://") {
+        Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+        _ => anyhow::bail!("{host}: only unix:///PATH hosts are served so far (tcp with mutual TLS is not done yet)"),
+    }
+}
+
+/// Binds the socket at `path`: a stale socket replaced, mode 0660, group `docker` when the
+/// host has one (as dockerd's).
+fn bind_unix(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        anyhow::bail!("{}: another server is listening there", path.display());
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = std::os::unix::net::UnixListener::bind(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot listen: {e}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(gid) = docker_group() {
+        let _ = rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)));
+    }
+    listener.set_nonblocking(true)?;
+    Ok(tokio::net::UnixListener::from_std(listener)?)
+}
+
+fn docker_group() -> Option<u32> {
+    std::fs::read_to_string("/etc/group").ok()?.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == "docker").then_some(())?;
+        fields.nth(1)?.parse().ok()
+    })
+}
+
+/// Serves the API on `hosts` until SIGINT or SIGTERM.
+pub fn serve(engine: Engine, hosts: &[String]) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async move {
+        let router = router(engine);
+        let service = tower::service_fn(move |request: Request| {
+            let router = router.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(router, request).await) }
+        });
+        let mut servers = Vec::new();
+        let mut paths = Vec::new();
+        for host in hosts {
+            let path = unix_path(host)?;
+            let listener = bind_unix(&path)?;
+            eprintln!("strata serve: API listening on {host}");
+            paths.push(path);
+            let service = service.clone();
+            servers.push(tokio::spawn(async move { axum::serve(listener, tower::make::Shared::new(service)).await }));
+        }
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        for server in servers {
+            server.abort();
+        }
+        for path in paths {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_prefixes() {
+        assert_eq!(strip_version("/v1.47/containers/json"), Ok("/containers/json"));
+        assert_eq!(strip_version("/v1.24/_ping"), Ok("/_ping"));
+        assert_eq!(strip_version("/containers/json"), Ok("/containers/json"));
+        assert_eq!(strip_version("/volumes"), Ok("/volumes"), "not a version");
+        assert_eq!(strip_version("/v1.47"), Ok("/"));
+        assert!(strip_version("/v1.12/info").expect_err("too old").contains("Minimum supported API version is 1.24"));
+        assert!(strip_version("/v1.99/info").expect_err("too new").contains("too new"));
+    }
+}

@@ -1,0 +1,151 @@
+//! `strata serve` driven by the real docker CLI (/usr/local/bin/docker, or docker on PATH):
+//! version negotiation, what the CLI made is what the API shows, Docker's errors, the
+//! socket's mode and its removal when the server stops. Skips, saying why, without root or a
+//! docker CLI.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_testkit::{busybox_rootfs_tar, Run, TestRoot};
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+fn docker_cli() -> Option<String> {
+    ["/usr/local/bin/docker", "/usr/bin/docker"].iter().find(|p| Path::new(p).exists()).map(|p| (*p).to_owned())
+}
+
+fn strata(root: &TestRoot, args: &[&str]) -> Run {
+    let mut command = root.strata(STRATA);
+    command.args(args);
+    Run::of(command)
+}
+
+/// A running `strata serve` on a socket of its own; stopped (SIGTERM) when dropped.
+struct Server {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Server {
+    fn start(root: &TestRoot) -> Server {
+        let socket = root.path("api.sock");
+        let mut command = root.strata(STRATA);
+        command.args(["serve", "-H", &format!("unix://{}", socket.display())]).stderr(Stdio::null());
+        let child = command.spawn().expect("strata serve");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "strata serve did not listen on {}", socket.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server { child, socket }
+    }
+
+    fn docker(&self, docker: &str, args: &[&str]) -> Run {
+        let mut command = Command::new(docker);
+        command
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .env("DOCKER_CONFIG", self.socket.with_file_name("docker-config"))
+            .env_remove("DOCKER_CONTEXT")
+            .args(args)
+            .stdin(Stdio::null());
+        Run::of(command)
+    }
+
+    /// One raw HTTP/1.0 request; the status line and body.
+    fn raw(&self, path: &str) -> String {
+        let mut stream = UnixStream::connect(&self.socket).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: strata\r\n\r\n").as_bytes()).expect("request");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("answer");
+        answer
+    }
+
+    fn stop(mut self) -> PathBuf {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "strata serve exits cleanly on SIGTERM: {status:?}");
+        self.socket.clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_docker_cli_sees_what_strata_made() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: containers need root");
+        return;
+    }
+    let Some(docker) = docker_cli() else {
+        eprintln!("SKIPPED: no docker CLI at /usr/local/bin/docker or /usr/bin/docker");
+        return;
+    };
+    let root = TestRoot::new();
+    let tar = busybox_rootfs_tar(root.dir.path());
+    strata(&root, &["import", tar.to_str().expect("utf-8"), "web"]).ok();
+    let server = Server::start(&root);
+    // Negotiated down to strata's version; the server says what it is.
+    let version = server.docker(&docker, &["version", "--format", "{{.Server.APIVersion}} {{.Server.Platform.Name}}"]);
+    assert_eq!(version.ok().stdout(), "1.47 strata\n");
+    // A container the CLI made, seen through the API (the store is the only state).
+    let id = strata(&root, &["run", "-d", "--name", "served", "--network", "none", "web", "sleep", "600"])
+        .ok()
+        .stdout()
+        .trim()
+        .to_owned();
+    strata(&root, &["create", "--name", "idle", "--network", "none", "web", "true"]).ok();
+    let listed = server.docker(&docker, &["ps", "--format", "{{.Names}} {{.Image}} {{.State}}"]).ok().stdout();
+    assert_eq!(listed, "served web running\n");
+    let all = server.docker(&docker, &["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"]).ok().stdout();
+    assert!(all.contains(&format!("{id} served\n")) && all.contains(" idle\n"), "{all}");
+    let inspected = server
+        .docker(
+            &docker,
+            &["inspect", "--format", "{{.Id}} {{.Name}} {{.State.Running}} {{.HostConfig.NetworkMode}}", "served"],
+        )
+        .ok()
+        .stdout();
+    assert_eq!(inspected, format!("{id} /served true none\n"));
+    let ours = strata(&root, &["inspect", "--format", "{{json .}}", "served"]).ok().stdout();
+    let theirs = server.docker(&docker, &["inspect", "--type", "container", "--format", "{{json .}}", "served"]);
+    let (ours, theirs): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_str(&ours).expect("json"), serde_json::from_str(&theirs.ok().stdout()).expect("json"));
+    // The docker CLI decodes into its Go types and encodes again (dropping keys it does not
+    // know, adding zero values of new ones): what both have must be the same.
+    for key in ["Id", "Created", "Path", "Args", "State", "Image", "Name", "Config", "Mounts", "GraphDriver", "LogPath"]
+    {
+        assert_eq!(ours[key], theirs[key], "one ContainerJSON for the CLI and the API: {key}");
+    }
+    for key in theirs.as_object().expect("an object").keys() {
+        assert!(ours.get(key).is_some(), "the API sends {key}");
+    }
+    let info = server.docker(&docker, &["info", "--format", "{{.Containers}} {{.ContainersRunning}}"]);
+    assert_eq!(info.ok().stdout(), "2 1\n");
+    // Docker's errors and exit codes.
+    let missing = server.docker(&docker, &["inspect", "--type", "container", "nosuch"]).fails();
+    assert!(missing.stderr().contains("No such container: nosuch"), "{}", missing.stderr());
+    assert!(server.raw("/v1.12/info").starts_with("HTTP/1.0 400"), "too old a client");
+    let old = server.raw("/v1.12/info");
+    assert!(old.contains("Minimum supported API version is 1.24"), "{old}");
+    let unknown = server.raw("/v1.47/nosuch");
+    assert!(unknown.starts_with("HTTP/1.0 404") && unknown.contains("\"message\""), "{unknown}");
+    let pinged = server.raw("/_ping");
+    assert!(pinged.to_lowercase().contains("api-version: 1.47") && pinged.ends_with("OK"), "{pinged}");
+    // The socket: 0660; gone when the server stops; the container keeps running.
+    let mode = std::fs::metadata(&server.socket).expect("socket").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    let socket = server.stop();
+    assert!(!socket.exists(), "socket removed on SIGTERM");
+    assert_eq!(strata(&root, &["inspect", "-f", "{{.State.Status}}", "served"]).ok().stdout(), "running\n");
+    strata(&root, &["rm", "-f", "served", "idle"]).ok();
+}
