@@ -3,7 +3,8 @@
 //! the only state: what the CLI did is what the API sees, and the other way round.
 //!
 //! So far (issue 14, first step): version negotiation (`/_ping`, `/version`, paths with and
-//! without `/v1.NN`), `info`, `containers/json` and `containers/{id}/json`, on unix sockets
+//! without `/v1.NN`), `info`, `containers/json`, `containers/{id}/json`, `networks`,
+//! `networks/{id}`, `volumes`, `volumes/{name}`, on unix sockets
 //! (mode 0660, group `docker` when it exists). The JSON is the engine's (`docker_shape`), the
 //! same the CLI prints.
 
@@ -130,6 +131,39 @@ async fn inspect_container(State(engine): State<Engine>, UrlPath(name): UrlPath<
     Ok(Json(blocking(move || Ok(engine.container_json(&engine.find_container(&name)?))).await?))
 }
 
+/// `GET /networks`: every network as `network inspect` shows it (the default `bridge` made if
+/// missing), then `host` and `none`.
+async fn list_networks(State(engine): State<Engine>) -> ApiResult<Json<Value>> {
+    let networks = blocking(move || {
+        engine.find_network(strata_engine::networks::DEFAULT_NETWORK)?;
+        let mut all = engine.list_networks()?.iter().map(|n| engine.network_json(n)).collect::<Result<Vec<_>, _>>()?;
+        all.extend(["host", "none"].map(|name| engine.predefined_network_json(name)));
+        Ok(all)
+    })
+    .await?;
+    Ok(Json(Value::Array(networks)))
+}
+
+async fn inspect_network(State(engine): State<Engine>, UrlPath(name): UrlPath<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        blocking(move || match name.as_str() {
+            "host" | "none" => Ok(engine.predefined_network_json(&name)),
+            _ => engine.network_json(&engine.find_network(&name)?),
+        })
+        .await?,
+    ))
+}
+
+async fn list_volumes(State(engine): State<Engine>) -> ApiResult<Json<Value>> {
+    let volumes = blocking(move || engine.list_volumes()).await?;
+    Ok(Json(json!({ "Volumes": volumes, "Warnings": [] })))
+}
+
+async fn inspect_volume(State(engine): State<Engine>, UrlPath(name): UrlPath<String>) -> ApiResult<Json<Value>> {
+    let volume = blocking(move || engine.inspect_volume(&name)).await?;
+    Ok(Json(serde_json::to_value(volume).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?))
+}
+
 async fn not_found(uri: Uri) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, format!("page not found: {}", uri.path()))
 }
@@ -142,6 +176,10 @@ pub fn router(engine: Engine) -> Router {
         .route("/info", get(info))
         .route("/containers/json", get(list_containers))
         .route("/containers/{name}/json", get(inspect_container))
+        .route("/networks", get(list_networks))
+        .route("/networks/{name}", get(inspect_network))
+        .route("/volumes", get(list_volumes))
+        .route("/volumes/{name}", get(inspect_volume))
         .fallback(not_found)
         .with_state(engine)
         .layer(axum::middleware::map_response(|mut response: Response| async move {

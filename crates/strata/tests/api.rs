@@ -131,6 +131,21 @@ fn the_docker_cli_sees_what_strata_made() {
     }
     let info = server.docker(&docker, &["info", "--format", "{{.Containers}} {{.ContainersRunning}}"]);
     assert_eq!(info.ok().stdout(), "2 1\n");
+    // Networks and volumes the CLI made.
+    strata(&root, &["network", "create", "front"]).ok();
+    strata(&root, &["volume", "create", "data"]).ok();
+    let networks = server.docker(&docker, &["network", "ls", "--format", "{{.Name}} {{.Driver}}"]).ok().stdout();
+    assert_eq!(networks, "bridge bridge\nfront bridge\nhost host\nnone null\n");
+    let subnet = strata(&root, &["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "front"]);
+    let theirs =
+        server.docker(&docker, &["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "front"]);
+    assert_eq!(theirs.ok().stdout(), subnet.ok().stdout());
+    let volumes = server.docker(&docker, &["volume", "ls", "--format", "{{.Name}} {{.Driver}}"]).ok().stdout();
+    assert_eq!(volumes, "data local\n");
+    let mountpoint = server.docker(&docker, &["volume", "inspect", "-f", "{{.Mountpoint}}", "data"]).ok().stdout();
+    assert_eq!(PathBuf::from(mountpoint.trim()), root.root().join("volumes/data/_data"));
+    let missing = server.docker(&docker, &["volume", "inspect", "nosuch"]).fails();
+    assert!(missing.stderr().contains("No such volume: nosuch"), "{}", missing.stderr());
     // Docker's errors and exit codes.
     let missing = server.docker(&docker, &["inspect", "--type", "container", "nosuch"]).fails();
     assert!(missing.stderr().contains("No such container: nosuch"), "{}", missing.stderr());
@@ -148,4 +163,6 @@ fn the_docker_cli_sees_what_strata_made() {
     assert!(!socket.exists(), "socket removed on SIGTERM");
     assert_eq!(strata(&root, &["inspect", "-f", "{{.State.Status}}", "served"]).ok().stdout(), "running\n");
     strata(&root, &["rm", "-f", "served", "idle"]).ok();
+    strata(&root, &["volume", "rm", "data"]).ok();
+    strata(&root, &["network", "rm", "front"]).ok();
 }
