@@ -16,6 +16,7 @@ pub mod fsck;
 pub mod images;
 pub mod import;
 pub mod info;
+pub mod monitor;
 pub mod networks;
 pub mod registry;
 pub mod run;

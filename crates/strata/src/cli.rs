@@ -145,7 +145,9 @@ pub fn command_name_may_enter_containers(mut args: impl Iterator<Item = std::ffi
                 args.next();
             }
             Some(option) if option.starts_with('-') => {}
-            Some(name) => return matches!(name, "run" | "start" | "restart" | "exec" | "build" | "__monitor"),
+            Some(name) => {
+                return matches!(name, "run" | "start" | "restart" | "exec" | "build" | "serve" | "__monitor")
+            }
             None => return false,
         }
     }
@@ -163,6 +165,7 @@ impl Command {
                 | Command::Restart(_)
                 | Command::Exec(_)
                 | Command::Build(_)
+                | Command::Serve(_)
                 | Command::Monitor(_)
         )
     }

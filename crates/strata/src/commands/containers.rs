@@ -2,10 +2,8 @@
 //! container prune/ls/inspect, the hidden monitor, and inspect of containers.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use anyhow::{anyhow, bail};
 use serde_json::{json, Value};
@@ -91,7 +89,7 @@ pub fn create(engine: &Engine, args: RunArgs) -> anyhow::Result<u8> {
     }
 }
 
-pub fn run(engine: &Engine, args: RunArgs, root: &std::path::Path, snapshotter: Option<&str>) -> anyhow::Result<u8> {
+pub fn run(engine: &Engine, args: RunArgs) -> anyhow::Result<u8> {
     if args.detach && args.rm && args.resources.restart.is_some() {
         eprintln!("Error: Conflicting options: --restart and --rm");
         return Ok(125);
@@ -101,15 +99,15 @@ pub fn run(engine: &Engine, args: RunArgs, root: &std::path::Path, snapshotter: 
         Err(e) => return Ok(run_error(e)),
     };
     if args.detach {
-        return match spawn_monitor(&record.id, root, snapshotter) {
+        return match engine.start_detached(&record.id) {
             Ok(()) => {
                 print(&format!("{}\n", record.id))?;
                 Ok(0)
             }
-            Err((code, message)) => {
-                eprintln!("Error: {message}");
+            Err(e) => {
+                eprintln!("Error: {e}");
                 let _ = engine.remove_container(&record.id, true, true);
-                Ok(code)
+                Ok(run_error(e))
             }
         };
     }
@@ -124,130 +122,14 @@ pub fn run(engine: &Engine, args: RunArgs, root: &std::path::Path, snapshotter: 
     }
 }
 
-/// Starts `strata __monitor ID` in its own session; returns once the container runs (or not).
-fn spawn_monitor(id: &str, root: &std::path::Path, snapshotter: Option<&str>) -> Result<(), (u8, String)> {
-    let (ready_read, ready_write) =
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| (125, format!("pipe: {e}")))?;
-    // This very (sealed) executable: its path may be in a mount that is attached nowhere.
-    let mut command = Command::new("/proc/self/exe");
-    // Shown in `ps` as what the user ran, not as /proc/self/exe.
-    if let Some(name) = std::env::args_os().next() {
-        command.arg0(name);
-    }
-    command.arg("--root").arg(root);
-    if let Some(name) = snapshotter {
-        command.arg("--snapshotter").arg(name);
-    }
-    command.arg("__monitor").arg(id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    let write_fd = ready_write.as_raw_fd();
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            libc::setsid();
-            // dup2 onto itself would keep close-on-exec: clear it instead.
-            let result = if write_fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(write_fd, 3) };
-            if result < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Nothing else the caller held goes on living in the monitor (it starts the
-            // container and restarts it later).
-            libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
-            Ok(())
-        });
-    }
-    let child = command.spawn().map_err(|e| (125, format!("start the monitor: {e}")))?;
-    drop(ready_write);
-    let mut report = String::new();
-    let _ = std::fs::File::from(ready_read).read_to_string(&mut report);
-    // Reap the monitor later is not our job: it lives on in its own session.
-    std::mem::forget(child);
-    match report.strip_prefix("ok") {
-        Some(_) => Ok(()),
-        None if report.is_empty() => Err((125, "the container monitor exited before the container started".to_owned())),
-        None => {
-            let (code, message) = report.split_once('\n').unwrap_or(("125", &report));
-            Err((code.parse().unwrap_or(125), message.to_owned()))
-        }
-    }
-}
-
-/// The monitor: starts the container, reports to fd 3, keeps its logs, records its exit,
-/// applies the restart policy and --rm.
+/// The monitor (`strata __monitor ID`, started by the engine): see [`Engine::monitor`].
 pub fn monitor(engine: &Engine, id: &str) -> anyhow::Result<u8> {
-    // SAFETY: fd 3 was set up by the parent for this report; it must not leak into the
-    // container, so it becomes close-on-exec at once.
+    // SAFETY: fd 3 was set up by the parent for this report.
     let ready_fd = unsafe { OwnedFd::from_raw_fd(3) };
-    let _ = rustix::io::fcntl_setfd(&ready_fd, rustix::io::FdFlags::CLOEXEC);
-    let mut ready = Some(std::fs::File::from(ready_fd));
-    let mut report = |result: Result<&ContainerRecord, EngineError>| {
-        if let Some(mut file) = ready.take() {
-            let _ = match result {
-                Ok(_) => {
-                    shrink_resident_memory();
-                    file.write_all(b"ok")
-                }
-                Err(EngineError::Start { code, message }) => write!(file, "{code}\n{message}"),
-                Err(e) => write!(file, "125\n{e}"),
-            };
-        }
-    };
-    let mut restarts = 0u32;
-    let mut delay = RESTART_DELAY_START;
-    loop {
-        let began = std::time::Instant::now();
-        let code = match engine.run_monitored(id, Attach::Log { echo: false }, &mut report) {
-            Ok(code) => code,
-            Err(_) => return Ok(1),
-        };
-        let Ok(record) = engine.find_container(id) else { return Ok(0) };
-        if record.host_config.auto_remove {
-            let _ = engine.remove_container(id, true, true);
-            return Ok(0);
-        }
-        let policy = &record.host_config.restart_policy;
-        let stopped_by_user = record.state.stop_requested;
-        let restart = !stopped_by_user
-            && match policy.name.as_str() {
-                "always" | "unless-stopped" => true,
-                "on-failure" => code != 0 && (policy.maximum_retry_count == 0 || restarts < policy.maximum_retry_count),
-                _ => false,
-            };
-        if !restart {
-            return Ok(0);
-        }
-        restarts += 1;
-        // Docker's back-off: 100 ms doubling up to a minute, back to the start after a run
-        // of at least ten seconds.
-        if began.elapsed() >= std::time::Duration::from_secs(10) {
-            delay = RESTART_DELAY_START;
-        }
-        if engine.begin_restart_delay(id, restarts).is_err() {
-            return Ok(0);
-        }
-        let until = std::time::Instant::now() + delay;
-        while std::time::Instant::now() < until {
-            // `stop` or `rm -f` during the delay end it early.
-            match engine.find_container(id) {
-                Ok(record) if !record.state.stop_requested => {}
-                _ => break,
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20).min(until - std::time::Instant::now()));
-        }
-        delay = (delay * 2).min(std::time::Duration::from_secs(60));
-        if !engine.restart_still_wanted(id).unwrap_or(false) {
-            return Ok(0);
-        }
-    }
+    Ok(engine.monitor(id, ready_fd))
 }
 
-const RESTART_DELAY_START: std::time::Duration = std::time::Duration::from_millis(100);
-
-pub fn start(
-    engine: &Engine,
-    args: StartArgs,
-    root: &std::path::Path,
-    snapshotter: Option<&str>,
-) -> anyhow::Result<u8> {
+pub fn start(engine: &Engine, args: StartArgs) -> anyhow::Result<u8> {
     let mut status = 0;
     for name in &args.names {
         let record = match engine.find_container(name) {
@@ -272,10 +154,10 @@ pub fn start(
             }
             return Ok(code);
         }
-        match spawn_monitor(&record.id, root, snapshotter) {
+        match engine.start_detached(&record.id) {
             Ok(()) => print(&format!("{name}\n"))?,
-            Err((_, message)) => {
-                eprintln!("Error: {message}");
+            Err(e) => {
+                eprintln!("Error: {e}");
                 status = 1;
             }
         }
@@ -468,20 +350,8 @@ pub fn stop(engine: &Engine, args: StopArgs) -> anyhow::Result<u8> {
     })
 }
 
-pub fn restart(
-    engine: &Engine,
-    args: StopArgs,
-    root: &std::path::Path,
-    snapshotter: Option<&str>,
-) -> anyhow::Result<u8> {
-    each(&args.names, |name| {
-        engine.mark_stopped(name)?;
-        let record = engine.stop_container(name, args.time)?;
-        spawn_monitor(&record.id, root, snapshotter)
-            .map_err(|(code, message)| EngineError::Start { code: i32::from(code), message })?;
-        engine.emit_container(&record, "restart", &[]);
-        Ok(Some(name.to_owned()))
-    })
+pub fn restart(engine: &Engine, args: StopArgs) -> anyhow::Result<u8> {
+    each(&args.names, |name| engine.restart_container(name, args.time).map(|_| Some(name.to_owned())))
 }
 
 pub fn kill(engine: &Engine, args: KillArgs) -> anyhow::Result<u8> {
@@ -554,37 +424,6 @@ pub fn exec(engine: &Engine, args: ExecArgs) -> anyhow::Result<u8> {
 
 /// The monitor idles for the container's whole life: give back the pages of code and data
 /// it only needed to start it (they are faulted back in from the file if ever used again).
-fn shrink_resident_memory() {
-    // SAFETY: returning free heap pages to the kernel.
-    unsafe { libc::malloc_trim(0) };
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
-    let mut current: Option<(usize, usize, bool)> = None;
-    let mut candidates = Vec::new();
-    for line in smaps.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(range), Some(perms)) = (fields.first(), fields.get(1)) else { continue };
-            let file_backed = fields.get(5).is_some_and(|p| p.starts_with('/'));
-            let Some((start, end)) = range.split_once('-') else { continue };
-            let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
-                continue;
-            };
-            current = Some((start, end, file_backed && !perms.contains('w')));
-        } else if let (Some(rest), Some((start, end, eligible))) = (line.strip_prefix("Anonymous:"), current) {
-            // Only mappings without a single modified (copied) page: they equal the file.
-            if eligible && rest.trim() == "0 kB" {
-                candidates.push((start, end));
-            }
-        }
-    }
-    for (start, end) in candidates {
-        // SAFETY: our own file-backed mappings with no modified page: dropping their page-table
-        // entries only makes the next access fault the same bytes back in from the file.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-    }
-}
-
 /// The column header Docker shows for a `ps --format 'table ...'` field.
 fn ps_header(field: &str) -> String {
     match field {

@@ -39,7 +39,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         return system::version(args, &cli.root, cli.snapshotter.as_deref());
     }
     let engine = Engine::open_with(&cli.root, cli.snapshotter.as_deref())?;
-    let (root, snapshotter) = (cli.root.as_path(), cli.snapshotter.as_deref());
     match cli.command {
         Command::Build(args) => build::run(&engine, args),
         Command::Import(args) | Command::Image(ImageCommand::Import(args)) => import::run(&engine, args),
@@ -48,13 +47,13 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Inspect(args) => inspect::any(&engine, args),
         Command::Image(ImageCommand::Inspect(args)) => inspect::run(&engine, args),
         Command::Container(ContainerCommand::Inspect(args)) => inspect::containers(&engine, args),
-        Command::Run(args) => containers::run(&engine, args, root, snapshotter),
+        Command::Run(args) => containers::run(&engine, args),
         Command::Create(args) => containers::create(&engine, args),
-        Command::Start(args) => containers::start(&engine, args, root, snapshotter),
+        Command::Start(args) => containers::start(&engine, args),
         Command::Ps(args) | Command::Container(ContainerCommand::Ls(args)) => containers::ps(&engine, args),
         Command::Logs(args) => containers::logs(&engine, args),
         Command::Stop(args) => containers::stop(&engine, args),
-        Command::Restart(args) => containers::restart(&engine, args, root, snapshotter),
+        Command::Restart(args) => containers::restart(&engine, args),
         Command::Kill(args) => containers::kill(&engine, args),
         Command::Rm(args) | Command::Container(ContainerCommand::Rm(args)) => containers::rm(&engine, args),
         Command::Wait(args) => containers::wait(&engine, args),
