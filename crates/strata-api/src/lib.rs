@@ -3,7 +3,8 @@
 //! the only state: what the CLI did is what the API sees, and the other way round.
 //!
 //! So far (issue 14, first step): version negotiation (`/_ping`, `/version`, paths with and
-//! without `/v1.NN`), `info`, `containers/json`, `containers/{id}/json`, `networks`,
+//! without `/v1.NN`), `info`, `containers/json`, `containers/{id}/json`, the lifecycle of
+//! existing containers (start, stop, restart, kill, pause, unpause, rename, wait, DELETE), `networks`,
 //! `networks/{id}`, `volumes`, `volumes/{name}`, on unix sockets
 //! (mode 0660, group `docker` when it exists). The JSON is the engine's (`docker_shape`), the
 //! same the CLI prints.
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -131,6 +132,108 @@ async fn inspect_container(State(engine): State<Engine>, UrlPath(name): UrlPath<
     Ok(Json(blocking(move || Ok(engine.container_json(&engine.find_container(&name)?))).await?))
 }
 
+#[derive(Deserialize, Default)]
+struct LifecycleQuery {
+    t: Option<i64>,
+    signal: Option<String>,
+    force: Option<String>,
+    v: Option<String>,
+    name: Option<String>,
+}
+
+/// What answers a request that changes a container: 204, or 304 when it was already so.
+fn done(changed: bool) -> StatusCode {
+    if changed {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_MODIFIED
+    }
+}
+
+fn running(engine: &Engine, name: &str) -> Result<bool, EngineError> {
+    Ok(matches!(
+        engine.find_container(name)?.state.status,
+        strata_engine::containers::Status::Running | strata_engine::containers::Status::Paused
+    ))
+}
+
+async fn start_container(State(engine): State<Engine>, UrlPath(name): UrlPath<String>) -> ApiResult<StatusCode> {
+    blocking(move || {
+        if running(&engine, &name)? {
+            return Ok(done(false));
+        }
+        let id = engine.find_container(&name)?.id;
+        engine.start_detached(&id).map(|()| done(true))
+    })
+    .await
+}
+
+async fn stop_container(
+    State(engine): State<Engine>,
+    UrlPath(name): UrlPath<String>,
+    Query(query): Query<LifecycleQuery>,
+) -> ApiResult<StatusCode> {
+    blocking(move || {
+        if !running(&engine, &name)? {
+            return Ok(done(false));
+        }
+        engine.mark_stopped(&name)?;
+        engine.stop_container(&name, query.t).map(|_| done(true))
+    })
+    .await
+}
+
+async fn restart_container(
+    State(engine): State<Engine>,
+    UrlPath(name): UrlPath<String>,
+    Query(query): Query<LifecycleQuery>,
+) -> ApiResult<StatusCode> {
+    blocking(move || engine.restart_container(&name, query.t).map(|_| done(true))).await
+}
+
+async fn kill_container(
+    State(engine): State<Engine>,
+    UrlPath(name): UrlPath<String>,
+    Query(query): Query<LifecycleQuery>,
+) -> ApiResult<StatusCode> {
+    let signal = query.signal.unwrap_or_else(|| "KILL".to_owned());
+    blocking(move || engine.kill_container(&name, &signal).map(|_| done(true))).await
+}
+
+async fn pause_container(State(engine): State<Engine>, UrlPath(name): UrlPath<String>) -> ApiResult<StatusCode> {
+    blocking(move || engine.pause_container(&name, true).map(|()| done(true))).await
+}
+
+async fn unpause_container(State(engine): State<Engine>, UrlPath(name): UrlPath<String>) -> ApiResult<StatusCode> {
+    blocking(move || engine.pause_container(&name, false).map(|()| done(true))).await
+}
+
+async fn rename_container(
+    State(engine): State<Engine>,
+    UrlPath(name): UrlPath<String>,
+    Query(query): Query<LifecycleQuery>,
+) -> ApiResult<StatusCode> {
+    let Some(new_name) = query.name.filter(|n| !n.is_empty()) else {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "rename: the new name (name=) is missing".into()));
+    };
+    blocking(move || engine.rename_container(&name, &new_name).map(|()| done(true))).await
+}
+
+async fn remove_container(
+    State(engine): State<Engine>,
+    UrlPath(name): UrlPath<String>,
+    Query(query): Query<LifecycleQuery>,
+) -> ApiResult<StatusCode> {
+    let (force, volumes) = (truthy(query.force.as_deref()), truthy(query.v.as_deref()));
+    blocking(move || engine.remove_container(&name, force, volumes).map(|_| done(true))).await
+}
+
+/// `POST /containers/{id}/wait`: blocks until the container stops; its exit code.
+async fn wait_container(State(engine): State<Engine>, UrlPath(name): UrlPath<String>) -> ApiResult<Json<Value>> {
+    let code = blocking(move || engine.wait_container(&name)).await?;
+    Ok(Json(json!({ "StatusCode": code, "Error": null })))
+}
+
 /// `GET /networks`: every network as `network inspect` shows it (the default `bridge` made if
 /// missing), then `host` and `none`.
 async fn list_networks(State(engine): State<Engine>) -> ApiResult<Json<Value>> {
@@ -176,6 +279,15 @@ pub fn router(engine: Engine) -> Router {
         .route("/info", get(info))
         .route("/containers/json", get(list_containers))
         .route("/containers/{name}/json", get(inspect_container))
+        .route("/containers/{name}", axum::routing::delete(remove_container))
+        .route("/containers/{name}/start", post(start_container))
+        .route("/containers/{name}/stop", post(stop_container))
+        .route("/containers/{name}/restart", post(restart_container))
+        .route("/containers/{name}/kill", post(kill_container))
+        .route("/containers/{name}/pause", post(pause_container))
+        .route("/containers/{name}/unpause", post(unpause_container))
+        .route("/containers/{name}/rename", post(rename_container))
+        .route("/containers/{name}/wait", post(wait_container))
         .route("/networks", get(list_networks))
         .route("/networks/{name}", get(inspect_network))
         .route("/volumes", get(list_volumes))

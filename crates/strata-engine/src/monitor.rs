@@ -33,7 +33,7 @@ impl Engine {
         command.arg("--root").arg(self.store.root()).arg("--snapshotter").arg(self.snapshotter().name());
         command.arg("__monitor").arg(id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         let write_fd = ready_write.as_raw_fd();
-        // SAFETY: only async-signal-safe calls between fork and exec.
+        // SAFETY: only async-signal-safe calls between fork and exec (fork and _exit too).
         unsafe {
             command.pre_exec(move || {
                 libc::setsid();
@@ -45,15 +45,21 @@ impl Engine {
                 // Nothing else the caller held goes on living in the monitor (it starts the
                 // container and restarts it later).
                 libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
-                Ok(())
+                // Forked once more, the monitor belongs to init, not to the caller: a
+                // long-lived caller (`strata serve`) is left no zombie to reap when it ends.
+                match libc::fork() {
+                    -1 => Err(std::io::Error::last_os_error()),
+                    0 => Ok(()),
+                    _ => libc::_exit(0),
+                }
             });
         }
-        let child = command.spawn().map_err(|e| (125, format!("start the monitor: {e}")))?;
+        let mut child = command.spawn().map_err(|e| (125, format!("start the monitor: {e}")))?;
+        // The intermediate process, gone at once (the monitor is its child).
+        let _ = child.wait();
         drop(ready_write);
         let mut report = String::new();
         let _ = std::fs::File::from(ready_read).read_to_string(&mut report);
-        // Reap the monitor later is not our job: it lives on in its own session.
-        std::mem::forget(child);
         match report.strip_prefix("ok") {
             Some(_) => Ok(()),
             None if report.is_empty() => {

@@ -166,3 +166,55 @@ fn the_docker_cli_sees_what_strata_made() {
     strata(&root, &["volume", "rm", "data"]).ok();
     strata(&root, &["network", "rm", "front"]).ok();
 }
+
+#[test]
+fn the_docker_cli_starts_stops_and_removes_containers_through_the_api() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: containers need root");
+        return;
+    }
+    let Some(docker) = docker_cli() else {
+        eprintln!("SKIPPED: no docker CLI at /usr/local/bin/docker or /usr/bin/docker");
+        return;
+    };
+    let root = TestRoot::new();
+    let tar = busybox_rootfs_tar(root.dir.path());
+    strata(&root, &["import", tar.to_str().expect("utf-8"), "web"]).ok();
+    let server = Server::start(&root);
+    let status = |name: &str| strata(&root, &["inspect", "-f", "{{.State.Status}}", name]).ok().stdout();
+    strata(&root, &["create", "--name", "box", "--network", "none", "web", "sleep", "600"]).ok();
+    // start: a monitor of its own, outliving the request (and the server).
+    assert_eq!(server.docker(&docker, &["start", "box"]).ok().stdout(), "box\n");
+    assert_eq!(status("box"), "running\n");
+    assert_eq!(server.docker(&docker, &["start", "box"]).ok().stdout(), "box\n", "already started: 304, fine");
+    server.docker(&docker, &["pause", "box"]).ok();
+    assert_eq!(status("box"), "paused\n");
+    server.docker(&docker, &["unpause", "box"]).ok();
+    server.docker(&docker, &["rename", "box", "crate"]).ok();
+    assert_eq!(server.docker(&docker, &["restart", "-t", "0", "crate"]).ok().stdout(), "crate\n");
+    assert_eq!(status("crate"), "running\n");
+    assert_eq!(server.docker(&docker, &["stop", "-t", "0", "crate"]).ok().stdout(), "crate\n");
+    assert_eq!(status("crate"), "exited\n");
+    assert_eq!(server.docker(&docker, &["stop", "crate"]).ok().stdout(), "crate\n", "already stopped: 304, fine");
+    // kill of a stopped container: Docker's conflict; wait gives the exit code.
+    let refused = server.docker(&docker, &["kill", "crate"]).fails();
+    assert!(refused.stderr().contains("is not running"), "{}", refused.stderr());
+    strata(&root, &["run", "-d", "--name", "quick", "--network", "none", "web", "sh", "-c", "sleep 0.3; exit 3"]).ok();
+    assert_eq!(server.docker(&docker, &["wait", "quick"]).ok().stdout(), "3\n");
+    server.docker(&docker, &["start", "crate"]).ok();
+    server.docker(&docker, &["kill", "-s", "KILL", "crate"]).ok();
+    assert_eq!(server.docker(&docker, &["wait", "crate"]).ok().stdout(), "137\n");
+    // rm: a running one only with -f; gone for the CLI too.
+    server.docker(&docker, &["start", "crate"]).ok();
+    let busy = server.docker(&docker, &["rm", "crate"]).fails();
+    assert!(busy.stderr().to_lowercase().contains("running"), "{}", busy.stderr());
+    // The monitors the server started are not its children (no zombies pile up in it).
+    let pid = server.child.id();
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    assert_eq!(children.trim(), "", "strata serve has children");
+    server.docker(&docker, &["rm", "-f", "crate", "quick"]).ok();
+    assert_eq!(strata(&root, &["ps", "-aq"]).ok().stdout(), "");
+    let missing = server.docker(&docker, &["start", "nosuch"]).fails();
+    assert!(missing.stderr().contains("No such container: nosuch"), "{}", missing.stderr());
+    server.stop();
+}
