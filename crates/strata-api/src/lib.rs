@@ -3,11 +3,13 @@
 //! the only state: what the CLI did is what the API sees, and the other way round.
 //!
 //! So far (issue 14, first step): version negotiation (`/_ping`, `/version`, paths with and
-//! without `/v1.NN`), `info`, `containers/json`, `containers/{id}/json`, the lifecycle of
-//! existing containers (start, stop, restart, kill, pause, unpause, rename, wait, DELETE), `networks`,
+//! without `/v1.NN`), `info`, `containers/json`, `containers/{id}/json`,
+//! `containers/create`, the lifecycle of containers (start, stop, restart, kill, pause, unpause, rename, wait, DELETE), `networks`,
 //! `networks/{id}`, `volumes`, `volumes/{name}`, on unix sockets
 //! (mode 0660, group `docker` when it exists). The JSON is the engine's (`docker_shape`), the
 //! same the CLI prints.
+
+mod create;
 
 use std::path::{Path, PathBuf};
 
@@ -139,6 +141,24 @@ struct LifecycleQuery {
     force: Option<String>,
     v: Option<String>,
     name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct CreateQuery {
+    name: Option<String>,
+}
+
+/// `POST /containers/create`: 201 `{"Id", "Warnings"}`; an unknown image is Docker's 404
+/// (the docker CLI then pulls it and asks again).
+async fn create_container(
+    State(engine): State<Engine>,
+    Query(query): Query<CreateQuery>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let body = create::parse(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let options = create::options(body, query.name).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let record = blocking(move || engine.create_container(&options)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "Id": record.id, "Warnings": [] }))))
 }
 
 /// What answers a request that changes a container: 204, or 304 when it was already so.
@@ -278,6 +298,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/version", get(version))
         .route("/info", get(info))
         .route("/containers/json", get(list_containers))
+        .route("/containers/create", post(create_container))
         .route("/containers/{name}/json", get(inspect_container))
         .route("/containers/{name}", axum::routing::delete(remove_container))
         .route("/containers/{name}/start", post(start_container))

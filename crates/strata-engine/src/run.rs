@@ -19,7 +19,8 @@ pub struct CreateOptions {
     pub image: String,
     pub args: Vec<String>,
     pub name: Option<String>,
-    pub entrypoint: Option<String>,
+    /// `--entrypoint` (one word; empty: none), or the API's array.
+    pub entrypoint: Option<Vec<String>>,
     pub env: Vec<String>,
     pub env_files: Vec<PathBuf>,
     pub workdir: Option<String>,
@@ -344,10 +345,7 @@ impl Engine {
 
         // Entrypoint + Cmd, Docker's rules.
         let (entrypoint, cmd) = match &options.entrypoint {
-            Some(entrypoint) => {
-                let entrypoint = if entrypoint.is_empty() { Vec::new() } else { vec![entrypoint.clone()] };
-                (entrypoint, options.args.clone())
-            }
+            Some(entrypoint) => (entrypoint.clone(), options.args.clone()),
             None => {
                 let cmd = if options.args.is_empty() {
                     string_list(config_value(&image_cc, "Cmd"))

@@ -22,7 +22,7 @@ fn create_options(args: &RunArgs) -> CreateOptions {
         image,
         args: rest,
         name: args.name.clone(),
-        entrypoint: args.entrypoint.clone(),
+        entrypoint: args.entrypoint.as_ref().map(|e| if e.is_empty() { Vec::new() } else { vec![e.clone()] }),
         env: args.env.clone(),
         env_files: args.env_file.clone(),
         workdir: args.workdir.clone(),
