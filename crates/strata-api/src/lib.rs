@@ -4,7 +4,7 @@
 //!
 //! So far (issue 14, first step): version negotiation (`/_ping`, `/version`, paths with and
 //! without `/v1.NN`), `info`, `containers/json`, `containers/{id}/json`,
-//! `containers/create`, the lifecycle of containers (start, stop, restart, kill, pause, unpause, rename, wait, DELETE), `networks`,
+//! `containers/create`, `containers/{id}/logs` (follow too), the lifecycle of containers (start, stop, restart, kill, pause, unpause, rename, wait, DELETE), `networks`,
 //! `networks/{id}`, `volumes`, `volumes/{name}`, on unix sockets
 //! (mode 0660, group `docker` when it exists). The JSON is the engine's (`docker_shape`), the
 //! same the CLI prints.
@@ -161,6 +161,94 @@ async fn create_container(
     Ok((StatusCode::CREATED, Json(json!({ "Id": record.id, "Warnings": [] }))))
 }
 
+#[derive(Deserialize, Default)]
+struct LogsQuery {
+    stdout: Option<String>,
+    stderr: Option<String>,
+    timestamps: Option<String>,
+    follow: Option<String>,
+    tail: Option<String>,
+}
+
+/// Log entries as the API sends them: stdcopy frames (stream 1 stdout, 2 stderr, a 4-byte
+/// big-endian length) for a container without a terminal, the bare bytes for one with.
+fn frames(entries: &[(String, String, String)], tty: bool, query: &LogsQuery) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (stream, time, text) in entries {
+        let kind = if stream == "stderr" { 2u8 } else { 1u8 };
+        let wanted = if kind == 2 { truthy(query.stderr.as_deref()) } else { truthy(query.stdout.as_deref()) };
+        if !wanted {
+            continue;
+        }
+        let line = if truthy(query.timestamps.as_deref()) { format!("{time} {text}") } else { text.clone() };
+        if !tty {
+            out.extend_from_slice(&[kind, 0, 0, 0]);
+            out.extend_from_slice(&(line.len() as u32).to_be_bytes());
+        }
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
+/// `GET /containers/{id}/logs`: what the log holds (`tail`), then, with `follow`, what comes
+/// until the container stops. A client that goes away ends the stream (nothing polls on).
+async fn container_logs(
+    State(engine): State<Engine>,
+    UrlPath(name): UrlPath<String>,
+    Query(query): Query<LogsQuery>,
+) -> ApiResult<Response> {
+    let lookup = engine.clone();
+    let record = blocking(move || lookup.find_container(&name)).await?;
+    let tty = record.spec.terminal;
+    let path = engine.log_path(&record.id);
+    let tail = match query.tail.as_deref() {
+        None | Some("all") | Some("") => None,
+        Some(n) => {
+            Some(n.parse::<usize>().map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("invalid tail: {n}")))?)
+        }
+    };
+    let reading = path.clone();
+    let entries = tokio::task::spawn_blocking(move || strata_engine::containers::read_log(&reading))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let start = tail.map_or(0, |n| entries.len().saturating_sub(n));
+    let first = frames(&entries[start..], tty, &query);
+    let content_type =
+        if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    if !truthy(query.follow.as_deref()) {
+        return Ok(([(header::CONTENT_TYPE, content_type)], first).into_response());
+    }
+    let id = record.id.clone();
+    let state = (engine, path, id, entries.len(), Some(first), query, false);
+    let stream = futures_util::stream::unfold(state, move |(engine, path, id, seen, first, query, done)| async move {
+        if let Some(first) = first {
+            return Some((Ok::<_, std::io::Error>(first), (engine, path, id, seen, None, query, done)));
+        }
+        if done {
+            return None;
+        }
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let (probe, reading) = (engine.clone(), path.clone());
+            let (entries, live) = tokio::task::spawn_blocking({
+                let id = id.clone();
+                move || {
+                    let live = probe.find_container(&id).is_ok_and(|c| c.state.status.is_live());
+                    (strata_engine::containers::read_log(&reading), live)
+                }
+            })
+            .await
+            .ok()?;
+            if entries.len() > seen || !live {
+                let chunk = frames(&entries[seen.min(entries.len())..], tty, &query);
+                let seen = entries.len();
+                return Some((Ok(chunk), (engine, path, id, seen, None, query, !live)));
+            }
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, content_type)], axum::body::Body::from_stream(stream)).into_response())
+}
+
 /// What answers a request that changes a container: 204, or 304 when it was already so.
 fn done(changed: bool) -> StatusCode {
     if changed {
@@ -300,6 +388,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/json", get(list_containers))
         .route("/containers/create", post(create_container))
         .route("/containers/{name}/json", get(inspect_container))
+        .route("/containers/{name}/logs", get(container_logs))
         .route("/containers/{name}", axum::routing::delete(remove_container))
         .route("/containers/{name}/start", post(start_container))
         .route("/containers/{name}/stop", post(stop_container))

@@ -199,8 +199,15 @@ fn the_docker_cli_starts_stops_and_removes_containers_through_the_api() {
     // kill of a stopped container: Docker's conflict; wait gives the exit code.
     let refused = server.docker(&docker, &["kill", "crate"]).fails();
     assert!(refused.stderr().contains("is not running"), "{}", refused.stderr());
-    strata(&root, &["run", "-d", "--name", "quick", "--network", "none", "web", "sh", "-c", "sleep 0.3; exit 3"]).ok();
+    let script = "echo hello; echo oops >&2; sleep 0.3; echo bye; exit 3";
+    strata(&root, &["run", "-d", "--name", "quick", "--network", "none", "web", "sh", "-c", script]).ok();
+    // logs -f follows until the container ends; then the whole log, streams kept apart.
+    let followed = server.docker(&docker, &["logs", "-f", "quick"]).ok();
+    assert_eq!(followed.stdout(), "hello\nbye\n");
     assert_eq!(server.docker(&docker, &["wait", "quick"]).ok().stdout(), "3\n");
+    let logs = server.docker(&docker, &["logs", "quick"]).ok();
+    assert_eq!((logs.stdout(), logs.stderr()), ("hello\nbye\n".to_owned(), "oops\n".to_owned()));
+    assert_eq!(server.docker(&docker, &["logs", "--tail", "1", "quick"]).ok().stdout(), "bye\n");
     server.docker(&docker, &["start", "crate"]).ok();
     server.docker(&docker, &["kill", "-s", "KILL", "crate"]).ok();
     assert_eq!(server.docker(&docker, &["wait", "crate"]).ok().stdout(), "137\n");
