@@ -4,7 +4,7 @@
 //!
 //! So far (issue 14, first step): version negotiation (`/_ping`, `/version`, paths with and
 //! without `/v1.NN`), `info`, `containers/json`, `containers/{id}/json`,
-//! `containers/create`, `containers/{id}/logs` (follow too), the lifecycle of containers (start, stop, restart, kill, pause, unpause, rename, wait, DELETE), `networks`,
+//! `images/json`, `images/{name}/json`, `containers/create`, `containers/{id}/logs` (follow too), the lifecycle of containers (start, stop, restart, kill, pause, unpause, rename, wait, DELETE), `networks`,
 //! `networks/{id}`, `volumes`, `volumes/{name}`, on unix sockets
 //! (mode 0660, group `docker` when it exists). The JSON is the engine's (`docker_shape`), the
 //! same the CLI prints.
@@ -342,6 +342,20 @@ async fn wait_container(State(engine): State<Engine>, UrlPath(name): UrlPath<Str
     Ok(Json(json!({ "StatusCode": code, "Error": null })))
 }
 
+async fn list_images(State(engine): State<Engine>) -> ApiResult<Json<Value>> {
+    Ok(Json(Value::Array(blocking(move || engine.image_summaries()).await?)))
+}
+
+/// `GET /images/{name}/json`: what `strata inspect` of an image prints. Names may hold
+/// slashes (`registry:5000/team/app`), so the route takes the rest of the path.
+async fn image_json(State(engine): State<Engine>, UrlPath(rest): UrlPath<String>) -> ApiResult<Json<Value>> {
+    let Some(name) = rest.strip_suffix("/json") else {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("page not found: /images/{rest}")));
+    };
+    let name = name.to_owned();
+    Ok(Json(blocking(move || engine.inspect(&name)).await?))
+}
+
 /// `GET /networks`: every network as `network inspect` shows it (the default `bridge` made if
 /// missing), then `host` and `none`.
 async fn list_networks(State(engine): State<Engine>) -> ApiResult<Json<Value>> {
@@ -398,6 +412,8 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/{name}/unpause", post(unpause_container))
         .route("/containers/{name}/rename", post(rename_container))
         .route("/containers/{name}/wait", post(wait_container))
+        .route("/images/json", get(list_images))
+        .route("/images/{*rest}", get(image_json))
         .route("/networks", get(list_networks))
         .route("/networks/{name}", get(inspect_network))
         .route("/volumes", get(list_volumes))

@@ -143,6 +143,39 @@ impl Engine {
         Ok(rows)
     }
 
+    /// Docker's `ImageSummary` of every image, newest first: the Engine API's
+    /// `GET /images/json` (`RepoTags` as `familiar:tag`, `RepoDigests`, `Created` in seconds).
+    pub fn image_summaries(&self) -> Result<Vec<Value>> {
+        let db = self.store.read_db()?;
+        let mut summaries: Vec<(i64, Value)> = Vec::new();
+        for image in db.images.values() {
+            let created = image.created.as_deref().and_then(Timestamp::parse_rfc3339).map_or(0, |t| t.seconds);
+            let tags: Vec<String> = db
+                .tags_of(&image.id)
+                .into_iter()
+                .filter_map(|key| crate::stored_reference(&key))
+                .map(|tagged| format!("{}:{}", tagged.familiar_name(), tagged.tag().unwrap_or("latest")))
+                .collect();
+            let digests: Vec<String> = image
+                .repo_digests
+                .iter()
+                .filter_map(|r| reference::parse_normalized_named(r).ok())
+                .filter_map(|r| Some(format!("{}@{}", r.familiar_name(), r.digest()?)))
+                .collect();
+            let size = db.image_size(image);
+            summaries.push((
+                created,
+                serde_json::json!({
+                    "Id": image.id.to_string(), "ParentId": "", "RepoTags": tags, "RepoDigests": digests,
+                    "Created": created, "Size": size, "SharedSize": -1, "VirtualSize": size,
+                    "Labels": {}, "Containers": -1,
+                }),
+            ));
+        }
+        summaries.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(summaries.into_iter().map(|(_, s)| s).collect())
+    }
+
     /// Rows for `strata history`, newest first.
     pub fn history(&self, name: &str) -> Result<Vec<HistoryRow>> {
         let db = self.store.read_db()?;

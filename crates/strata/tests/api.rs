@@ -131,6 +131,22 @@ fn the_docker_cli_sees_what_strata_made() {
     }
     let info = server.docker(&docker, &["info", "--format", "{{.Containers}} {{.ContainersRunning}}"]);
     assert_eq!(info.ok().stdout(), "2 1\n");
+    // Images: the same list and the same inspect (a name with slashes and a port, too).
+    strata(&root, &["tag", "web", "localhost:5000/team/app:v1"]).ok();
+    let format = ["--format", "{{.Repository}}:{{.Tag}} {{.ID}}"];
+    let mut ours: Vec<String> =
+        strata(&root, &[&["images"][..], &format].concat()).ok().stdout().lines().map(str::to_owned).collect();
+    let mut theirs: Vec<String> =
+        server.docker(&docker, &[&["images"][..], &format].concat()).ok().stdout().lines().map(str::to_owned).collect();
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours, theirs);
+    assert_eq!(theirs.len(), 2, "{theirs:?}");
+    let image_id = strata(&root, &["image", "inspect", "-f", "{{.Id}}", "web"]).ok().stdout();
+    let inspected = server.docker(&docker, &["image", "inspect", "-f", "{{.Id}}", "localhost:5000/team/app:v1"]);
+    assert_eq!(inspected.ok().stdout(), image_id);
+    let no_image = server.docker(&docker, &["image", "inspect", "nosuch"]).fails();
+    assert!(no_image.stderr().contains("No such image: nosuch"), "{}", no_image.stderr());
     // Networks and volumes the CLI made.
     strata(&root, &["network", "create", "front"]).ok();
     strata(&root, &["volume", "create", "data"]).ok();
