@@ -172,7 +172,7 @@ impl Engine {
                 }),
             ));
         }
-        summaries.sort_by(|a, b| b.0.cmp(&a.0));
+        summaries.sort_by_key(|s| std::cmp::Reverse(s.0));
         Ok(summaries.into_iter().map(|(_, s)| s).collect())
     }
 
