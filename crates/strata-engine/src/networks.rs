@@ -233,18 +233,13 @@ impl Engine {
     /// Finds a network by name, full ID or unique ID prefix.
     pub fn find_network(&self, name: &str) -> Result<NetworkRecord> {
         let all = self.list_networks()?;
-        if let Some(found) = all.iter().find(|n| n.name == name || n.id == name) {
-            return Ok(found.clone());
-        }
-        let matches: Vec<&NetworkRecord> = all.iter().filter(|n| !name.is_empty() && n.id.starts_with(name)).collect();
-        match matches.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] if name == DEFAULT_NETWORK => {
+        match match_network(&all, name)? {
+            Some(found) => Ok(found.clone()),
+            None if name == DEFAULT_NETWORK => {
                 let _lock = self.network_lock()?;
                 self.default_network_locked()
             }
-            [] => Err(EngineError::NotFound(format!("network {name} not found"))),
-            _ => Err(EngineError::InvalidArgument(format!("network {name} is ambiguous"))),
+            None => Err(EngineError::NotFound(format!("network {name} not found"))),
         }
     }
 
@@ -483,10 +478,7 @@ impl Engine {
         if name == DEFAULT_NETWORK {
             return self.default_network_locked().map(Some);
         }
-        Ok(self
-            .list_networks()?
-            .into_iter()
-            .find(|n| n.name == name || n.id == name || (name.len() >= 12 && n.id.starts_with(name))))
+        Ok(match_network(&self.list_networks()?, name)?.cloned())
     }
 
     /// Binds every port the container publishes, so that none is taken while it runs; a port
@@ -690,6 +682,23 @@ fn bring_up_bridge(network: &NetworkRecord) -> Result<(u32, bool)> {
     Ok((index, made))
 }
 
+/// Docker's lookup of a network by what a user typed: its full ID or its name, else an ID
+/// prefix that only one network has (several: an error, as dockerd's).
+fn match_network<'a>(all: &'a [NetworkRecord], name: &str) -> Result<Option<&'a NetworkRecord>> {
+    if let Some(found) = all.iter().find(|n| n.id == name).or_else(|| all.iter().find(|n| n.name == name)) {
+        return Ok(Some(found));
+    }
+    let matches: Vec<&NetworkRecord> = all.iter().filter(|n| !name.is_empty() && n.id.starts_with(name)).collect();
+    match matches.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        many => Err(EngineError::InvalidArgument(format!(
+            "network {name} is ambiguous ({} matches found based on ID prefix)",
+            many.len()
+        ))),
+    }
+}
+
 /// `--ip` on `network`: an address of its subnet that is neither the gateway, nor the
 /// subnet's network or broadcast address.
 fn lease_address(network: &NetworkRecord, text: &str) -> Result<Ipv4Addr> {
@@ -820,6 +829,24 @@ pub fn summary_ports(record: &ContainerRecord) -> Vec<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_are_found_by_id_name_or_a_unique_prefix() {
+        let network = |id: &str, name: &str| -> NetworkRecord {
+            serde_json::from_value(serde_json::json!({
+                "Id": id, "Name": name, "Driver": "bridge", "Created": "", "Subnet": "10.0.0.0/24",
+                "Gateway": "10.0.0.1", "Bridge": "b", "Internal": false,
+            }))
+            .expect("a record")
+        };
+        let all = [network("abc111", "front"), network("abc222", "back"), network("front", "other")];
+        let found = |name: &str| match_network(&all, name).map(|n| n.map(|n| n.id.clone()));
+        assert_eq!(found("front").expect("ok").as_deref(), Some("front"), "a full ID before a name");
+        assert_eq!(found("back").expect("ok").as_deref(), Some("abc222"));
+        assert_eq!(found("abc1").expect("ok").as_deref(), Some("abc111"));
+        assert!(found("abc").expect_err("two match").to_string().contains("2 matches found based on ID prefix"));
+        assert_eq!(found("zzz").expect("ok"), None);
+    }
 
     #[test]
     fn ports_column_groups_ranges_as_docker() {
@@ -1121,10 +1148,9 @@ impl Engine {
             return Err(EngineError::Conflict(format!("{name} is a pre-defined network and cannot be removed")));
         }
         let _lock = self.network_lock()?;
-        let network = self
-            .list_networks()?
-            .into_iter()
-            .find(|n| n.name == name || n.id == name || (name.len() >= 3 && n.id.starts_with(name)))
+        let all = self.list_networks()?;
+        let network = match_network(&all, name)?
+            .cloned()
             .ok_or_else(|| EngineError::NotFound(format!("network {name} not found")))?;
         if network.name == DEFAULT_NETWORK {
             return Err(EngineError::Conflict(format!("{name} is a pre-defined network and cannot be removed")));
