@@ -5,7 +5,8 @@
 //! So far (issue 14, first step): version negotiation (`/_ping`, `/version`, paths with and
 //! without `/v1.NN`), `info`, `containers/json`, `containers/{id}/json`,
 //! `images/json`, `images/{name}/json`, `containers/create`, `containers/{id}/logs` (follow too), the lifecycle of containers (start, stop, restart, kill, pause, unpause, rename, wait, DELETE), `networks`,
-//! `networks/{id}`, `volumes`, `volumes/{name}`, on unix sockets
+//! `networks/{id}` (create, connect, disconnect, DELETE, prune), `volumes`, `volumes/{name}`
+//! (create, DELETE, prune), on unix sockets
 //! (mode 0660, group `docker` when it exists). The JSON is the engine's (`docker_shape`), the
 //! same the CLI prints.
 
@@ -389,6 +390,159 @@ async fn inspect_volume(State(engine): State<Engine>, UrlPath(name): UrlPath<Str
     Ok(Json(serde_json::to_value(volume).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?))
 }
 
+/// A JSON body of type `T`, or 400 saying what is wrong with it.
+fn body_of<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(if bytes.is_empty() { b"{}" } else { bytes })
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct VolumeCreate {
+    name: String,
+    driver: String,
+    driver_opts: std::collections::BTreeMap<String, String>,
+}
+
+async fn create_volume(State(engine): State<Engine>, body: axum::body::Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+    let request: VolumeCreate = body_of(&body)?;
+    if !request.driver.is_empty() && request.driver != "local" {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("volume driver {:?} is not supported (local is)", request.driver),
+        ));
+    }
+    if !request.driver_opts.is_empty() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "volume driver options are not supported yet".into()));
+    }
+    let name = (!request.name.is_empty()).then_some(request.name);
+    let (volume, _) = blocking(move || engine.create_volume(name.as_deref(), false)).await?;
+    let value = serde_json::to_value(volume).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((StatusCode::CREATED, Json(value)))
+}
+
+async fn remove_volume(
+    State(engine): State<Engine>,
+    UrlPath(name): UrlPath<String>,
+    Query(query): Query<LifecycleQuery>,
+) -> ApiResult<StatusCode> {
+    let force = truthy(query.force.as_deref());
+    blocking(move || engine.remove_volume(&name, force).map(|()| StatusCode::NO_CONTENT)).await
+}
+
+#[derive(Deserialize, Default)]
+struct FiltersQuery {
+    filters: Option<String>,
+}
+
+impl FiltersQuery {
+    /// `filters={"all":["true"]}` (the values of one key).
+    fn values(&self, key: &str) -> ApiResult<Vec<String>> {
+        let Some(text) = self.filters.as_deref().filter(|t| !t.is_empty()) else { return Ok(Vec::new()) };
+        let filters: std::collections::BTreeMap<String, Value> = serde_json::from_str(text)
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid filters: {e}")))?;
+        Ok(match filters.get(key) {
+            Some(Value::Array(values)) => values.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            // The older form: {"key": {"value": true}}.
+            Some(Value::Object(values)) => values.keys().cloned().collect(),
+            _ => Vec::new(),
+        })
+    }
+}
+
+/// `POST /volumes/prune`: anonymous volumes no container uses, or every unused one with the
+/// `all` filter (API ≥ 1.42, as dockerd).
+async fn prune_volumes(State(engine): State<Engine>, Query(query): Query<FiltersQuery>) -> ApiResult<Json<Value>> {
+    let all = query.values("all")?.iter().any(|v| truthy(Some(v)));
+    let deleted = blocking(move || engine.prune_volumes(all)).await?;
+    Ok(Json(json!({ "VolumesDeleted": deleted, "SpaceReclaimed": 0 })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct NetworkCreate {
+    name: String,
+    driver: String,
+    internal: bool,
+    labels: std::collections::BTreeMap<String, String>,
+    options: std::collections::BTreeMap<String, String>,
+    #[serde(rename = "IPAM")]
+    ipam: Option<Ipam>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Ipam {
+    config: Vec<IpamPool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct IpamPool {
+    subnet: String,
+    gateway: String,
+    #[serde(rename = "IPRange")]
+    ip_range: String,
+}
+
+async fn create_network(State(engine): State<Engine>, body: axum::body::Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+    let request: NetworkCreate = body_of(&body)?;
+    let pool = request.ipam.and_then(|i| i.config.into_iter().next()).unwrap_or_default();
+    let some = |text: String| (!text.is_empty()).then_some(text);
+    let options = strata_engine::networks::NetworkCreateOptions {
+        name: request.name,
+        driver: some(request.driver),
+        subnet: some(pool.subnet),
+        gateway: some(pool.gateway),
+        ip_range: some(pool.ip_range),
+        internal: request.internal,
+        labels: request.labels.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        options: request.options.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    };
+    let record = blocking(move || engine.create_network(&options)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "Id": record.id, "Warning": "" }))))
+}
+
+async fn remove_network(State(engine): State<Engine>, UrlPath(name): UrlPath<String>) -> ApiResult<StatusCode> {
+    blocking(move || engine.remove_network(&name).map(|_| StatusCode::NO_CONTENT)).await
+}
+
+async fn prune_networks(State(engine): State<Engine>) -> ApiResult<Json<Value>> {
+    let deleted = blocking(move || engine.prune_networks()).await?;
+    Ok(Json(json!({ "NetworksDeleted": deleted })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct NetworkConnect {
+    container: String,
+    endpoint_config: Option<create::EndpointSettings>,
+}
+
+async fn connect_network(
+    State(engine): State<Engine>,
+    UrlPath(name): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    let request: NetworkConnect = body_of(&body)?;
+    let settings = request.endpoint_config.unwrap_or_default();
+    let aliases = settings.aliases.unwrap_or_default();
+    let ip = settings.ipam_config.and_then(|c| c.ipv4_address).filter(|a| !a.is_empty());
+    blocking(move || {
+        engine.connect_network(&name, &request.container, &aliases, ip.as_deref()).map(|()| StatusCode::OK)
+    })
+    .await
+}
+
+async fn disconnect_network(
+    State(engine): State<Engine>,
+    UrlPath(name): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    let request: NetworkConnect = body_of(&body)?;
+    blocking(move || engine.disconnect_network(&name, &request.container).map(|()| StatusCode::OK)).await
+}
+
 async fn not_found(uri: Uri) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, format!("page not found: {}", uri.path()))
 }
@@ -415,9 +569,15 @@ pub fn router(engine: Engine) -> Router {
         .route("/images/json", get(list_images))
         .route("/images/{*rest}", get(image_json))
         .route("/networks", get(list_networks))
-        .route("/networks/{name}", get(inspect_network))
+        .route("/networks/create", post(create_network))
+        .route("/networks/prune", post(prune_networks))
+        .route("/networks/{name}", get(inspect_network).delete(remove_network))
+        .route("/networks/{name}/connect", post(connect_network))
+        .route("/networks/{name}/disconnect", post(disconnect_network))
         .route("/volumes", get(list_volumes))
-        .route("/volumes/{name}", get(inspect_volume))
+        .route("/volumes/create", post(create_volume))
+        .route("/volumes/prune", post(prune_volumes))
+        .route("/volumes/{name}", get(inspect_volume).delete(remove_volume))
         .fallback(not_found)
         .with_state(engine)
         .layer(axum::middleware::map_response(|mut response: Response| async move {

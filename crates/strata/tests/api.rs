@@ -306,6 +306,36 @@ fn docker_run_detached_through_the_api_serves_a_published_port() {
         }
     };
     assert!(answer.contains(&id[..12]), "{answer}");
+    // Networks and volumes made, connected and removed through the API.
+    let net = server.docker(&docker, &["network", "create", "--subnet", "10.231.7.0/24", "--internal", "back"]).ok();
+    let net_id = net.stdout().trim().to_owned();
+    let shown = strata(
+        &root,
+        &["network", "inspect", "-f", "{{.Id}} {{.Internal}} {{range .IPAM.Config}}{{.Subnet}}{{end}}", "back"],
+    );
+    assert_eq!(shown.ok().stdout(), format!("{net_id} true 10.231.7.0/24\n"));
+    server.docker(&docker, &["network", "connect", "--alias", "web", "back", "site"]).ok();
+    let address =
+        strata(&root, &["inspect", "-f", "{{.NetworkSettings.Networks.back.IPAddress}}", "site"]).ok().stdout();
+    assert!(address.starts_with("10.231.7."), "{address}");
+    let overlap = server.docker(&docker, &["network", "create", "--subnet", "10.231.7.0/25", "again"]).fails();
+    assert!(overlap.stderr().to_lowercase().contains("overlap"), "{}", overlap.stderr());
+    let busy = server.docker(&docker, &["network", "rm", "back"]).fails();
+    assert!(busy.stderr().contains("active endpoints"), "{}", busy.stderr());
+    server.docker(&docker, &["network", "disconnect", "back", "site"]).ok();
+    server.docker(&docker, &["network", "rm", "back"]).ok();
+    assert!(strata(&root, &["network", "inspect", "back"]).fails().stderr().contains("not found"));
+    server.docker(&docker, &["volume", "create", "keep"]).ok();
+    server.docker(&docker, &["volume", "create", "spare"]).ok();
+    assert_eq!(strata(&root, &["volume", "ls", "-q"]).ok().stdout(), "keep\nspare\n");
+    server.docker(&docker, &["volume", "rm", "keep"]).ok();
+    let pruned = server.docker(&docker, &["volume", "prune", "-f"]).ok().stdout();
+    assert!(!pruned.contains("spare"), "a named volume stays without --all: {pruned}");
+    let pruned = server.docker(&docker, &["volume", "prune", "--all", "-f"]).ok().stdout();
+    assert!(pruned.contains("spare"), "{pruned}");
+    assert_eq!(strata(&root, &["volume", "ls", "-q"]).ok().stdout(), "");
+    let bad = server.docker(&docker, &["volume", "create", "bad/name"]).fails();
+    assert!(bad.stderr().contains("invalid characters"), "{}", bad.stderr());
     // Bad bodies: Docker's 400 with the reason; an unknown image: the CLI's pull is refused
     // for now, nothing is made.
     let unknown = server.docker(&docker, &["create", "--name", "ghost", "nosuchimage"]).fails();
