@@ -3,7 +3,7 @@
 //! the only state: what the CLI did is what the API sees, and the other way round.
 //!
 //! So far (issue 14, first step): version negotiation (`/_ping`, `/version`, paths with and
-//! without `/v1.NN`), `info`, `containers/json`, `containers/{id}/json`,
+//! without `/v1.NN`), `info`, `events` (streaming), `containers/json`, `containers/{id}/json`,
 //! `images/json`, `images/{name}/json`, `containers/create`, `containers/{id}/logs` (follow too), the lifecycle of containers (start, stop, restart, kill, pause, unpause, rename, wait, DELETE), `networks`,
 //! `networks/{id}` (create, connect, disconnect, DELETE, prune), `volumes`, `volumes/{name}`
 //! (create, DELETE, prune), on unix sockets
@@ -357,6 +357,52 @@ async fn image_json(State(engine): State<Engine>, UrlPath(rest): UrlPath<String>
     Ok(Json(blocking(move || engine.inspect(&name)).await?))
 }
 
+#[derive(Deserialize, Default)]
+struct EventsQuery {
+    since: Option<String>,
+    until: Option<String>,
+    filters: Option<String>,
+}
+
+/// `GET /events`: the event log (the CLI's commands write it too) as a stream of JSON
+/// messages — the past from `since`, then the new ones until `until` or the client leaves
+/// (the follower stops within a poll of that).
+async fn events(State(engine): State<Engine>, Query(query): Query<EventsQuery>) -> ApiResult<Response> {
+    use strata_engine::events::{parse_time, EventFilter};
+    let now = strata_oci::time::Timestamp::now();
+    let time = |t: &Option<String>| -> ApiResult<Option<i64>> {
+        t.as_deref().filter(|t| !t.is_empty()).map(|t| parse_time(t, now)).transpose().map_err(ApiError::from)
+    };
+    let (since, until) = (time(&query.since)?, time(&query.until)?);
+    let mut arguments = Vec::new();
+    if let Some(text) = query.filters.as_deref().filter(|t| !t.is_empty()) {
+        let filters: std::collections::BTreeMap<String, Value> = serde_json::from_str(text)
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid filters: {e}")))?;
+        for (key, values) in filters {
+            let values: Vec<String> = match values {
+                Value::Array(values) => values.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+                Value::Object(values) => values.keys().cloned().collect(),
+                _ => Vec::new(),
+            };
+            arguments.extend(values.into_iter().map(|value| format!("{key}={value}")));
+        }
+    }
+    let filter = EventFilter::parse(&arguments)?;
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    tokio::task::spawn_blocking(move || {
+        let alive = || !sender.is_closed();
+        let _ = engine.follow_events_while(since, until, &filter, &alive, &mut |event| {
+            let mut line = serde_json::to_vec(event).unwrap_or_default();
+            line.push(b'\n');
+            sender.blocking_send(line).is_ok()
+        });
+    });
+    let stream = futures_util::stream::poll_fn(move |context| {
+        receiver.poll_recv(context).map(|line| line.map(Ok::<_, std::io::Error>))
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], axum::body::Body::from_stream(stream)).into_response())
+}
+
 /// `GET /networks`: every network as `network inspect` shows it (the default `bridge` made if
 /// missing), then `host` and `none`.
 async fn list_networks(State(engine): State<Engine>) -> ApiResult<Json<Value>> {
@@ -553,6 +599,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/_ping", get(ping).head(ping))
         .route("/version", get(version))
         .route("/info", get(info))
+        .route("/events", get(events))
         .route("/containers/json", get(list_containers))
         .route("/containers/create", post(create_container))
         .route("/containers/{name}/json", get(inspect_container))

@@ -172,6 +172,19 @@ impl Engine {
         filter: &EventFilter,
         each: &mut dyn FnMut(&Event) -> bool,
     ) -> Result<()> {
+        self.follow_events_while(since, until, filter, &|| true, each)
+    }
+
+    /// [`Engine::follow_events`] that also ends, within a poll, once `alive` says no (a
+    /// client that went away while no event came).
+    pub fn follow_events_while(
+        &self,
+        since: Option<i64>,
+        until: Option<i64>,
+        filter: &EventFilter,
+        alive: &dyn Fn() -> bool,
+        each: &mut dyn FnMut(&Event) -> bool,
+    ) -> Result<()> {
         let path = self.events_path();
         // The past is what the file held when the follower opened it: nothing is missed or
         // shown twice.
@@ -186,7 +199,7 @@ impl Engine {
             }
         }
         loop {
-            if until.is_some_and(|until| now_nanos() > until) {
+            if until.is_some_and(|until| now_nanos() > until) || !alive() {
                 return Ok(());
             }
             for event in follower.read_new(&path)? {

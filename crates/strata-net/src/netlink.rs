@@ -193,44 +193,46 @@ impl Netlink {
         self.request(RouteNetlinkMessage::NewRoute(message), NLM_F_CREATE | NLM_F_EXCL).map(drop)
     }
 
-    /// The links the main table's IPv4 default routes leave through.
-    pub fn default_route_links(&mut self) -> io::Result<Vec<u32>> {
+    /// The main table's IPv4 routes.
+    fn main_routes(&mut self) -> io::Result<Vec<RouteMessage>> {
         let mut message = RouteMessage::default();
         message.header.address_family = AddressFamily::Inet;
         let answers = self.request(RouteNetlinkMessage::GetRoute(message), NLM_F_DUMP)?;
         Ok(answers
             .into_iter()
             .filter_map(|a| match a {
-                RouteNetlinkMessage::NewRoute(route)
-                    if route.header.table == RouteHeader::RT_TABLE_MAIN
-                        && route.header.destination_prefix_length == 0 =>
-                {
-                    route.attributes.iter().find_map(|attribute| match attribute {
-                        RouteAttribute::Oif(index) => Some(*index),
-                        _ => None,
-                    })
-                }
+                RouteNetlinkMessage::NewRoute(route) if route.header.table == RouteHeader::RT_TABLE_MAIN => Some(route),
                 _ => None,
+            })
+            .collect())
+    }
+
+    /// The links the main table's IPv4 default routes leave through.
+    pub fn default_route_links(&mut self) -> io::Result<Vec<u32>> {
+        Ok(self
+            .main_routes()?
+            .iter()
+            .filter(|route| route.header.destination_prefix_length == 0)
+            .filter_map(|route| {
+                route.attributes.iter().find_map(|attribute| match attribute {
+                    RouteAttribute::Oif(index) => Some(*index),
+                    _ => None,
+                })
             })
             .collect())
     }
 
     /// The IPv4 destinations (network, prefix) of the main table's routes.
     pub fn routes(&mut self) -> io::Result<Vec<(Ipv4Addr, u8)>> {
-        let mut message = RouteMessage::default();
-        message.header.address_family = AddressFamily::Inet;
-        let answers = self.request(RouteNetlinkMessage::GetRoute(message), NLM_F_DUMP)?;
-        Ok(answers
-            .into_iter()
-            .filter_map(|a| match a {
-                RouteNetlinkMessage::NewRoute(route) if route.header.table == RouteHeader::RT_TABLE_MAIN => {
-                    let destination = route.attributes.iter().find_map(|attribute| match attribute {
-                        RouteAttribute::Destination(RouteAddress::Inet(address)) => Some(*address),
-                        _ => None,
-                    })?;
-                    Some((destination, route.header.destination_prefix_length))
-                }
-                _ => None,
+        Ok(self
+            .main_routes()?
+            .iter()
+            .filter_map(|route| {
+                let destination = route.attributes.iter().find_map(|attribute| match attribute {
+                    RouteAttribute::Destination(RouteAddress::Inet(address)) => Some(*address),
+                    _ => None,
+                })?;
+                Some((destination, route.header.destination_prefix_length))
             })
             .collect())
     }

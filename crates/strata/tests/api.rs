@@ -80,20 +80,27 @@ impl Drop for Server {
     }
 }
 
-#[test]
-fn the_docker_cli_sees_what_strata_made() {
+/// A store with busybox as `web` and a server on it (each test stops it); None, saying why,
+/// without root or a docker CLI.
+fn setup() -> Option<(TestRoot, String, Server)> {
     if !rustix::process::geteuid().is_root() {
         eprintln!("SKIPPED: containers need root");
-        return;
+        return None;
     }
     let Some(docker) = docker_cli() else {
         eprintln!("SKIPPED: no docker CLI at /usr/local/bin/docker or /usr/bin/docker");
-        return;
+        return None;
     };
     let root = TestRoot::new();
     let tar = busybox_rootfs_tar(root.dir.path());
     strata(&root, &["import", tar.to_str().expect("utf-8"), "web"]).ok();
     let server = Server::start(&root);
+    Some((root, docker, server))
+}
+
+#[test]
+fn the_docker_cli_sees_what_strata_made() {
+    let Some((root, docker, server)) = setup() else { return };
     // Negotiated down to strata's version; the server says what it is.
     let version = server.docker(&docker, &["version", "--format", "{{.Server.APIVersion}} {{.Server.Platform.Name}}"]);
     assert_eq!(version.ok().stdout(), "1.47 strata\n");
@@ -185,18 +192,7 @@ fn the_docker_cli_sees_what_strata_made() {
 
 #[test]
 fn the_docker_cli_starts_stops_and_removes_containers_through_the_api() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED: containers need root");
-        return;
-    }
-    let Some(docker) = docker_cli() else {
-        eprintln!("SKIPPED: no docker CLI at /usr/local/bin/docker or /usr/bin/docker");
-        return;
-    };
-    let root = TestRoot::new();
-    let tar = busybox_rootfs_tar(root.dir.path());
-    strata(&root, &["import", tar.to_str().expect("utf-8"), "web"]).ok();
-    let server = Server::start(&root);
+    let Some((root, docker, server)) = setup() else { return };
     let status = |name: &str| strata(&root, &["inspect", "-f", "{{.State.Status}}", name]).ok().stdout();
     strata(&root, &["create", "--name", "box", "--network", "none", "web", "sleep", "600"]).ok();
     // start: a monitor of its own, outliving the request (and the server).
@@ -227,6 +223,13 @@ fn the_docker_cli_starts_stops_and_removes_containers_through_the_api() {
     server.docker(&docker, &["start", "crate"]).ok();
     server.docker(&docker, &["kill", "-s", "KILL", "crate"]).ok();
     assert_eq!(server.docker(&docker, &["wait", "crate"]).ok().stdout(), "137\n");
+    // The event log the CLI and the API write, read back through the API.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() + 1;
+    let until = now.to_string();
+    let events =
+        ["events", "--since", "0", "--until", &until, "--filter", "container=quick", "--format", "{{.Action}}"];
+    let seen = server.docker(&docker, &events).ok().stdout();
+    assert!(seen.starts_with("create\nstart\n") && seen.contains("die\n"), "{seen}");
     // rm: a running one only with -f; gone for the CLI too.
     server.docker(&docker, &["start", "crate"]).ok();
     let busy = server.docker(&docker, &["rm", "crate"]).fails();
@@ -244,22 +247,11 @@ fn the_docker_cli_starts_stops_and_removes_containers_through_the_api() {
 
 #[test]
 fn docker_run_detached_through_the_api_serves_a_published_port() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED: containers need root");
-        return;
-    }
-    let Some(docker) = docker_cli() else {
-        eprintln!("SKIPPED: no docker CLI at /usr/local/bin/docker or /usr/bin/docker");
-        return;
-    };
+    let Some((root, docker, server)) = setup() else { return };
     if !Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success()) {
         eprintln!("SKIPPED: bridge networks need nftables (nft)");
         return;
     }
-    let root = TestRoot::new();
-    let tar = busybox_rootfs_tar(root.dir.path());
-    strata(&root, &["import", tar.to_str().expect("utf-8"), "web"]).ok();
-    let server = Server::start(&root);
     let run = [
         "run",
         "-d",
