@@ -259,20 +259,14 @@ fn done(changed: bool) -> StatusCode {
     }
 }
 
-fn running(engine: &Engine, name: &str) -> Result<bool, EngineError> {
-    Ok(matches!(
-        engine.find_container(name)?.state.status,
-        strata_engine::containers::Status::Running | strata_engine::containers::Status::Paused
-    ))
-}
-
 async fn start_container(State(engine): State<Engine>, UrlPath(name): UrlPath<String>) -> ApiResult<StatusCode> {
+    use strata_engine::containers::Status;
     blocking(move || {
-        if running(&engine, &name)? {
+        let record = engine.find_container(&name)?;
+        if matches!(record.state.status, Status::Running | Status::Paused) {
             return Ok(done(false));
         }
-        let id = engine.find_container(&name)?.id;
-        engine.start_detached(&id).map(|()| done(true))
+        engine.start_detached(&record.id).map(|()| done(true))
     })
     .await
 }
@@ -283,10 +277,10 @@ async fn stop_container(
     Query(query): Query<LifecycleQuery>,
 ) -> ApiResult<StatusCode> {
     blocking(move || {
-        if !running(&engine, &name)? {
+        // A container waiting to be restarted by its policy is stopped too, as the CLI's stop.
+        if !engine.find_container(&name)?.state.status.is_live() {
             return Ok(done(false));
         }
-        engine.mark_stopped(&name)?;
         engine.stop_container(&name, query.t).map(|_| done(true))
     })
     .await

@@ -959,8 +959,10 @@ impl Engine {
         Ok(record)
     }
 
-    /// `docker stop`: the stop signal, then SIGKILL after the timeout; waits until it exited.
+    /// `docker stop`: marked as stopped by the user (no restart by policy), the stop signal,
+    /// then SIGKILL after the timeout; waits until it exited.
     pub fn stop_container(&self, name: &str, timeout: Option<i64>) -> Result<ContainerRecord> {
+        self.mark_stopped(name)?;
         let record = self.find_container(name)?;
         if record.state.status == Status::Restarting {
             // The monitor sees the stop mark within its next poll and leaves it exited.

@@ -145,7 +145,6 @@ impl Engine {
 
     /// `docker restart`: stopped (as `stop`), then started again in a new monitor.
     pub fn restart_container(&self, name: &str, timeout: Option<i64>) -> Result<ContainerRecord> {
-        self.mark_stopped(name)?;
         let record = self.stop_container(name, timeout)?;
         self.start_detached(&record.id)?;
         self.emit_container(&record, "restart", &[]);

@@ -344,10 +344,7 @@ fn each(names: &[String], mut act: impl FnMut(&str) -> Result<Option<String>, En
 }
 
 pub fn stop(engine: &Engine, args: StopArgs) -> anyhow::Result<u8> {
-    each(&args.names, |name| {
-        engine.mark_stopped(name)?;
-        engine.stop_container(name, args.time).map(|_| Some(name.to_owned()))
-    })
+    each(&args.names, |name| engine.stop_container(name, args.time).map(|_| Some(name.to_owned())))
 }
 
 pub fn restart(engine: &Engine, args: StopArgs) -> anyhow::Result<u8> {
